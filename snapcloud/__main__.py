@@ -1,0 +1,5 @@
+"""``python -m snapcloud`` runs the CLI."""
+
+from snapcloud.cli import entrypoint
+
+entrypoint()

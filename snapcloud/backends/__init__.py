@@ -1,0 +1,24 @@
+"""Object stores: the ``ObjectStore`` protocol and its memory, file and S3 backends."""
+
+from __future__ import annotations
+
+from snapcloud.backends._base import GetResult, ObjectInfo, ObjectStore
+from snapcloud.backends._counting import CountingStore
+from snapcloud.backends._file import FileStore
+from snapcloud.backends._keys import check_key
+from snapcloud.backends._memory import MemoryStore
+from snapcloud.backends._s3 import S3Store
+from snapcloud.backends._url import default_store_path, open_store
+
+__all__ = [
+    "CountingStore",
+    "FileStore",
+    "GetResult",
+    "MemoryStore",
+    "ObjectInfo",
+    "ObjectStore",
+    "S3Store",
+    "check_key",
+    "default_store_path",
+    "open_store",
+]

@@ -1,0 +1,8 @@
+"""The ``snapcloud`` command line: a thin layer over the library."""
+
+from __future__ import annotations
+
+from snapcloud.cli import _data  # noqa: F401  (registers the commands)
+from snapcloud.cli._app import app, entrypoint, main
+
+__all__ = ["app", "entrypoint", "main"]

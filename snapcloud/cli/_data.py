@@ -1,0 +1,398 @@
+"""Data commands: import, export, ls, show, stats, verify, demo."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.progress import Progress
+from rich.table import Table
+
+from snapcloud.cli._app import (
+    DebugOpt,
+    EndpointOpt,
+    JsonOpt,
+    StoreOpt,
+    app,
+    human_bytes,
+    open_repo,
+    out,
+    print_json,
+)
+from snapcloud.demo import run_demo
+from snapcloud.errors import ValidationError
+from snapcloud.importers import import_files
+from snapcloud.models import SnapshotQuery, validate_host
+from snapcloud.store import StreamStats
+from snapcloud.timeparse import format_ns, parse_instant
+
+HostOpt = Annotated[str, typer.Option("--host", help="Host id of the stream.")]
+
+
+def _stats_dict(st: StreamStats) -> dict[str, Any]:
+    return {
+        "host": st.host,
+        "snapshots": st.snapshots,
+        "keyframes": st.keyframes,
+        "deltas": st.deltas,
+        "segments": st.segments,
+        "samples": st.samples,
+        "stored_bytes": st.stored_bytes,
+        "raw_bytes": st.raw_bytes,
+        "ratio": round(st.ratio, 6),
+        "bytes_per_sample": round(st.bytes_per_sample, 4),
+        "first_ns": st.first_ns,
+        "last_ns": st.last_ns,
+        "fingerprints": st.fingerprints,
+    }
+
+
+@app.command("import")
+def import_(
+    files: Annotated[list[Path], typer.Argument(help="CSV files: long (timestamp,value) or wide.")],
+    host: HostOpt,
+    window: Annotated[float, typer.Option(help="Seconds per snapshot.", min=0.001)] = 60.0,
+    fingerprint: Annotated[str, typer.Option(help="Workload fingerprint to record.")] = "",
+    store: StoreOpt = None,
+    endpoint_url: EndpointOpt = None,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Import CSV files into the stream of HOST, cut into windows."""
+    validate_host(host, "--host")
+    snaps = import_files(host, files, window_ns=int(window * 1e9), fingerprint=fingerprint)
+    repo = open_repo(store, endpoint_url, debug)
+    stream = repo.stream(host, create=True)
+    first = stream.next_seq
+    stored = 0
+    with Progress(console=out, transient=True, disable=as_json or not out.is_terminal) as bar:
+        task = bar.add_task("appending", total=len(snaps))
+        for snap in snaps:
+            stored += stream.append(snap).stored_bytes
+            bar.advance(task)
+    samples = sum(s.sample_count for s in snaps)
+    result = {
+        "host": host,
+        "files": [str(f) for f in files],
+        "snapshots": len(snaps),
+        "first_seq": first,
+        "samples": samples,
+        "stored_bytes": stored,
+        "bytes_per_sample": round(stored / samples, 4) if samples else 0.0,
+    }
+    if as_json:
+        print_json(result)
+    else:
+        out.print(
+            f"imported {samples} samples from {len(files)} file(s) into {host}: "
+            f"{len(snaps)} snapshots (seq {first}..{first + len(snaps) - 1}), "
+            f"{human_bytes(stored)} stored, {result['bytes_per_sample']} B/sample"
+        )
+
+
+@app.command()
+def export(
+    host: HostOpt,
+    metric: Annotated[list[str] | None, typer.Option(help="Metric name (repeatable).")] = None,
+    start: Annotated[str | None, typer.Option(help="ISO-8601 with Z/offset or epoch ns.")] = None,
+    end: Annotated[str | None, typer.Option(help="Exclusive end, like --start.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl.")] = "csv",
+    store: StoreOpt = None,
+    endpoint_url: EndpointOpt = None,
+    debug: DebugOpt = False,
+) -> None:
+    """Write the samples of HOST to stdout: csv host,metric,timestamp_ns,value or jsonl."""
+    if fmt not in ("csv", "jsonl"):
+        raise ValidationError(f"--format: {fmt!r} is not csv or jsonl", field="format")
+    query = SnapshotQuery(
+        start_ns=parse_instant(start, field="--start") if start else None,
+        end_ns=parse_instant(end, field="--end") if end else None,
+        metrics=tuple(metric) if metric else None,
+    )
+    stream = open_repo(store, endpoint_url, debug).stream(host)
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    if fmt == "csv":
+        writer.writerow(["host", "metric", "timestamp_ns", "value"])
+    for snap in stream.query(query):
+        for m in snap.metrics:
+            if not len(m):
+                continue
+            values = [repr(v) for v in m.values.tolist()]
+            if fmt == "csv":
+                writer.writerows(
+                    zip(
+                        [host] * len(m),
+                        [m.name] * len(m),
+                        m.timestamps.tolist(),
+                        values,
+                        strict=True,
+                    )
+                )
+            else:
+                sys.stdout.write(
+                    json.dumps(
+                        {
+                            "host": host,
+                            "seq": snap.seq,
+                            "metric": m.name,
+                            "kind": m.kind,
+                            "unit": m.unit,
+                            "timestamps_ns": m.timestamps.tolist(),
+                            "values": values,
+                        }
+                    )
+                    + "\n"
+                )
+
+
+@app.command("ls")
+def ls(
+    host: Annotated[str | None, typer.Option("--host", help="List this host's snapshots.")] = None,
+    store: StoreOpt = None,
+    endpoint_url: EndpointOpt = None,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """List hosts, or the snapshots of one host."""
+    repo = open_repo(store, endpoint_url, debug)
+    if host is None:
+        rows = [_stats_dict(repo.stream(h).stats()) for h in repo.hosts()]
+        if as_json:
+            print_json(rows)
+            return
+        table = Table("host", "snapshots", "first", "last", "stored", "B/sample")
+        for r in rows:
+            table.add_row(
+                r["host"],
+                str(r["snapshots"]),
+                format_ns(r["first_ns"]) if r["first_ns"] is not None else "-",
+                format_ns(r["last_ns"]) if r["last_ns"] is not None else "-",
+                human_bytes(r["stored_bytes"]),
+                f"{r['bytes_per_sample']:.3f}",
+            )
+        out.print(table)
+        return
+    entries = [e.model_dump() for e in repo.stream(host).entries()]
+    if as_json:
+        print_json(entries)
+        return
+    table = Table("seq", "kind", "base", "window start", "fingerprint", "samples", "stored")
+    for e in entries:
+        table.add_row(
+            str(e["seq"]),
+            "keyframe" if e["kind"] == "k" else "delta",
+            str(e["base"]),
+            format_ns(e["window_start"]),
+            e["fingerprint"],
+            str(e["samples"]),
+            human_bytes(e["stored_bytes"]),
+        )
+    out.print(table)
+
+
+def _summary(values: np.ndarray) -> dict[str, float | None]:
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return {"min": None, "max": None, "mean": None}
+    return {"min": float(finite.min()), "max": float(finite.max()), "mean": float(finite.mean())}
+
+
+@app.command()
+def show(
+    host: HostOpt,
+    seq: Annotated[int, typer.Argument(help="Sequence number.", min=0)],
+    store: StoreOpt = None,
+    endpoint_url: EndpointOpt = None,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Show one snapshot of HOST: its facts and a summary per metric."""
+    stream = open_repo(store, endpoint_url, debug).stream(host)
+    entry = stream.entry(seq)
+    snap = stream.get(seq)
+    metrics = [
+        {
+            "name": m.name,
+            "kind": m.kind,
+            "unit": m.unit,
+            "samples": len(m),
+            "first_ns": int(m.timestamps[0]) if len(m) else None,
+            "last_ns": int(m.timestamps[-1]) if len(m) else None,
+            **_summary(m.values),
+        }
+        for m in snap.metrics
+    ]
+    doc = {
+        "host": snap.host,
+        "seq": snap.seq,
+        "kind": "keyframe" if entry.kind == "k" else "delta",
+        "base": entry.base,
+        "key": entry.key,
+        "window_start_ns": snap.window_start,
+        "window_end_ns": snap.window_end,
+        "fingerprint": snap.fingerprint,
+        "labels": snap.labels,
+        "metadata": snap.metadata,
+        "checksum": f"{snap.checksum:08x}",
+        "stored_bytes": entry.stored_bytes,
+        "raw_bytes": entry.raw_bytes,
+        "metrics": metrics,
+    }
+    if as_json:
+        print_json(doc)
+        return
+    out.print(
+        f"[bold]{snap.host}[/] seq {snap.seq} ({doc['kind']} of {entry.base}) "
+        f"{format_ns(snap.window_start)} .. {format_ns(snap.window_end)}  "
+        f"fingerprint={snap.fingerprint!r}  {human_bytes(entry.stored_bytes)} stored, "
+        f"{human_bytes(entry.raw_bytes)} raw, crc32c {doc['checksum']}"
+    )
+    if snap.labels:
+        out.print("labels: " + ", ".join(f"{k}={v}" for k, v in snap.labels.items()), markup=False)
+    table = Table("metric", "kind", "unit", "n", "min", "mean", "max")
+    for m in metrics:
+        table.add_row(
+            str(m["name"]),
+            str(m["kind"]),
+            str(m["unit"]),
+            str(m["samples"]),
+            *(f"{m[k]:.6g}" if m[k] is not None else "-" for k in ("min", "mean", "max")),
+        )
+    out.print(table)
+
+
+@app.command()
+def stats(
+    host: Annotated[str | None, typer.Option("--host", help="Only this host.")] = None,
+    store: StoreOpt = None,
+    endpoint_url: EndpointOpt = None,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Stored bytes, raw bytes (16 B/sample), samples, objects and requests, per host."""
+    repo = open_repo(store, endpoint_url, debug)
+    hosts = [host] if host else repo.hosts()
+    rows = [_stats_dict(repo.stream(h).stats()) for h in hosts]
+    total = {
+        k: sum(r[k] for r in rows)
+        for k in ("snapshots", "keyframes", "deltas", "samples", "stored_bytes", "raw_bytes")
+    }
+    total["objects"] = total["snapshots"] + sum(r["segments"] for r in rows)
+    doc = {"store": repo.description, "hosts": rows, "total": total, "requests": repo.requests()}
+    if as_json:
+        print_json(doc)
+        return
+    table = Table("host", "snapshots", "keyframes", "samples", "stored", "raw", "ratio", "B/sample")
+    for r in rows:
+        table.add_row(
+            r["host"],
+            str(r["snapshots"]),
+            str(r["keyframes"]),
+            str(r["samples"]),
+            human_bytes(r["stored_bytes"]),
+            human_bytes(r["raw_bytes"]),
+            f"{r['ratio']:.4f}",
+            f"{r['bytes_per_sample']:.3f}",
+        )
+    out.print(table)
+    ratio = total["stored_bytes"] / total["raw_bytes"] if total["raw_bytes"] else 0.0
+    out.print(
+        f"{len(rows)} host(s), {total['snapshots']} snapshots, {total['objects']} objects, "
+        f"{human_bytes(total['stored_bytes'])} stored of {human_bytes(total['raw_bytes'])} raw "
+        f"({ratio:.4f}); requests: "
+        + ", ".join(f"{k}={v}" for k, v in sorted(repo.requests().items()) if v)
+    )
+
+
+@app.command()
+def verify(
+    host: Annotated[str | None, typer.Option("--host", help="Only this host.")] = None,
+    repair: Annotated[bool, typer.Option(help="Rebuild index segments from the objects.")] = False,
+    store: StoreOpt = None,
+    endpoint_url: EndpointOpt = None,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> int:
+    """Check every object's checksums against the index; exit 1 when problems are found."""
+    reports = open_repo(store, endpoint_url, debug).verify(host, repair=repair)
+    doc = [
+        {
+            "host": r.host,
+            "ok": r.ok,
+            "objects": r.objects,
+            "entries": r.entries,
+            "bytes_read": r.bytes_read,
+            "orphans": r.orphans,
+            "problems": [{"key": p.key, "what": p.what} for p in r.problems],
+            "repaired_segments": r.repaired_segments,
+        }
+        for r in reports
+    ]
+    if as_json:
+        print_json(doc)
+    else:
+        for r in reports:
+            state = "ok" if r.ok else f"{len(r.problems)} problem(s)"
+            out.print(
+                f"{r.host}: {state}; {r.objects} objects, {r.entries} index entries, "
+                f"{len(r.orphans)} orphan(s)"
+                + (f", {r.repaired_segments} segment(s) rewritten" if repair else ""),
+                markup=False,
+            )
+            for p in r.problems:
+                out.print(f"  {p.key}: {p.what}", markup=False)
+    return 0 if all(r.ok for r in reports) else 1
+
+
+@app.command()
+def demo(
+    hosts: Annotated[int, typer.Option(help="Synthetic hosts.", min=1, max=1000)] = 4,
+    windows: Annotated[int, typer.Option(help="One-minute windows per host.", min=1)] = 30,
+    store: StoreOpt = None,
+    endpoint_url: EndpointOpt = None,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> int:
+    """Store a small synthetic GPU fleet, read it back, print stats and a query."""
+    repo = open_repo(store, endpoint_url, debug)
+    result = run_demo(repo, hosts=hosts, windows=windows)
+    doc = {
+        "store": repo.description,
+        "hosts": [_stats_dict(s) for s in result.stats],
+        "gpu_power_last_10min_w": {
+            h: {"mean": m, "max": x} for h, (m, x) in result.power_by_host.items()
+        },
+        "requests": result.requests,
+        "bit_exact": result.bit_exact,
+    }
+    if as_json:
+        print_json(doc)
+        return 0 if result.bit_exact else 1
+    out.print(f"store: {repo.description}", markup=False)
+    table = Table("host", "snapshots", "samples", "stored", "raw", "B/sample")
+    for s in result.stats:
+        table.add_row(
+            s.host,
+            str(s.snapshots),
+            str(s.samples),
+            human_bytes(s.stored_bytes),
+            human_bytes(s.raw_bytes),
+            f"{s.bytes_per_sample:.3f}",
+        )
+    out.print(table)
+    q = Table("host", "mean GPU power (W)", "max GPU power (W)", title="last 10 minutes, 8 GPUs")
+    for h, (mean, peak) in result.power_by_host.items():
+        q.add_row(h, f"{mean:.1f}", f"{peak:.1f}")
+    out.print(q)
+    out.print(
+        "read back bit-exact: "
+        + ("yes" if result.bit_exact else "NO")
+        + "; requests: "
+        + ", ".join(f"{k}={v}" for k, v in sorted(result.requests.items()) if v)
+    )
+    return 0 if result.bit_exact else 1

@@ -1,0 +1,568 @@
+"""Snapshots to payload bytes and back: keyframes and deltas against a keyframe.
+
+Payload (before zstd)::
+
+    u32 LE meta length | meta JSON | section 0 | section 1 | ...
+
+The meta JSON holds the snapshot's facts and, per group, how its numbers were
+transformed; the sections hold the numbers as byte planes (see ``_transforms``).
+
+- Timestamps: metrics sharing one timestamp array share one *time group*. A
+  regular group is ``[t0, step, n]`` and costs no section bytes; an irregular
+  one stores delta-of-delta codes. In a delta, a group equal to one of the
+  base's groups, or equal up to a constant shift, is a reference ``["b", i, shift]``.
+- Values: metrics of equal length form one matrix. Each row is stored as
+  integers ``v * 10**d`` (smallest ``d`` that is bit-exact, up to 9) differenced
+  0-2 times, or, when no scale fits, as raw float bits XOR the previous value.
+  Values that do not fit a row's scale (NaN, -0.0, stray ulps) are exceptions,
+  stored as positions and raw bits and patched back after decoding.
+- In a delta, a metric whose values equal the base's bit for bit is ``same``,
+  and labels, metadata, fingerprint and metric table equal to the base's are
+  ``"="``.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import zstandard
+
+from snapcloud.codec import _transforms as tf
+from snapcloud.codec._format import (
+    KIND_DELTA,
+    KIND_KEYFRAME,
+    FrameHeader,
+    pack_frame,
+    unpack_frame,
+)
+from snapcloud.errors import (
+    ChecksumMismatch,
+    CorruptError,
+    OversizedObject,
+    ValidationError,
+    WrongBase,
+)
+from snapcloud.models import MetricSeries, ProfileSnapshot
+
+__all__ = ["DEFAULT_MAX_DECODED", "decode", "encode_delta", "encode_keyframe", "read_header"]
+
+DEFAULT_MAX_DECODED = 1 << 30
+_KIND_CODE = {"gauge": "g", "counter": "c"}
+_KIND_NAME = {"g": "gauge", "c": "counter"}
+_local = threading.local()
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    cache: dict[int, zstandard.ZstdCompressor] = _local.__dict__.setdefault("cctx", {})
+    if level not in cache:
+        cache[level] = zstandard.ZstdCompressor(level=level, write_content_size=True)
+    return cache[level]
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    if not hasattr(_local, "dctx"):
+        _local.dctx = zstandard.ZstdDecompressor()
+    dctx: zstandard.ZstdDecompressor = _local.dctx
+    return dctx
+
+
+# --------------------------------------------------------------------------- encode
+
+
+def encode_keyframe(snapshot: ProfileSnapshot, *, level: int = 3) -> bytes:
+    """Encode a snapshot as a self-contained keyframe object."""
+    return _encode(snapshot, None, level)
+
+
+def encode_delta(snapshot: ProfileSnapshot, base: ProfileSnapshot, *, level: int = 3) -> bytes:
+    """Encode a snapshot as a delta against ``base`` (its group's keyframe).
+
+    Raises ``ValidationError`` when ``base`` belongs to another host.
+    """
+    if base.host != snapshot.host:
+        raise ValidationError(
+            f"delta base belongs to host {base.host!r}, snapshot to {snapshot.host!r}",
+            field="base",
+        )
+    return _encode(snapshot, base, level)
+
+
+def _encode(snap: ProfileSnapshot, base: ProfileSnapshot | None, level: int) -> bytes:
+    info = _info(base)
+    meta: dict[str, Any] = {}
+    if base is None:
+        meta["h"], meta["s"], meta["w"] = snap.host, snap.seq, [snap.window_start, snap.window_end]
+    else:  # a delta says only how it differs from its base
+        meta["ds"] = snap.seq - base.seq
+        meta["dw"] = [snap.window_start - base.window_start, snap.window_end - base.window_end]
+    for key, value in _facts(snap).items():
+        if info is None or info.facts[key] != value:
+            meta[key] = value
+    sections: list[bytes] = []
+    meta["tg"], meta["mt"] = _encode_times(snap.metrics, info, sections)
+    meta["vg"], same = _encode_values(snap.metrics, info, sections)
+    if same:
+        identity = len(same) == len(snap.metrics) and all(i == j for i, j in same)
+        meta["same"] = "*" if identity else same
+    meta["sec"] = [len(s) for s in sections]
+    meta_bytes = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
+    payload = b"".join([struct.pack("<I", len(meta_bytes)), meta_bytes, *sections])
+    header = FrameHeader(
+        kind=KIND_DELTA if base is not None else KIND_KEYFRAME,
+        seq=snap.seq,
+        base_seq=base.seq if base is not None else snap.seq,
+        base_checksum=base.checksum if base is not None else 0,
+        content_checksum=snap.checksum,
+        decoded_size=len(payload),
+        payload_size=0,
+    )
+    return pack_frame(header, _compressor(level).compress(payload))
+
+
+def _facts(snap: ProfileSnapshot) -> dict[str, Any]:
+    ms = snap.metrics
+    table = [[m.name for m in ms], "".join(_KIND_CODE[m.kind] for m in ms), [m.unit for m in ms]]
+    return {"f": snap.fingerprint, "l": snap.labels, "m": snap.metadata, "t": table}
+
+
+class _BaseInfo:
+    """What coding against a keyframe needs, computed once per keyframe and cached on it."""
+
+    def __init__(self, base: ProfileSnapshot) -> None:
+        self.facts = _facts(base)
+        self.index = {m.name: j for j, m in enumerate(base.metrics)}
+        self.time_groups = _unique_times(base.metrics)[0]
+        self._matrices: dict[int, tuple[tf.I64, dict[int, int]]] = {}
+        self._base = base
+
+    def matrix(self, n: int) -> tuple[tf.I64, dict[int, int]]:
+        """The value bits of every base metric of length ``n`` as rows, and metric -> row."""
+        if n not in self._matrices:
+            ms = self._base.metrics
+            js = [j for j, m in enumerate(ms) if m.values.size == n]
+            mat = _stack([ms[j].values for j in js], n).view(np.int64)
+            self._matrices[n] = (mat, {j: r for r, j in enumerate(js)})
+        return self._matrices[n]
+
+
+def _info(base: ProfileSnapshot | None) -> _BaseInfo | None:
+    if base is None:
+        return None
+    info = base._cache.get("codec")
+    if not isinstance(info, _BaseInfo):
+        info = base._cache["codec"] = _BaseInfo(base)
+    return info
+
+
+def _stack(rows: list[tf.F64], n: int) -> tf.F64:
+    # concatenate + reshape: np.stack costs ~1 us per row in argument checks.
+    if not rows:
+        return np.zeros((0, n), dtype=np.float64)
+    return np.concatenate(rows).reshape(len(rows), n)
+
+
+def _unique_times(metrics: tuple[MetricSeries, ...]) -> tuple[list[tf.I64], list[int]]:
+    """The distinct timestamp arrays, and for each metric the index of its array."""
+    groups: dict[bytes, int] = {}
+    arrays: list[tf.I64] = []
+    of_metric: list[int] = []
+    last: tf.I64 | None = None
+    g = -1
+    for m in metrics:
+        ts = m.timestamps
+        if ts is not last:
+            raw = ts.tobytes()
+            g = groups.get(raw, -1)
+            if g < 0:
+                g = groups[raw] = len(arrays)
+                arrays.append(ts)
+            last = ts
+        of_metric.append(g)
+    return arrays, of_metric
+
+
+def _encode_times(
+    metrics: tuple[MetricSeries, ...], info: _BaseInfo | None, sections: list[bytes]
+) -> tuple[list[Any], list[int] | int]:
+    arrays, of_metric = _unique_times(metrics)
+    base_groups = info.time_groups if info is not None else []
+    described: list[Any] = []
+    irregular: list[tf.U64] = []
+    for ts in arrays:
+        ref = _match_base_times(ts, base_groups)
+        if ref is not None:
+            described.append(ref)
+        elif ts.size >= 2 and bool(np.all(np.diff(ts) == ts[1] - ts[0])):
+            described.append([int(ts[0]), int(ts[1] - ts[0]), int(ts.size)])
+        elif ts.size <= 1:
+            described.append([int(ts[0]) if ts.size else 0, 0, int(ts.size)])
+        else:
+            irregular.append(tf.zigzag(np.diff(np.diff(ts), prepend=0)))
+            described.append([int(ts[0]), None, int(ts.size)])
+    stream = np.concatenate(irregular) if irregular else np.zeros(0, dtype=np.uint64)
+    width = tf.plane_width(stream)
+    sections.append(tf.to_planes(stream, width))
+    described.append(width)
+    return described, (0 if len(arrays) <= 1 else of_metric)
+
+
+def _match_base_times(ts: tf.I64, base_groups: list[tf.I64]) -> list[Any] | None:
+    for i, b in enumerate(base_groups):
+        if b.size == ts.size and ts.size:
+            shift = ts[0] - b[0]
+            if bool(np.all(ts - b == shift)):
+                return ["b", i, int(shift)]
+    return None
+
+
+def _encode_values(
+    metrics: tuple[MetricSeries, ...], info: _BaseInfo | None, sections: list[bytes]
+) -> tuple[list[dict[str, Any]], list[list[int]]]:
+    """Group metrics by length, drop rows equal to the base's, encode the rest as matrices."""
+    by_len: dict[int, list[int]] = {}
+    for k, m in enumerate(metrics):
+        by_len.setdefault(m.values.size, []).append(k)
+    groups: list[dict[str, Any]] = []
+    same: list[list[int]] = []
+    for n, ks in by_len.items():
+        matrix = _stack([metrics[k].values for k in ks], n)
+        keep = np.ones(len(ks), dtype=np.bool_)
+        if info is not None:
+            keep = _unchanged_rows(matrix, [metrics[k].name for k in ks], info, n, ks, same)
+        if not keep.any():
+            continue
+        desc = _encode_matrix(matrix[keep], sections)
+        desc["rows"] = [k for k, kept in zip(ks, keep.tolist(), strict=True) if kept]
+        desc["n"] = n
+        groups.append(desc)
+    return groups, same
+
+
+def _unchanged_rows(
+    matrix: tf.F64,
+    names: list[str],
+    info: _BaseInfo,
+    n: int,
+    ks: list[int],
+    same: list[list[int]],
+) -> tf.BoolArr:
+    """Mark rows whose bits equal the base metric of the same name; record them in ``same``."""
+    base_mat, row_of = info.matrix(n)
+    js = [info.index.get(name, -1) for name in names]
+    base_rows = np.array([row_of.get(j, -1) for j in js], dtype=np.intp)
+    has = base_rows >= 0
+    equal = np.zeros(len(ks), dtype=np.bool_)
+    if has.any():
+        equal[has] = np.all(matrix[has].view(np.int64) == base_mat[base_rows[has]], axis=1)
+    for r in np.flatnonzero(equal).tolist():
+        same.append([ks[r], js[r]])
+    keep: tf.BoolArr = ~equal
+    return keep
+
+
+def _encode_matrix(values: tf.F64, sections: list[bytes]) -> dict[str, Any]:
+    _rows, n = values.shape
+    decimals, ints, ok = tf.find_decimals(values)
+    is_int = ok.sum(axis=1) * 2 >= n
+    int_rows = np.flatnonzero(is_int)
+    raw_rows = np.flatnonzero(~is_int)
+    desc: dict[str, Any] = {"ir": int_rows.tolist(), "d": decimals[int_rows].tolist()}
+    # Integer rows: fill exceptions, difference, zigzag, byte planes per width class.
+    iv = tf.fill_forward(ints[int_rows], ok[int_rows])
+    orders = tf.best_orders(iv) if n > 1 else np.zeros(int_rows.size, dtype=np.int8)
+    codes = tf.zigzag(tf.apply_orders(iv, orders))
+    widths = tf.row_widths(codes)
+    desc["o"] = orders.tolist()
+    desc["w"] = widths.tolist()
+    for w in range(1, 9):
+        sections.append(tf.to_planes(codes[widths == w].ravel(), w))
+    # Exceptions: flat positions in the integer-row matrix, and their raw bits.
+    bad = np.flatnonzero(~ok[int_rows].ravel())
+    desc["x"] = int(bad.size)
+    sections.append(bad.astype("<u4").tobytes())
+    sections.append(values[int_rows].ravel()[bad].astype("<f8").view("<u8").tobytes())
+    # Raw rows: float bits XOR their predecessor.
+    xr = tf.xor_rows(values[raw_rows].view(np.uint64)).ravel()
+    xw = tf.plane_width(xr)
+    sections.append(tf.to_planes(xr, xw))
+    desc["xw"] = xw
+    return desc
+
+
+# --------------------------------------------------------------------------- decode
+
+
+def read_header(data: bytes, *, key: str | None = None) -> FrameHeader:
+    """Check an object's frame (magic, version, sizes, frame checksum) and return its header."""
+    return unpack_frame(data, key=key)[0]
+
+
+def decode(
+    data: bytes,
+    *,
+    base: ProfileSnapshot | None = None,
+    max_decoded_size: int = DEFAULT_MAX_DECODED,
+    verify: bool = True,
+    key: str | None = None,
+) -> ProfileSnapshot:
+    """Rebuild the snapshot an object holds, bit for bit.
+
+    A delta needs ``base``, the keyframe it names. Raises ``UnknownFormat``,
+    ``TruncatedObject``, ``OversizedObject`` (declared size over
+    ``max_decoded_size``, checked before decompressing), ``WrongBase``,
+    ``ChecksumMismatch`` or ``CorruptError`` for a malformed payload.
+    """
+    header, payload = unpack_frame(data, key=key)
+    if header.is_delta:
+        if base is None or base.seq != header.base_seq or base.checksum != header.base_checksum:
+            got = "none" if base is None else f"seq {base.seq} checksum {base.checksum:08x}"
+            raise WrongBase(
+                f"delta {header.seq} needs base seq {header.base_seq} checksum "
+                f"{header.base_checksum:08x}, got {got} at {key}",
+                key=key,
+                seq=header.seq,
+            )
+    else:
+        base = None
+    if header.decoded_size > max_decoded_size:
+        raise OversizedObject(
+            f"declared decoded size {header.decoded_size} is over the limit {max_decoded_size} "
+            f"at {key}",
+            key=key,
+        )
+    raw = _decompress(payload, header.decoded_size, key)
+    try:
+        snap = _decode_payload(raw, _info(base), max_decoded_size)
+    except CorruptError as exc:
+        raise type(exc)(f"{exc.message} at {key}", key=key) from None
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError, struct.error) as exc:
+        raise CorruptError(f"malformed payload at {key}: {exc!r}", key=key) from None
+    if snap.seq != header.seq:
+        raise CorruptError(f"payload seq {snap.seq} != header seq {header.seq} at {key}", key=key)
+    if verify and snap.checksum != header.content_checksum:
+        raise ChecksumMismatch(
+            f"content checksum mismatch at {key}: stored {header.content_checksum:08x}, "
+            f"decoded {snap.checksum:08x}",
+            key=key,
+        )
+    snap._checksum = header.content_checksum
+    return snap
+
+
+def _decompress(payload: memoryview, size: int, key: str | None) -> bytes:
+    try:
+        declared = zstandard.frame_content_size(payload)
+        if declared != size:
+            raise CorruptError(
+                f"zstd frame declares {declared} bytes, header {size} at {key}", key=key
+            )
+        raw = _decompressor().decompress(payload, max_output_size=size)
+    except zstandard.ZstdError as exc:
+        raise CorruptError(f"zstd payload does not decompress at {key}: {exc}", key=key) from None
+    if len(raw) != size:
+        raise CorruptError(f"payload is {len(raw)} bytes, header says {size} at {key}", key=key)
+    return raw
+
+
+class _Reader:
+    """Hands out the payload's sections in order, checking each has the size it must."""
+
+    def __init__(self, raw: bytes, offset: int, lengths: list[int]) -> None:
+        if not all(isinstance(n, int) and n >= 0 for n in lengths):
+            raise CorruptError("section lengths are not non-negative integers")
+        if sum(lengths) != len(raw) - offset:
+            raise CorruptError("section lengths do not add up to the payload size")
+        self.view = memoryview(raw)
+        self.offset = offset
+        self.lengths = iter(lengths)
+
+    def take(self, expected: int) -> memoryview:
+        n = next(self.lengths, None)
+        if n != expected:
+            raise CorruptError(f"section of {n} bytes where {expected} are needed")
+        out = self.view[self.offset : self.offset + n]
+        self.offset += n
+        return out
+
+
+def _decode_payload(raw: bytes, info: _BaseInfo | None, limit: int) -> ProfileSnapshot:
+    (meta_len,) = struct.unpack_from("<I", raw)
+    meta = json.loads(raw[4 : 4 + meta_len])
+    if not isinstance(meta, dict):
+        raise CorruptError("payload meta is not a JSON object")
+    reader = _Reader(raw, 4 + meta_len, meta["sec"])
+    facts = {key: _fact(meta, info, key) for key in ("f", "l", "m", "t")}
+    names, kinds, units = facts["t"]
+    count = len(names)
+    if not (count == len(kinds) == len(units)):
+        raise CorruptError("metric table columns differ in length")
+    times = _decode_times(meta["tg"], info, reader, limit)
+    mt = meta["mt"]
+    time_of = (
+        ([times[0]] * count if count else [])
+        if mt == 0
+        else [times[_index(g, len(times))] for g in mt]
+    )
+    values: list[tf.F64 | None] = [None] * count
+    placed: list[npt.NDArray[np.intp]] = []
+    if "same" in meta:
+        if info is None:
+            raise CorruptError("keyframe refers to a base for values")
+        base_metrics = info._base.metrics
+        pairs = [(i, i) for i in range(count)] if meta["same"] == "*" else meta["same"]
+        for i, j in pairs:
+            values[_index(i, count)] = base_metrics[_index(j, len(base_metrics))].values
+        placed.append(np.array([i for i, _ in pairs], dtype=np.intp))
+    for group in meta["vg"]:
+        rows = _indices(group["rows"], count)
+        placed.append(rows)
+        for row, v in zip(rows.tolist(), _decode_matrix(group, reader, limit), strict=True):
+            values[row] = v
+    if count and not np.array_equal(
+        np.bincount(np.concatenate(placed) if placed else np.zeros(0, np.intp), minlength=count),
+        np.ones(count, dtype=np.intp),
+    ):
+        raise CorruptError("metric values missing or defined twice")
+    if next(reader.lengths, None) is not None:
+        raise CorruptError("payload has unread sections")
+    trusted = MetricSeries.trusted
+    metrics = []
+    for name, kind, unit, ts, vals in zip(names, kinds, units, time_of, values, strict=True):
+        if vals is None or vals.size != ts.size:
+            raise CorruptError(f"metric {name!r}: values missing or of the wrong length")
+        metrics.append(trusted(name, _KIND_NAME[kind], unit, ts, vals))
+    if info is None:
+        host, seq, (start, end) = meta["h"], meta["s"], meta["w"]
+    else:
+        b = info._base
+        host, seq = b.host, b.seq + meta["ds"]
+        start, end = (b.window_start + meta["dw"][0], b.window_end + meta["dw"][1])
+    if not all(isinstance(x, int) for x in (seq, start, end)) or not isinstance(host, str):
+        raise CorruptError("host, seq or window of the wrong type")
+    return ProfileSnapshot.trusted(
+        host=host,
+        seq=seq,
+        window_start=start,
+        window_end=end,
+        fingerprint=facts["f"],
+        labels=facts["l"],
+        metadata=facts["m"],
+        metrics=tuple(metrics),
+    )
+
+
+def _indices(raw: Any, size: int) -> npt.NDArray[np.intp]:
+    """A JSON list of row indices as an array, each checked to lie in ``0..size``."""
+    arr = np.asarray(raw, dtype=np.int64).reshape(-1)
+    if arr.size and (arr.min() < 0 or arr.max() >= size):
+        raise CorruptError(f"row index out of range 0..{size}")
+    return arr.astype(np.intp)
+
+
+def _index(i: Any, size: int) -> int:
+    if not isinstance(i, int) or not 0 <= i < size:
+        raise CorruptError(f"index {i!r} out of range 0..{size}")
+    return i
+
+
+def _fact(meta: dict[str, Any], info: _BaseInfo | None, key: str) -> Any:
+    if key in meta:
+        return meta[key]
+    if info is None:
+        raise CorruptError(f"keyframe lacks {key!r}")
+    return info.facts[key]
+
+
+def _decode_times(
+    described: list[Any], info: _BaseInfo | None, reader: _Reader, limit: int
+) -> list[tf.I64]:
+    *groups, width = described
+    if not isinstance(width, int) or not 0 <= width <= 8:
+        raise CorruptError("timestamp plane width out of range")
+    own = [g for g in groups if g[0] != "b"]
+    # An irregular group of n timestamps stores n - 1 delta-of-delta codes (t0 is in the meta).
+    irregular_total = sum(int(g[2]) - 1 for g in own if g[1] is None)
+    _check_count(sum(int(g[2]) for g in own), limit)
+    planes = reader.take(irregular_total * width)
+    stream = tf.unzigzag(tf.from_planes(planes, irregular_total, width))
+    base_groups = info.time_groups if info is not None else []
+    out: list[tf.I64] = []
+    pos = 0
+    for g in groups:
+        if g[0] == "b":
+            ts = base_groups[_index(g[1], len(base_groups))] + np.int64(g[2])
+        elif g[1] is None:
+            t0, _, n = g
+            dod = stream[pos : pos + n - 1]
+            pos += n - 1
+            ts = np.empty(n, dtype=np.int64)
+            ts[0] = t0
+            ts[1:] = np.cumsum(np.cumsum(dod, dtype=np.int64), dtype=np.int64) + np.int64(t0)
+        else:
+            t0, step, n = g
+            ts = np.int64(t0) + np.arange(n, dtype=np.int64) * np.int64(step)
+        ts.flags.writeable = False
+        out.append(ts)
+    return out
+
+
+def _check_count(samples: int, limit: int) -> None:
+    if samples < 0 or samples * 8 > limit:
+        raise OversizedObject(f"declares {samples} samples, over the decode limit")
+
+
+def _decode_matrix(group: dict[str, Any], reader: _Reader, limit: int) -> list[tf.F64]:
+    n = int(group["n"])
+    rows = len(group["rows"])
+    _check_count(rows * n, limit)
+    int_rows = np.asarray(group["ir"], dtype=np.intp).reshape(-1)
+    ni = int_rows.size
+    if ni and (np.any(np.diff(int_rows) <= 0) or int_rows[0] < 0 or int_rows[-1] >= rows):
+        raise CorruptError("integer row list is not sorted, unique and in range")
+    orders = np.asarray(group["o"], dtype=np.int8).reshape(ni)
+    decimals = np.asarray(group["d"], dtype=np.int8).reshape(ni)
+    widths = np.asarray(group["w"], dtype=np.int8).reshape(ni)
+    if ni and (
+        decimals.min() < 0
+        or decimals.max() > tf.MAX_DECIMALS
+        or orders.min() < 0
+        or orders.max() > 2
+        or widths.min() < 0
+        or widths.max() > 8
+    ):
+        raise CorruptError("decimal scale, difference order or width out of range")
+    codes = np.zeros((ni, n), dtype=np.uint64)
+    for w in range(1, 9):
+        sel = widths == w
+        k = int(sel.sum())
+        planes = reader.take(k * n * w)
+        if k:
+            codes[sel] = tf.from_planes(planes, k * n, w).reshape(k, n)
+    ints = tf.undo_orders(tf.unzigzag(codes), orders)
+    ivals = tf.ints_to_floats(ints, decimals)
+    nx = int(group["x"])
+    pos = np.frombuffer(reader.take(4 * nx), dtype="<u4").astype(np.intp)
+    bits = np.frombuffer(reader.take(8 * nx), dtype="<u8")
+    ivals.reshape(-1).view(np.uint64)[pos] = bits
+    is_raw = np.ones(rows, dtype=np.bool_)
+    is_raw[int_rows] = False
+    raw_rows = np.flatnonzero(is_raw)
+    nr = raw_rows.size
+    xw = int(group["xw"])
+    if not 0 <= xw <= 8:
+        raise CorruptError("raw plane width out of range")
+    xr = tf.from_planes(reader.take(nr * n * xw), nr * n, xw).reshape(nr, n)
+    rvals = tf.unxor_rows(xr).view(np.float64)
+    ivals.flags.writeable = False
+    rvals.flags.writeable = False
+    out: list[tf.F64] = [np.empty(0)] * rows
+    for k, r in enumerate(int_rows.tolist()):
+        out[r] = ivals[k]
+    for k, r in enumerate(raw_rows.tolist()):
+        out[r] = rvals[k]
+    return out

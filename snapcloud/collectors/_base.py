@@ -1,0 +1,44 @@
+"""What every collector returns and the protocol the recorder samples through.
+
+A collector turns one look at the machine into a flat list of :class:`Sample`
+values. It knows nothing of time (the recorder stamps each sample), of
+snapshots or of storage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+__all__ = ["Collector", "Sample", "SampleKind"]
+
+SampleKind = Literal["gauge", "counter"]
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One reading: a metric name, its value, gauge or counter, and its unit."""
+
+    name: str
+    value: float
+    kind: SampleKind
+    unit: str
+
+
+@runtime_checkable
+class Collector(Protocol):
+    """A source of samples: host-stream labels once, then ``collect`` per tick."""
+
+    name: str
+
+    def labels(self) -> dict[str, str]:
+        """Facts about the host stream (models, versions, sizes), as label name -> value."""
+        ...
+
+    def collect(self) -> list[Sample]:
+        """Read every supported field once; never raises for one field's failure."""
+        ...
+
+    def close(self) -> None:
+        """Release what the collector holds; safe to call twice."""
+        ...

@@ -1,0 +1,174 @@
+"""Index segments: one JSON object per keyframe group, and the object key layout.
+
+Keys (relative to the store's root or bucket prefix; tier first so S3
+lifecycle rules can filter by prefix)::
+
+    raw/{host}/{yyyy}/{mm}/{dd}/{seq:012}.k.snap                keyframe
+    raw/{host}/{yyyy}/{mm}/{dd}/{seq:012}.d{base:012}.snap      delta against keyframe `base`
+    index/{host}/raw/{base:012}.json                            segment of the group `base`
+
+A segment is rewritten as its group grows (one PUT per append, whatever the
+store's size) and never changes once the next group has started. It carries
+a CRC32C over its canonical JSON, so a changed byte is found on read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import Literal
+
+import crc32c
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticError
+
+from snapcloud.errors import ChecksumMismatch, CorruptError, UnknownFormat
+from snapcloud.models import canonical_json
+
+__all__ = [
+    "SEGMENT_VERSION",
+    "IndexEntry",
+    "IndexSegment",
+    "ObjectKey",
+    "data_key",
+    "parse_data_key",
+    "segment_key",
+    "segment_prefix",
+]
+
+SEGMENT_VERSION = 1
+_MAX_DATE_NS = 253_402_300_799 * 10**9  # 9999-12-31T23:59:59Z
+_DATA_KEY = re.compile(
+    r"(?P<tier>raw)/(?P<host>[^/]+)/\d{4}/\d{2}/\d{2}/"
+    r"(?P<seq>\d{12})\.(?:k|d(?P<base>\d{12}))\.snap"
+)
+
+
+class IndexEntry(BaseModel):
+    """One stored snapshot: where it is, what it holds, and how big it is."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seq: int = Field(ge=0)
+    kind: Literal["k", "d"]
+    base: int = Field(ge=0, description="the keyframe's seq (a keyframe names itself)")
+    window_start: int
+    window_end: int
+    fingerprint: str
+    metrics: tuple[int, ...] = Field(description="ids into the segment's name table")
+    stored_bytes: int = Field(ge=0)
+    raw_bytes: int = Field(ge=0)
+    samples: int = Field(ge=0)
+    checksum: int = Field(ge=0, lt=2**32, description="content CRC32C of the snapshot")
+    key: str
+
+
+class IndexSegment(BaseModel):
+    """The index of one keyframe group of one host stream."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: Literal[1] = 1
+    host: str
+    tier: Literal["raw"] = "raw"
+    base: int = Field(ge=0)
+    names: list[str] = Field(default_factory=list)
+    entries: list[IndexEntry] = Field(default_factory=list)
+
+    def add(self, entry: IndexEntry) -> None:
+        """Append an entry (its ``metrics`` already map into ``names``)."""
+        self.entries.append(entry)
+
+    def name_ids(self, names: list[str]) -> tuple[int, ...]:
+        """Ids for ``names`` in the name table, adding the new ones."""
+        table = {n: i for i, n in enumerate(self.names)}
+        out = []
+        for n in names:
+            if n not in table:
+                table[n] = len(self.names)
+                self.names.append(n)
+            out.append(table[n])
+        return tuple(out)
+
+    def metric_names(self, entry: IndexEntry) -> list[str]:
+        return [self.names[i] for i in entry.metrics]
+
+    def to_bytes(self) -> bytes:
+        """Canonical JSON with a ``crc32c`` field over everything else."""
+        body = self.model_dump(mode="json")
+        body["crc32c"] = crc32c.crc32c(canonical_json(body))
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, key: str | None = None) -> IndexSegment:
+        """Parse and check a segment. Raises ``CorruptError`` subclasses naming the key."""
+        try:
+            body = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CorruptError(f"index segment at {key} is not JSON: {exc}", key=key) from None
+        if not isinstance(body, dict) or "crc32c" not in body:
+            raise CorruptError(f"index segment at {key} has no checksum", key=key)
+        if body.get("version") != SEGMENT_VERSION:
+            raise UnknownFormat(
+                f"index segment at {key}: unknown version {body.get('version')!r}", key=key
+            )
+        stored = body.pop("crc32c")
+        if stored != crc32c.crc32c(canonical_json(body)):
+            raise ChecksumMismatch(f"index segment checksum mismatch at {key}", key=key)
+        try:
+            seg = cls.model_validate(body)
+        except PydanticError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise CorruptError(
+                f"index segment at {key}: {where}: {first['msg']}", key=key
+            ) from None
+        for e in seg.entries:
+            if any(i >= len(seg.names) for i in e.metrics):
+                raise CorruptError(f"index segment at {key}: metric id out of range", key=key)
+        return seg
+
+
+def _date_path(window_start: int) -> str:
+    if not 0 <= window_start < _MAX_DATE_NS:
+        return "0000/00/00"
+    day = dt.datetime.fromtimestamp(window_start // 10**9, tz=dt.timezone.utc)
+    return f"{day.year:04d}/{day.month:02d}/{day.day:02d}"
+
+
+def data_key(host: str, seq: int, base: int, window_start: int) -> str:
+    """The key of a snapshot object (a keyframe when ``base == seq``)."""
+    kind = "k" if base == seq else f"d{base:012d}"
+    return f"raw/{host}/{_date_path(window_start)}/{seq:012d}.{kind}.snap"
+
+
+class ObjectKey(BaseModel):
+    """What a data object's key says about it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str
+    seq: int
+    base: int
+
+    @property
+    def is_keyframe(self) -> bool:
+        return self.seq == self.base
+
+
+def parse_data_key(key: str) -> ObjectKey | None:
+    """Host, seq and base from a data object key, or ``None`` if it is not one."""
+    m = _DATA_KEY.fullmatch(key)
+    if m is None:
+        return None
+    seq = int(m["seq"])
+    return ObjectKey(host=m["host"], seq=seq, base=int(m["base"]) if m["base"] else seq)
+
+
+def segment_prefix(host: str) -> str:
+    return f"index/{host}/raw/"
+
+
+def segment_key(host: str, base: int) -> str:
+    return f"{segment_prefix(host)}{base:012d}.json"

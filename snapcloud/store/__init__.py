@@ -1,0 +1,16 @@
+"""Host streams on an object store: append / get / query / stats / verify."""
+
+from __future__ import annotations
+
+from snapcloud.store._repo import Repository
+from snapcloud.store._stream import IncrementalSnapshotStore, StreamStats
+from snapcloud.store._verify import Problem, VerifyReport, verify_stream
+
+__all__ = [
+    "IncrementalSnapshotStore",
+    "Problem",
+    "Repository",
+    "StreamStats",
+    "VerifyReport",
+    "verify_stream",
+]

@@ -1,0 +1,424 @@
+"""One host stream on an object store: append, get, query, stats.
+
+Write path (two requests per append, whatever the store's size): the snapshot
+object first, then its keyframe group's index segment with a conditional put
+(if-absent for a new group, if-match on the segment's ETag otherwise). An
+object whose segment write never happened is an orphan: invisible to readers,
+overwritten by the next append of the same seq, rebuilt by ``verify --repair``.
+A conditional put that fails means another writer touched the stream: the
+append raises ``ConflictError`` and nothing already stored changes.
+
+Read path: ``get(seq)`` reads at most two objects (the keyframe, cached, and
+the delta). ``query`` walks the index, streams snapshots, and refuses with
+``MemoryExceeded`` rather than truncating.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from snapcloud import codec
+from snapcloud.backends import ObjectStore
+from snapcloud.errors import (
+    ChecksumMismatch,
+    MemoryExceeded,
+    ObjectNotFound,
+    PreconditionFailed,
+    SnapshotNotFound,
+    ValidationError,
+)
+from snapcloud.errors import ConflictError as _Conflict
+from snapcloud.index import IndexEntry, IndexSegment, data_key, segment_key, segment_prefix
+from snapcloud.models import ProfileSnapshot, SnapshotConfig, SnapshotQuery, validate_host
+
+__all__ = ["IncrementalSnapshotStore", "StreamStats"]
+
+_KEYFRAME_CACHE = 8
+
+
+@dataclass
+class StreamStats:
+    """Sizes and counts of one host stream, from its index (real stored bytes)."""
+
+    host: str
+    snapshots: int = 0
+    keyframes: int = 0
+    deltas: int = 0
+    samples: int = 0
+    stored_bytes: int = 0
+    raw_bytes: int = 0
+    segments: int = 0
+    first_ns: int | None = None
+    last_ns: int | None = None
+    fingerprints: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        """Stored bytes over raw bytes (16 B/sample)."""
+        return self.stored_bytes / self.raw_bytes if self.raw_bytes else 0.0
+
+    @property
+    def bytes_per_sample(self) -> float:
+        return self.stored_bytes / self.samples if self.samples else 0.0
+
+
+class IncrementalSnapshotStore:
+    """The snapshots of one host, as keyframe and delta objects plus index segments.
+
+    Open it on any ``ObjectStore``; a new process reopening the same store sees
+    everything an earlier one appended. Thread-safe for one writer and many readers.
+    """
+
+    def __init__(
+        self,
+        objects: ObjectStore,
+        host: str,
+        config: SnapshotConfig | None = None,
+    ) -> None:
+        self.objects = objects
+        self.host = validate_host(host)
+        self.config = config or SnapshotConfig()
+        self._lock = threading.RLock()
+        self._segments: dict[int, IndexSegment] = {}
+        self._etags: dict[int, str] = {}
+        self._keyframes: OrderedDict[int, ProfileSnapshot] = OrderedDict()
+        self._bases: list[int] | None = None
+
+    def __repr__(self) -> str:
+        return f"IncrementalSnapshotStore(host={self.host!r}, objects={self.objects.description!r})"
+
+    # ------------------------------------------------------------------ index access
+
+    def _group_bases(self) -> list[int]:
+        """Keyframe seqs of every group, from one listing (cached; appends keep it current)."""
+        if self._bases is None:
+            prefix = segment_prefix(self.host)
+            bases = []
+            for info in self.objects.list(prefix):
+                name = info.key[len(prefix) :]
+                if name.endswith(".json") and name[:-5].isdigit():
+                    bases.append(int(name[:-5]))
+            self._bases = sorted(bases)
+        return self._bases
+
+    def _segment(self, base: int) -> IndexSegment:
+        seg = self._segments.get(base)
+        if seg is None:
+            key = segment_key(self.host, base)
+            got = self.objects.get(key)
+            seg = IndexSegment.from_bytes(got.data, key=key)
+            if seg.base != base or seg.host != self.host:
+                raise ChecksumMismatch(f"index segment at {key} names another group", key=key)
+            self._segments[base] = seg
+            self._etags[base] = got.etag
+        return seg
+
+    def segments(self) -> Iterator[IndexSegment]:
+        """Every index segment of the stream, oldest group first."""
+        for base in list(self._group_bases()):
+            yield self._segment(base)
+
+    def entries(self) -> Iterator[IndexEntry]:
+        """Every index entry, in seq order."""
+        for seg in self.segments():
+            yield from seg.entries
+
+    def _last_segment(self) -> IndexSegment | None:
+        bases = self._group_bases()
+        return self._segment(bases[-1]) if bases else None
+
+    @property
+    def next_seq(self) -> int:
+        """The seq the next append will get."""
+        with self._lock:
+            last = self._last_segment()
+            if last is None:
+                return 0
+            return last.entries[-1].seq + 1 if last.entries else last.base
+
+    def __len__(self) -> int:
+        return self.next_seq
+
+    def entry(self, seq: int) -> IndexEntry:
+        """The index entry of ``seq``. Raises ``SnapshotNotFound``."""
+        with self._lock:
+            found = self._find(seq)
+            if found is None and seq >= self.next_seq:
+                self.refresh()  # another writer may have appended since we looked
+                found = self._find(seq)
+        if found is None:
+            raise SnapshotNotFound(
+                f"host {self.host!r} has no snapshot {seq}", host=self.host, seq=seq
+            )
+        return found
+
+    def _find(self, seq: int) -> IndexEntry | None:
+        with self._lock:
+            bases = self._group_bases()
+            pos = bisect.bisect_right(bases, seq) - 1
+            if pos >= 0:
+                seg = self._segment(bases[pos])
+                i = seq - seg.base
+                if 0 <= i < len(seg.entries) and seg.entries[i].seq == seq:
+                    return seg.entries[i]
+                for e in seg.entries:
+                    if e.seq == seq:
+                        return e
+        return None
+
+    # ------------------------------------------------------------------ write
+
+    def append(self, snapshot: ProfileSnapshot) -> IndexEntry:
+        """Store ``snapshot`` as the stream's next seq; return its index entry.
+
+        Raises ``ValidationError`` for a snapshot of another host, ``ConflictError``
+        when another writer changed the stream, ``BackendError`` when storage fails
+        (the append can then be retried: it rewrites the same seq).
+        """
+        if snapshot.host != self.host:
+            raise ValidationError(
+                f"snapshot of host {snapshot.host!r} appended to stream {self.host!r}",
+                field="host",
+            )
+        with self._lock:
+            seq = self.next_seq
+            snap = snapshot.with_seq(seq)
+            last = self._last_segment()
+            new_group = last is None or len(last.entries) >= self.config.keyframe_interval
+            keyframe = None if new_group else self._keyframe(last.base)  # type: ignore[union-attr]
+            if keyframe is None:
+                data = codec.encode_keyframe(snap, level=self.config.zstd_level)
+                base = seq
+            else:
+                data = codec.encode_delta(snap, keyframe, level=self.config.zstd_level)
+                base = keyframe.seq
+            key = data_key(self.host, seq, base, snap.window_start)
+            landed = self._put_object(key, data, snap)
+            if landed is not None:
+                return landed
+            seg = (
+                IndexSegment(host=self.host, base=seq)
+                if keyframe is None
+                else self._segment(base).model_copy(deep=True)
+            )
+            entry = IndexEntry(
+                seq=seq,
+                kind="k" if keyframe is None else "d",
+                base=base,
+                window_start=snap.window_start,
+                window_end=snap.window_end,
+                fingerprint=snap.fingerprint,
+                metrics=seg.name_ids([m.name for m in snap.metrics]),
+                stored_bytes=len(data),
+                raw_bytes=snap.raw_bytes,
+                samples=snap.sample_count,
+                checksum=snap.checksum,
+                key=key,
+            )
+            seg.add(entry)
+            self._write_segment(seg, new=keyframe is None)
+            if keyframe is None:
+                self._remember_keyframe(snap)
+            return entry
+
+    def _put_object(self, key: str, data: bytes, snap: ProfileSnapshot) -> IndexEntry | None:
+        """Write a data object without ever replacing one that an index entry names.
+
+        Returns the existing entry when this very append already landed (a retry
+        after a lost reply), else ``None``. Raises ``ConflictError`` when another
+        writer appended this seq.
+        """
+        try:
+            self.objects.put(key, data, if_absent=True)
+            return None
+        except PreconditionFailed:
+            pass
+        self.refresh()
+        if self.next_seq == snap.seq:
+            # An orphan: an earlier append died between its object and its index write.
+            self.objects.put(key, data)
+            return None
+        existing = self._find(snap.seq)
+        if existing is not None and existing.key == key and existing.checksum == snap.checksum:
+            return existing
+        raise _Conflict(
+            f"seq {snap.seq} of host {self.host!r} was appended by another writer",
+            host=self.host,
+            seq=snap.seq,
+        )
+
+    def _write_segment(self, seg: IndexSegment, *, new: bool) -> None:
+        key = segment_key(self.host, seg.base)
+        try:
+            if new:
+                etag = self.objects.put(key, seg.to_bytes(), if_absent=True)
+            else:
+                etag = self.objects.put(key, seg.to_bytes(), if_match=self._etags[seg.base])
+        except PreconditionFailed:
+            self.refresh()
+            if self._landed(seg):
+                return  # our own earlier attempt landed, its reply was lost
+            raise _Conflict(
+                f"index segment {key} changed under us: another writer is appending to "
+                f"host {self.host!r}",
+                host=self.host,
+                key=key,
+            ) from None
+        self._segments[seg.base] = seg
+        self._etags[seg.base] = etag
+        bases = self._group_bases()
+        if not bases or bases[-1] != seg.base:
+            bases.append(seg.base)
+
+    def _landed(self, seg: IndexSegment) -> bool:
+        """Whether storage already holds ``seg`` (the same last entry), e.g. after a lost reply."""
+        try:
+            stored = self._segment(seg.base)
+        except ObjectNotFound:
+            return False
+        return bool(stored.entries) and stored.entries[-1] == seg.entries[-1]
+
+    def refresh(self) -> None:
+        """Forget cached index state so the next call rereads it from storage."""
+        with self._lock:
+            self._bases = None
+            self._segments.clear()
+            self._etags.clear()
+
+    # ------------------------------------------------------------------ read
+
+    def _remember_keyframe(self, snap: ProfileSnapshot) -> None:
+        self._keyframes[snap.seq] = snap
+        self._keyframes.move_to_end(snap.seq)
+        while len(self._keyframes) > _KEYFRAME_CACHE:
+            self._keyframes.popitem(last=False)
+
+    def _keyframe(self, base: int) -> ProfileSnapshot:
+        snap = self._keyframes.get(base)
+        if snap is not None:
+            self._keyframes.move_to_end(base)
+            return snap
+        snap = self._read(self.entry(base), None)
+        self._remember_keyframe(snap)
+        return snap
+
+    def _read(self, entry: IndexEntry, base: ProfileSnapshot | None) -> ProfileSnapshot:
+        try:
+            data = self.objects.get(entry.key).data
+        except ObjectNotFound:
+            raise ObjectNotFound(
+                f"index entry {entry.seq} of host {self.host!r} names missing object {entry.key}",
+                key=entry.key,
+                host=self.host,
+                seq=entry.seq,
+            ) from None
+        snap = codec.decode(
+            data,
+            base=base,
+            max_decoded_size=self.config.max_decoded_bytes,
+            verify=self.config.verify_checksums,
+            key=entry.key,
+        )
+        if snap.checksum != entry.checksum or snap.seq != entry.seq or snap.host != self.host:
+            raise ChecksumMismatch(
+                f"object {entry.key} does not hold what its index entry says", key=entry.key
+            )
+        return snap
+
+    def get(self, seq: int) -> ProfileSnapshot:
+        """The snapshot ``seq``, bit-exact. At most two object reads (keyframe cached).
+
+        Raises ``SnapshotNotFound``, ``ObjectNotFound`` (index names a missing
+        object) or a ``CorruptError`` subclass.
+        """
+        with self._lock:
+            entry = self.entry(seq)
+            if entry.kind == "k":
+                return self._keyframe(seq)
+            return self._read(entry, self._keyframe(entry.base))
+
+    def _matching(self, query: SnapshotQuery) -> Iterator[tuple[IndexSegment, IndexEntry]]:
+        wanted = set(query.metrics) if query.metrics else None
+        for seg in self.segments():
+            for e in seg.entries:
+                if not query.overlaps(e.window_start, e.window_end):
+                    continue
+                if query.fingerprint is not None and e.fingerprint != query.fingerprint:
+                    continue
+                if wanted is not None and wanted.isdisjoint(seg.metric_names(e)):
+                    continue
+                yield seg, e
+
+    def plan(self, query: SnapshotQuery) -> list[IndexEntry]:
+        """The index entries a query will read, from the index alone."""
+        out = [e for _, e in self._matching(query)]
+        return out[: query.limit] if query.limit else out
+
+    def query(self, query: SnapshotQuery | None = None) -> Iterator[ProfileSnapshot]:
+        """Stream the snapshots matching ``query``, trimmed to its range and metrics.
+
+        Memory is bounded: one decoded snapshot plus cached keyframes. A snapshot
+        whose raw size is over ``max_query_memory_bytes`` raises ``MemoryExceeded``.
+        """
+        query = query or SnapshotQuery()
+        limit = self.config.max_query_memory_bytes
+        for entry in self.plan(query):
+            if entry.raw_bytes > limit:
+                raise MemoryExceeded(
+                    f"snapshot {entry.seq} of host {self.host!r} needs {entry.raw_bytes} bytes, "
+                    f"over the query memory limit of {limit}",
+                    host=self.host,
+                    seq=entry.seq,
+                )
+            yield _trim(self.get(entry.seq), query)
+
+    def query_all(self, query: SnapshotQuery | None = None) -> list[ProfileSnapshot]:
+        """All matching snapshots as a list; raises ``MemoryExceeded`` before reading
+        when their raw size together is over ``max_query_memory_bytes`` (never truncates).
+        """
+        query = query or SnapshotQuery()
+        planned = self.plan(query)
+        need = sum(e.raw_bytes for e in planned)
+        if need > self.config.max_query_memory_bytes:
+            raise MemoryExceeded(
+                f"query over host {self.host!r} needs up to {need} bytes for {len(planned)} "
+                f"snapshots, over the limit of {self.config.max_query_memory_bytes}; "
+                "narrow it or stream it with query()",
+                host=self.host,
+            )
+        return list(self.query(query))
+
+    def stats(self) -> StreamStats:
+        """Counts and real stored bytes of the stream, from its index."""
+        st = StreamStats(host=self.host)
+        for seg in self.segments():
+            st.segments += 1
+            for e in seg.entries:
+                st.snapshots += 1
+                st.keyframes += e.kind == "k"
+                st.deltas += e.kind == "d"
+                st.samples += e.samples
+                st.stored_bytes += e.stored_bytes
+                st.raw_bytes += e.raw_bytes
+                st.fingerprints[e.fingerprint] = st.fingerprints.get(e.fingerprint, 0) + 1
+                st.first_ns = (
+                    e.window_start if st.first_ns is None else min(st.first_ns, e.window_start)
+                )
+                st.last_ns = e.window_end if st.last_ns is None else max(st.last_ns, e.window_end)
+        return st
+
+
+def _trim(snap: ProfileSnapshot, query: SnapshotQuery) -> ProfileSnapshot:
+    if query.metrics is None and query.start_ns is None and query.end_ns is None:
+        return snap
+    wanted = set(query.metrics) if query.metrics else None
+    metrics = [
+        m.slice_time(query.start_ns, query.end_ns)
+        for m in snap.metrics
+        if wanted is None or m.name in wanted
+    ]
+    return snap.with_metrics(metrics)
