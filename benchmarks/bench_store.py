@@ -106,6 +106,7 @@ def snap_decode(streams: Streams, blobs: list[list[bytes]]) -> list[list[Profile
     return out
 
 
+_PCO: Any = None
 _ZC = zstandard.ZstdCompressor(level=3)
 _ZD = zstandard.ZstdDecompressor()
 
@@ -251,7 +252,10 @@ def parquet_decode(streams: Streams, blobs: list[list[bytes]]) -> list[list[Prof
 
 
 def pcodec_encode(streams: Streams) -> list[list[bytes]]:
-    from pcodec import standalone
+    from pcodec import ChunkConfig, standalone
+
+    global _PCO
+    _PCO = ChunkConfig()
 
     out = []
     for st in streams:
@@ -263,8 +267,8 @@ def pcodec_encode(streams: Streams) -> list[list[bytes]]:
                 key = m.timestamps.tobytes()
                 if key not in seen:
                     seen.add(key)
-                    parts.append(standalone.simple_compress(m.timestamps))
-                parts.append(standalone.simple_compress(m.values))
+                    parts.append(standalone.simple_compress(m.timestamps, _PCO))
+                parts.append(standalone.simple_compress(m.values, _PCO))
             blobs.append(b"".join(len(p).to_bytes(4, "little") + p for p in parts))
         out.append(blobs)
     return out

@@ -135,7 +135,7 @@ def _as_values(raw: object, field: str) -> F64:
 
 
 class MetricSeries:
-    """One named metric: int64 ns timestamps (strictly increasing) and float64 values.
+    """One named metric: int64 ns timestamps (non-decreasing) and float64 values.
 
     Values are kept bit for bit (NaN payloads, +-inf and -0.0 included).
     Raises ``ValidationError`` naming the field on bad input.
@@ -173,10 +173,10 @@ class MetricSeries:
                 field="values",
                 metric=name,
             )
-        if ts.size > 1 and not bool(np.all(ts[1:] > ts[:-1])):
-            bad = int(np.argmax(ts[1:] <= ts[:-1])) + 1
+        if ts.size > 1 and not bool(np.all(ts[1:] >= ts[:-1])):
+            bad = int(np.argmax(ts[1:] < ts[:-1])) + 1
             raise ValidationError(
-                f"timestamps of {name!r}: not strictly increasing at position {bad}",
+                f"timestamps of {name!r}: out of order at position {bad}",
                 field="timestamps",
                 metric=name,
                 position=bad,

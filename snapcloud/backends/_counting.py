@@ -4,82 +4,96 @@ from __future__ import annotations
 
 import builtins
 import threading
-from collections import Counter
 from collections.abc import Iterator
 
 from snapcloud.backends._base import GetResult, ObjectInfo, ObjectStore
 
+OPERATIONS = ("put", "get", "head", "list", "list_dirs", "delete")
+LIST_PAGE = 1000  # keys per ListObjectsV2 page, S3's default and maximum
+
 
 class CountingStore:
-    """Wraps an ``ObjectStore`` and counts requests by operation (thread-safe).
+    """Wraps an ``ObjectStore``, counting requests by operation and bytes moved (thread-safe).
 
-    A ``list`` counts one request per 1000 keys started, as S3 pages them.
+    Every call counts once, failed ones too (the service saw the request); a
+    ``list`` counts once more for each further page of 1000 keys, as S3 bills
+    it. ``bytes_written`` counts bytes handed to ``put``; ``bytes_read`` the
+    bytes ``get`` returned. Raises whatever the inner store raises.
     """
 
     def __init__(self, inner: ObjectStore) -> None:
         self.inner = inner
         self.description = inner.description
-        self._counts: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._requests = dict.fromkeys(OPERATIONS, 0)
+        self._bytes = {"bytes_written": 0, "bytes_read": 0}
 
     def __repr__(self) -> str:
         return f"CountingStore({self.inner!r})"
 
-    def _count(self, op: str, n: int = 1) -> None:
-        with self._lock:
-            self._counts[op] += n
-
     def counts(self) -> dict[str, int]:
-        """Requests by operation."""
+        """A copy of the request counts, one entry per operation (bytes are in ``bytes_moved``)."""
         with self._lock:
-            return {k: v for k, v in self._counts.items() if not k.startswith("bytes_")}
+            return dict(self._requests)
 
     def bytes_moved(self) -> dict[str, int]:
-        """``bytes_written`` and ``bytes_read`` so far."""
+        """A copy of ``{"bytes_written": ..., "bytes_read": ...}``."""
         with self._lock:
-            return {k: self._counts[k] for k in ("bytes_written", "bytes_read")}
+            return dict(self._bytes)
 
     def reset(self) -> None:
+        """Set every count back to zero."""
         with self._lock:
-            self._counts.clear()
+            self._requests = dict.fromkeys(OPERATIONS, 0)
+            self._bytes = {"bytes_written": 0, "bytes_read": 0}
+
+    def _add(self, op: str, moved: str | None = None, size: int = 0) -> None:
+        with self._lock:
+            self._requests[op] += 1
+            if moved is not None:
+                self._bytes[moved] += size
 
     def put(
         self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None
     ) -> str:
-        self._count("put")
-        self._count("bytes_written", len(data))
+        """Count and forward a put."""
+        self._add("put", "bytes_written", len(data))
         return self.inner.put(key, data, if_absent=if_absent, if_match=if_match)
 
     def get(self, key: str, *, byte_range: tuple[int, int] | None = None) -> GetResult:
-        self._count("get")
+        """Count and forward a get."""
+        self._add("get")
         got = self.inner.get(key, byte_range=byte_range)
-        self._count("bytes_read", len(got.data))
+        with self._lock:
+            self._bytes["bytes_read"] += len(got.data)
         return got
 
     def head(self, key: str) -> ObjectInfo | None:
-        self._count("head")
+        """Count and forward a head."""
+        self._add("head")
         return self.inner.head(key)
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        self._count("list")
-        for n, info in enumerate(self.inner.list(prefix), start=1):
-            if n % 1000 == 0:
-                self._count("list")
+        """Count and forward a list: one request, plus one per further page of 1000 keys."""
+        self._add("list")
+        return self._paged(self.inner.list(prefix))
+
+    def _paged(self, infos: Iterator[ObjectInfo]) -> Iterator[ObjectInfo]:
+        for n, info in enumerate(infos):
+            if n and n % LIST_PAGE == 0:
+                self._add("list")
             yield info
 
     def list_dirs(self, prefix: str) -> builtins.list[str]:
-        self._count("list")
+        """Count and forward a list_dirs."""
+        self._add("list_dirs")
         return self.inner.list_dirs(prefix)
 
     def delete(self, key: str) -> None:
-        self._count("delete")
+        """Count and forward a delete."""
+        self._add("delete")
         self.inner.delete(key)
 
     def close(self) -> None:
+        """Close the inner store."""
         self.inner.close()
-
-    @property
-    def requests(self) -> int:
-        """All requests so far (bytes not included)."""
-        with self._lock:
-            return sum(v for k, v in self._counts.items() if not k.startswith("bytes_"))

@@ -1,9 +1,23 @@
 """A local directory as an ``ObjectStore`` (the embedded default store).
 
-Writes are atomic: a temp file in ``<root>/.tmp/``, fsync, ``os.replace`` into
-place, fsync of the directory. Every put and delete holds an exclusive
-``flock`` on ``<root>/.lock``, so conditional puts hold across threads and
-processes. Keys map to paths below the root; ``check_key`` keeps them there.
+Object ``a/b/c`` is the file ``<root>/a/b/c``. ``<root>/.tmp/`` holds writes in
+progress and ``<root>/.lock`` is the lock file; neither is ever listed, and no
+key may start with them.
+
+A put writes a temp file in ``.tmp/`` and fsyncs it, then, holding an
+exclusive ``flock`` on ``.lock``, checks its condition, ``os.replace``-s the
+temp file into place and fsyncs the directory. Readers therefore see the old
+bytes or the new, and conditional puts hold across threads and processes.
+Plain puts and deletes take the same lock (it is held for a rename, never for
+a write) so that a plain put cannot slip between a conditional put's check and
+its rename, and a delete pruning empty directories cannot race a put's mkdir.
+
+The ETag is the MD5 hex of the content, computed from the bytes on each read,
+so ``head`` and ``list`` read whole files but files written by other tools are
+seen right. A file and a directory cannot share a path, so keys ``a`` and
+``a/b`` cannot both exist here (a put of the second fails with
+``BackendError``), unlike on S3. Every method raises ``ValidationError`` for a
+bad key.
 """
 
 from __future__ import annotations
@@ -11,155 +25,242 @@ from __future__ import annotations
 import builtins
 import contextlib
 import fcntl
+import hashlib
 import os
-import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from snapcloud.backends._base import GetResult, ObjectInfo
-from snapcloud.backends._keys import check_key, check_prefix
-from snapcloud.backends._memory import etag_of
-from snapcloud.errors import BackendError, ObjectNotFound, PreconditionFailed
+from snapcloud.backends._keys import check_conditions, check_key, check_prefix, check_range
+from snapcloud.backends._memory import md5_etag
+from snapcloud.errors import (
+    BackendError,
+    ConfigError,
+    ObjectNotFound,
+    PreconditionFailed,
+    ValidationError,
+)
 
-_RESERVED = (".tmp", ".lock")
+_RESERVED = frozenset({".tmp", ".lock"})
+_STALE_TEMP_S = 24 * 3600  # temp files this old are a crashed writer's leftovers
+_CHUNK = 1 << 20
 
 
 class FileStore:
-    """Objects as files under ``root``."""
+    """Objects as files under ``root`` (created if missing); raises ``ConfigError`` if unusable."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root).expanduser().resolve()
+        self.root = Path(root).expanduser().absolute()
         self.description = f"file://{self.root}"
+        self._tmp = self.root / ".tmp"
+        self._lock_path = self.root / ".lock"
         try:
-            (self.root / ".tmp").mkdir(parents=True, exist_ok=True)
-            (self.root / ".lock").touch(exist_ok=True)
+            self._tmp.mkdir(parents=True, exist_ok=True)
+            self._lock_path.touch(exist_ok=True)
         except OSError as exc:
-            raise BackendError(
-                f"cannot use {self.root} as a store: {exc.strerror}", key=str(self.root)
+            raise ConfigError(
+                f"cannot use {self.root} as a file store: {exc.strerror or exc}"
             ) from None
-        self._thread_lock = threading.Lock()
+        _sweep_stale_temps(self._tmp, _STALE_TEMP_S)
 
     def __repr__(self) -> str:
         return f"FileStore({str(self.root)!r})"
-
-    def _path(self, key: str) -> Path:
-        check_key(key)
-        if key.split("/", 1)[0] in _RESERVED:
-            raise ObjectNotFound(f"{key} is reserved", key=key)
-        return self.root / key
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        with self._thread_lock, open(self.root / ".lock", "rb") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def put(
         self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None
     ) -> str:
         """Store ``data`` atomically; raises ``PreconditionFailed`` or ``BackendError``."""
         path = self._path(key)
+        check_conditions(if_absent, if_match)
         blob = bytes(data)
-        tmp = self.root / ".tmp" / f"{uuid.uuid4().hex}.part"
         try:
-            with open(tmp, "wb") as fh:
+            tmp = self._write_temp(blob)
+            try:
+                with self._locked():
+                    if if_absent and path.is_file():
+                        raise PreconditionFailed(f"{key!r} already exists in {self}", key=key)
+                    if if_match is not None and _etag_or_none(path) != if_match.strip('"'):
+                        raise PreconditionFailed(f"{key!r} is not at ETag {if_match}", key=key)
+                    self._make_parents(path.parent)
+                    os.replace(tmp, path)
+                    _fsync_dir(path.parent)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+        except OSError as exc:
+            raise self._failed("write", key, exc) from None
+        return md5_etag(blob)
+
+    def get(self, key: str, *, byte_range: tuple[int, int] | None = None) -> GetResult:
+        """Read an object or a byte range of it; raises ``ObjectNotFound`` or ``BackendError``."""
+        path = self._path(key)
+        check_range(byte_range)
+        try:
+            with open(path, "rb") as fh:
+                if byte_range is None:
+                    data = fh.read()
+                    return GetResult(data, md5_etag(data))
+                etag, _ = _md5_of(fh)
+                start, end = byte_range
+                fh.seek(start)
+                return GetResult(fh.read(end - start), etag)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(f"no object {key!r} in {self}", key=key) from None
+        except OSError as exc:
+            raise self._failed("read", key, exc) from None
+
+    def head(self, key: str) -> ObjectInfo | None:
+        """Size and ETag of an object, or ``None``; raises ``BackendError``."""
+        path = self._path(key)
+        try:
+            with open(path, "rb") as fh:
+                etag, size = _md5_of(fh)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise self._failed("read", key, exc) from None
+        return ObjectInfo(key, size, etag)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Objects under ``prefix`` in key order; raises ``BackendError``."""
+        keys = self._keys(prefix)
+        return (info for info in map(self.head, keys) if info is not None)
+
+    def list_dirs(self, prefix: str) -> builtins.list[str]:
+        """Distinct next segments under ``prefix``, each ending ``/``."""
+        rests = [key[len(prefix) :] for key in self._keys(prefix)]
+        return sorted({rest.split("/", 1)[0] + "/" for rest in rests if "/" in rest})
+
+    def delete(self, key: str) -> None:
+        """Remove an object (missing is fine) and its emptied parents; raises ``BackendError``."""
+        path = self._path(key)
+        try:
+            with self._locked():
+                if not path.is_file():
+                    return
+                path.unlink()
+                _fsync_dir(path.parent)
+                self._prune(path.parent)
+        except OSError as exc:
+            raise self._failed("delete", key, exc) from None
+
+    def close(self) -> None:
+        """Nothing to release: every operation opens and closes its own files."""
+
+    def __str__(self) -> str:
+        return self.description
+
+    # ------------------------------------------------------------------ helpers
+
+    def _path(self, key: str) -> Path:
+        check_key(key)
+        if key.split("/", 1)[0] in _RESERVED:
+            raise ValidationError(f"object key {key!r} is reserved by the file store", key=key)
+        return self.root / key
+
+    def _failed(self, op: str, key: str, exc: OSError) -> BackendError:
+        why = exc.strerror or type(exc).__name__
+        if isinstance(exc, (FileExistsError, NotADirectoryError, IsADirectoryError)):
+            why += " (a key cannot be both an object and a directory in a file store)"
+        return BackendError(f"cannot {op} {key!r} in {self}: {why}", key=key)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        # A fresh open file description per call: flock then excludes other threads
+        # too, and a forked child never shares its parent's lock.
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _write_temp(self, blob: bytes) -> Path:
+        tmp = self._tmp / f"{uuid.uuid4().hex}.part"
+        try:
+            try:
+                fh = open(tmp, "xb")  # noqa: SIM115 (closed below)
+            except FileNotFoundError:  # someone removed .tmp/: make it again
+                self._tmp.mkdir(parents=True, exist_ok=True)
+                fh = open(tmp, "xb")  # noqa: SIM115
+            with fh:
                 fh.write(blob)
                 fh.flush()
                 os.fsync(fh.fileno())
-            with self._locked():
-                if if_absent and path.exists():
-                    raise PreconditionFailed(f"{key} already exists", key=key)
-                if if_match is not None:
-                    try:
-                        current = etag_of(path.read_bytes())
-                    except FileNotFoundError:
-                        current = None
-                    if current != if_match:
-                        raise PreconditionFailed(f"{key} changed (ETag mismatch)", key=key)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, path)
-                _fsync_dir(path.parent)
-        except OSError as exc:
-            raise BackendError(f"cannot write {key}: {exc.strerror}", key=key) from None
-        finally:
-            with contextlib.suppress(FileNotFoundError):
+        except OSError:
+            with contextlib.suppress(OSError):
                 tmp.unlink()
-        return etag_of(blob)
+            raise
+        return tmp
 
-    def get(self, key: str, *, byte_range: tuple[int, int] | None = None) -> GetResult:
-        """Read an object or a byte range of it; raises ``ObjectNotFound``."""
-        path = self._path(key)
-        try:
-            data = path.read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise ObjectNotFound(f"no object {key} in {self.description}", key=key) from None
-        except OSError as exc:
-            raise BackendError(f"cannot read {key}: {exc.strerror}", key=key) from None
-        etag = etag_of(data)
-        if byte_range is not None:
-            data = data[byte_range[0] : byte_range[1]]
-        return GetResult(data, etag)
+    def _make_parents(self, directory: Path) -> None:
+        missing = []
+        while directory != self.root and not directory.is_dir():
+            missing.append(directory)
+            directory = directory.parent
+        for new in reversed(missing):
+            new.mkdir(exist_ok=True)
+            _fsync_dir(new.parent)
 
-    def head(self, key: str) -> ObjectInfo | None:
-        """Size and ETag, or ``None``."""
-        try:
-            got = self.get(key)
-        except ObjectNotFound:
-            return None
-        return ObjectInfo(key, len(got.data), got.etag)
-
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Objects under ``prefix`` in key order."""
-        for key in self._keys(prefix):
-            info = self.head(key)
-            if info is not None:
-                yield info
+    def _prune(self, directory: Path) -> None:
+        while directory != self.root:
+            try:
+                directory.rmdir()
+            except OSError:  # not empty (or gone): stop, best effort
+                return
+            directory = directory.parent
 
     def _keys(self, prefix: str) -> builtins.list[str]:
+        """Keys under ``prefix``, sorted, from a walk of the smallest directory holding them."""
         check_prefix(prefix)
-        base = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-        start = self.root / base if base else self.root
-        keys: builtins.list[str] = []
-        for dirpath, dirnames, filenames in os.walk(start):
-            rel_dir = os.path.relpath(dirpath, self.root)
-            if rel_dir == ".":
-                dirnames[:] = [d for d in dirnames if d not in _RESERVED]
-                rel_dir = ""
+        base = prefix.rpartition("/")[0]
+        if base.split("/", 1)[0] in _RESERVED:
+            return []
+        keys = []
+        for dirpath, dirnames, filenames in os.walk(self.root / base):
+            rel = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
+            rel = "" if rel == "." else rel + "/"
+            dirnames[:] = [
+                d
+                for d in dirnames
+                if (rel or d not in _RESERVED)
+                and ((rel + d).startswith(prefix) or prefix.startswith(rel + d + "/"))
+            ]
             for name in filenames:
-                key = f"{rel_dir}/{name}" if rel_dir else name
-                if key.startswith(prefix) and key not in _RESERVED:
+                key = rel + name
+                if key.startswith(prefix) and (rel or name not in _RESERVED) and _is_key(key):
                     keys.append(key)
         return sorted(keys)
 
-    def list_dirs(self, prefix: str) -> builtins.list[str]:
-        """Distinct next segments under ``prefix``, each ending with ``/``."""
-        rest = [k[len(prefix) :] for k in self._keys(prefix)]
-        return sorted({k.split("/", 1)[0] + "/" for k in rest if "/" in k})
 
-    def delete(self, key: str) -> None:
-        """Remove an object and its emptied parent directories; missing is not an error."""
-        path = self._path(key)
-        with self._locked():
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                return
-            except OSError as exc:
-                raise BackendError(f"cannot delete {key}: {exc.strerror}", key=key) from None
-            parent = path.parent
-            while parent != self.root:
-                try:
-                    parent.rmdir()
-                except OSError:
-                    break
-                parent = parent.parent
+def _is_key(name: str) -> bool:
+    """Whether a file found on disk has a valid key (files other tools left are skipped)."""
+    try:
+        check_key(name)
+    except ValidationError:
+        return False
+    return True
 
-    def close(self) -> None:
-        """Nothing to release."""
+
+def _md5_of(fh: BinaryIO) -> tuple[str, int]:
+    """MD5 hex and size of an open binary file, read in chunks from the start."""
+    digest = hashlib.md5(usedforsecurity=False)
+    size = 0
+    while chunk := fh.read(_CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _etag_or_none(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            return _md5_of(fh)[0]
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -168,3 +269,13 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _sweep_stale_temps(tmp_dir: Path, max_age_s: float) -> None:
+    """Remove temp files a crashed writer left (best effort; a live write is never this old)."""
+    cutoff = time.time() - max_age_s
+    with contextlib.suppress(OSError), os.scandir(tmp_dir) as entries:
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                if entry.is_file() and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)

@@ -1,57 +1,70 @@
 """S3 (and MinIO, Ceph RGW, R2, moto) as an ``ObjectStore``, through boto3.
 
-Conditional puts use S3's ``If-None-Match: *`` and ``If-Match: <etag>``. Every
-botocore error is translated in one place, ``_translate``; messages name the
-operation, bucket and key, never credentials.
+Conditional puts are S3's own: ``If-None-Match: *`` and ``If-Match: "<etag>"``
+on the one PutObject request, so the service decides atomically. Every
+botocore error is translated in one place, ``S3Store._translate``; messages
+name the operation, bucket, key and error code, never credentials. Every
+method raises ``ValidationError`` for a bad key.
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
+import re
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
+    HTTPClientError,
+    IncompleteReadError,
+    SSLError,
 )
-from botocore.exceptions import (
-    ConnectionError as BotoConnectionError,
-)
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from snapcloud.backends._base import GetResult, ObjectInfo
-from snapcloud.backends._keys import check_key, check_prefix
+from snapcloud.backends._keys import check_conditions, check_key, check_prefix, check_range
 from snapcloud.errors import (
     BackendError,
     ConfigError,
     ObjectNotFound,
     PreconditionFailed,
     RetryableBackendError,
+    SnapcloudError,
+    ValidationError,
 )
 
-_RETRYABLE_CODES = {
+_SSE_MODES = (None, "AES256", "aws:kms")
+_BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")  # loose: S3-compatibles vary
+_NOT_FOUND = {"NoSuchKey", "NotFound", "404"}
+_CONDITION_FAILED = {"PreconditionFailed", "ConditionalRequestConflict", "412"}
+_RETRYABLE = {
     "SlowDown",
     "Throttling",
     "ThrottlingException",
+    "RequestThrottled",
+    "TooManyRequestsException",
     "RequestTimeout",
-    "RequestTimeTooSkewed",
     "InternalError",
     "ServiceUnavailable",
-    "503",
-    "500",
+    "OperationAborted",
 }
-_NOT_FOUND_CODES = {"NoSuchKey", "404", "NotFound"}
-_CONFLICT_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+_TRANSIENT_IO = (
+    BotoConnectionError,
+    HTTPClientError,
+    IncompleteReadError,
+    builtins.ConnectionError,
+    TimeoutError,
+)
 
 
 class S3Store:
-    """Objects in ``bucket`` under ``prefix``."""
+    """Objects in ``bucket`` under ``prefix``; raises ``ConfigError`` for unusable settings."""
 
     def __init__(
         self,
@@ -63,154 +76,217 @@ class S3Store:
         sse: str | None = None,
         sse_kms_key_id: str | None = None,
         max_attempts: int = 5,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 30.0,
+        connect_timeout: float = 5,
+        read_timeout: float = 30,
         client: Any = None,
     ) -> None:
-        if not bucket:
-            raise ConfigError("S3 store needs a bucket name", field="bucket")
-        if sse not in (None, "AES256", "aws:kms"):
-            raise ConfigError(f"sse must be AES256 or aws:kms, got {sse!r}", field="sse")
-        if sse_kms_key_id and sse != "aws:kms":
-            raise ConfigError("sse_kms_key_id needs sse='aws:kms'", field="sse_kms_key_id")
+        _check_settings(bucket, endpoint_url, sse, sse_kms_key_id, max_attempts)
         self.bucket = bucket
-        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-        if self.prefix:
-            check_prefix(self.prefix)
+        self.prefix = _normal_prefix(prefix)
         self.endpoint_url = endpoint_url
+        self.sse = sse
         self.description = f"s3://{bucket}/{self.prefix}" + (
-            f" at {endpoint_url}" if endpoint_url else ""
+            f" at {_shown(endpoint_url)}" if endpoint_url else ""
         )
-        self._sse: dict[str, str] = {}
-        if sse:
-            self._sse["ServerSideEncryption"] = sse
+        self._sse_args = {"ServerSideEncryption": sse} if sse else {}
         if sse_kms_key_id:
-            self._sse["SSEKMSKeyId"] = sse_kms_key_id
+            self._sse_args["SSEKMSKeyId"] = sse_kms_key_id
         if client is None:
             config = Config(
-                retries={"max_attempts": max_attempts, "mode": "standard"},
+                # botocore counts Config "max_attempts" as retries after the first try;
+                # "total_max_attempts" counts every try, which is what ours means.
+                retries={"total_max_attempts": max_attempts, "mode": "standard"},
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
-                request_checksum_calculation="when_supported",
             )
-            client = boto3.session.Session().client(
-                "s3", endpoint_url=endpoint_url, region_name=region, config=config
-            )
+            # A session per store: boto3's default session is not thread-safe to build from.
+            with self._translate("setup", ""):
+                client = boto3.session.Session().client(
+                    "s3", endpoint_url=endpoint_url, region_name=region, config=config
+                )
         self._client = client
 
     def __repr__(self) -> str:
         return f"S3Store({self.description!r})"
 
-    def _key(self, key: str) -> str:
-        return self.prefix + check_key(key)
+    def __str__(self) -> str:
+        return self.description
 
     @contextlib.contextmanager
     def _translate(self, op: str, key: str) -> Iterator[None]:
-        """Map botocore errors to snapcloud's tree (the only place that does)."""
-        where = f"{op} s3://{self.bucket}/{self.prefix}{key}"
+        """Turn any botocore / boto3 error into snapcloud's tree: the only place that does."""
+        where = f"S3 {op} of {key!r} in bucket {self.bucket!r}"
         try:
             yield
         except ClientError as exc:
-            err = exc.response.get("Error", {})
-            code = str(err.get("Code", ""))
-            status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-            if code in _NOT_FOUND_CODES or (status == "404" and op in ("get", "head")):
-                raise ObjectNotFound(f"no object {key} ({where})", key=key) from None
-            if code in _CONFLICT_CODES or status in ("412", "409"):
-                raise PreconditionFailed(f"condition failed: {where} ({code})", key=key) from None
-            if code in _RETRYABLE_CODES or status.startswith("5"):
-                raise RetryableBackendError(f"{where} failed: {code}", key=key) from None
-            raise BackendError(f"{where} failed: {code or status}", key=key) from None
-        except (
-            EndpointConnectionError,
-            ConnectTimeoutError,
-            ReadTimeoutError,
-            BotoConnectionError,
-        ) as exc:
-            raise RetryableBackendError(f"{where} failed: {type(exc).__name__}", key=key) from None
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            error = _client_error_class(op, code, status)
+            if error is ObjectNotFound:
+                message = f"no object {key!r} in {self.description}"
+            else:
+                message = f"{where} failed: {code} (HTTP {status})"
+            raise error(message, key=key, operation=op, code=code, status=status) from None
+        except SSLError:  # a certificate problem does not heal on retry
+            raise BackendError(f"{where} failed: TLS error", key=key, operation=op) from None
+        except _TRANSIENT_IO as exc:
+            name = type(exc).__name__
+            raise RetryableBackendError(f"{where} failed: {name}", key=key, operation=op) from None
         except BotoCoreError as exc:
-            raise BackendError(f"{where} failed: {type(exc).__name__}", key=key) from None
+            name = type(exc).__name__
+            if op == "setup":  # a bad profile or region, before any request
+                raise ConfigError(f"cannot set up S3 for {self.description}: {name}") from None
+            raise BackendError(f"{where} failed: {name}", key=key, operation=op) from None
 
     def put(
         self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None
     ) -> str:
-        """Store ``data``; raises ``PreconditionFailed`` or a ``BackendError``."""
-        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key), "Body": bytes(data)}
-        args.update(self._sse)
+        """Store ``data``; raises ``PreconditionFailed`` or ``BackendError`` (maybe retryable)."""
+        check_conditions(if_absent, if_match)
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self._full(key), "Body": bytes(data)}
+        args.update(self._sse_args)
         if if_absent:
             args["IfNoneMatch"] = "*"
         if if_match is not None:
-            args["IfMatch"] = f'"{if_match}"'
-        try:
-            with self._translate("put", key):
-                resp = self._client.put_object(**args)
-        except ObjectNotFound:  # If-Match on a missing key
-            raise PreconditionFailed(f"{key} does not exist (If-Match)", key=key) from None
-        return str(resp["ETag"]).strip('"')
+            args["IfMatch"] = '"' + if_match.strip('"') + '"'
+        with self._translate("put", key):
+            resp = self._client.put_object(**args)
+        return _etag(resp)
 
     def get(self, key: str, *, byte_range: tuple[int, int] | None = None) -> GetResult:
-        """Read an object or a byte range of it; raises ``ObjectNotFound``."""
-        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
+        """Read an object or a byte range of it; raises ``ObjectNotFound``, ``BackendError``."""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Key": self._full(key)}
+        check_range(byte_range)
         if byte_range is not None:
-            start, end = byte_range
-            if end <= start:
-                head = self.head(key)
-                if head is None:
-                    raise ObjectNotFound(f"no object {key}", key=key)
-                return GetResult(b"", head.etag)
-            args["Range"] = f"bytes={start}-{end - 1}"
-        with self._translate("get", key):
-            try:
+            if byte_range[0] == byte_range[1]:
+                return self._empty_range(key)
+            args["Range"] = f"bytes={byte_range[0]}-{byte_range[1] - 1}"
+        try:
+            with self._translate("get", key):
                 resp = self._client.get_object(**args)
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") == "InvalidRange":
-                    head = self.head(key)
-                    if head is None:
-                        raise
-                    return GetResult(b"", head.etag)
+                data = resp["Body"].read()
+        except BackendError as exc:
+            if exc.context.get("code") != "InvalidRange":
                 raise
-            body = resp["Body"].read()
-        return GetResult(body, str(resp["ETag"]).strip('"'))
+            return self._empty_range(key)  # the range starts at or past the end
+        return GetResult(data, _etag(resp))
+
+    def _empty_range(self, key: str) -> GetResult:
+        info = self.head(key)
+        if info is None:
+            raise ObjectNotFound(f"no object {key!r} in {self.description}", key=key)
+        return GetResult(b"", info.etag)
 
     def head(self, key: str) -> ObjectInfo | None:
-        """Size and ETag, or ``None``."""
+        """Size and ETag of an object, or ``None``; raises ``BackendError``."""
+        full = self._full(key)
         try:
             with self._translate("head", key):
-                resp = self._client.head_object(Bucket=self.bucket, Key=self._key(key))
+                resp = self._client.head_object(Bucket=self.bucket, Key=full)
         except ObjectNotFound:
             return None
-        return ObjectInfo(key, int(resp["ContentLength"]), str(resp["ETag"]).strip('"'))
+        return ObjectInfo(key, int(resp["ContentLength"]), _etag(resp))
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Objects under ``prefix`` in key order (paginated)."""
+        """Objects under ``prefix`` in key order, page by page; raises ``BackendError``."""
         check_prefix(prefix)
+        return self._list(prefix)
+
+    def _list(self, prefix: str) -> Iterator[ObjectInfo]:
         paginator = self._client.get_paginator("list_objects_v2")
+        cut = len(self.prefix)
         with self._translate("list", prefix):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
                 for obj in page.get("Contents", []):
-                    yield ObjectInfo(
-                        obj["Key"][len(self.prefix) :],
-                        int(obj["Size"]),
-                        str(obj["ETag"]).strip('"'),
-                    )
+                    yield ObjectInfo(obj["Key"][cut:], int(obj["Size"]), _etag(obj))
 
     def list_dirs(self, prefix: str) -> builtins.list[str]:
-        """Distinct next segments under ``prefix``, each ending with ``/``."""
+        """Distinct next segments under ``prefix``, each ending ``/``; raises ``BackendError``."""
         check_prefix(prefix)
-        out: builtins.list[str] = []
-        paginator = self._client.get_paginator("list_objects_v2")
         full = self.prefix + prefix
-        with self._translate("list", prefix):
+        paginator = self._client.get_paginator("list_objects_v2")
+        dirs: builtins.list[str] = []
+        with self._translate("list_dirs", prefix):
             for page in paginator.paginate(Bucket=self.bucket, Prefix=full, Delimiter="/"):
-                out.extend(p["Prefix"][len(full) :] for p in page.get("CommonPrefixes", []))
-        return sorted(out)
+                dirs.extend(p["Prefix"][len(full) :] for p in page.get("CommonPrefixes", []))
+        return sorted(dirs)
 
     def delete(self, key: str) -> None:
-        """Remove an object; a missing key is not an error."""
+        """Remove an object; a missing key is fine; raises ``BackendError``."""
+        full = self._full(key)
         with self._translate("delete", key):
-            self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
+            self._client.delete_object(Bucket=self.bucket, Key=full)
 
     def close(self) -> None:
         """Close the client's connection pool."""
-        with contextlib.suppress(Exception):
-            self._client.close()
+        self._client.close()
+
+    def _full(self, key: str) -> str:
+        return self.prefix + check_key(key)
+
+
+def _client_error_class(op: str, code: str, status: int) -> type[SnapcloudError]:
+    """Which snapcloud error an S3 error response becomes."""
+    if code in _CONDITION_FAILED or status == 412:
+        return PreconditionFailed
+    if code in _NOT_FOUND:
+        # a put only gets NoSuchKey for If-Match on a missing key: the condition failed
+        return PreconditionFailed if op == "put" else ObjectNotFound
+    if code in _RETRYABLE or status == 429 or status >= 500:
+        return RetryableBackendError
+    return BackendError
+
+
+def _etag(resp: dict[str, Any]) -> str:
+    return str(resp["ETag"]).strip('"')
+
+
+def _normal_prefix(prefix: str) -> str:
+    """``"a/b"``, ``"/a/b/"`` -> ``"a/b/"``; ``""`` stays; raises ``ConfigError``."""
+    stripped = prefix.strip("/")
+    if not stripped:
+        return ""
+    try:
+        check_key(stripped)
+    except ValidationError:
+        raise ConfigError(f"bad S3 key prefix {prefix[:80]!r}", field="prefix") from None
+    return stripped + "/"
+
+
+def _shown(url: str) -> str:
+    """An endpoint URL as shown in messages: scheme, host, port and path only."""
+    parts = urlsplit(url)
+    return (
+        f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "") + parts.path
+    )
+
+
+def _check_settings(
+    bucket: str,
+    endpoint_url: str | None,
+    sse: str | None,
+    sse_kms_key_id: str | None,
+    max_attempts: int,
+) -> None:
+    """Refuse settings S3 would refuse later, less clearly; raises ``ConfigError``."""
+    if not _BUCKET.fullmatch(bucket):
+        raise ConfigError(f"bad S3 bucket name {bucket[:80]!r}", field="bucket")
+    if endpoint_url is not None:
+        try:
+            parts = urlsplit(endpoint_url)
+            parts.port  # noqa: B018 (parses the port, raising ValueError if bad)
+        except ValueError:
+            raise ConfigError("S3 endpoint URL cannot be parsed", field="endpoint_url") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError("S3 endpoint URL must be http(s)://host[:port]", field="endpoint_url")
+        if parts.username or parts.password:
+            raise ConfigError(
+                "S3 endpoint URL must not carry credentials; use the AWS credential chain",
+                field="endpoint_url",
+            )
+    if sse not in _SSE_MODES:
+        raise ConfigError(f"sse must be None, 'AES256' or 'aws:kms', not {sse!r}", field="sse")
+    if sse_kms_key_id and sse != "aws:kms":
+        raise ConfigError("sse_kms_key_id needs sse='aws:kms'", field="sse_kms_key_id")
+    if max_attempts < 1:
+        raise ConfigError("max_attempts must be at least 1", field="max_attempts")

@@ -1,11 +1,17 @@
-"""Store URLs: ``file:///path``, ``s3://bucket/prefix``, ``memory://name``, or the default."""
+"""Store URLs: ``file:///abs/path``, ``s3://bucket/prefix``, ``memory://name``, or the default.
+
+With no URL, ``SNAPCLOUD_STORE`` names the store, else the embedded default: a
+``FileStore`` in the user data directory. Messages about a bad URL quote its
+scheme, host and path only, never userinfo or a query string.
+"""
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import platformdirs
 
@@ -15,52 +21,86 @@ from snapcloud.backends._memory import MemoryStore
 from snapcloud.backends._s3 import S3Store
 from snapcloud.errors import ConfigError
 
+_FORMS = "use file:///abs/path, s3://bucket/prefix or memory://name"
+_S3_OPTIONS = frozenset(inspect.signature(S3Store).parameters) - {"bucket", "prefix"}
+
 
 def default_store_path() -> Path:
-    """The embedded store: ``<user data dir>/snapcloud/store``."""
+    """The embedded store's directory: ``<user data dir>/snapcloud/store`` (not created here)."""
     return Path(platformdirs.user_data_dir("snapcloud")) / "store"
 
 
 def open_store(
     url: str | None = None, *, endpoint_url: str | None = None, **s3_options: Any
 ) -> ObjectStore:
-    """Open the store a URL names; ``None`` means ``SNAPCLOUD_STORE`` or the embedded store.
+    """Open the store ``url`` names (``None``: ``SNAPCLOUD_STORE``, else the embedded store).
 
-    Raises ``ConfigError`` (one line, no secrets) for anything it cannot use.
+    ``endpoint_url`` (else ``SNAPCLOUD_ENDPOINT_URL``, else ``AWS_ENDPOINT_URL``)
+    and ``s3_options`` (``S3Store`` keywords) apply to ``s3://`` URLs;
+    ``endpoint_url`` is ignored for others. Raises ``ConfigError`` (one line,
+    no secrets) for a URL or option it cannot use.
     """
     url = url or os.environ.get("SNAPCLOUD_STORE") or None
     if url is None:
         return FileStore(default_store_path())
-    parts = urlsplit(url)
+    parts = _split(url)
     scheme = parts.scheme.lower()
-    if parts.username or parts.password:
+    unknown = set(s3_options) - _S3_OPTIONS
+    if unknown or (s3_options and scheme != "s3"):
+        names = ", ".join(sorted(unknown or s3_options))
+        raise ConfigError(f"store options {names} do not apply to {_shown(parts)}", field="store")
+    if scheme == "file":
+        return _file_store(parts)
+    if scheme == "s3":
+        return _s3_store(parts, endpoint_url, s3_options)
+    if scheme == "memory":
+        return MemoryStore.named(unquote(parts.netloc + parts.path))
+    # a long "scheme" is more likely a pasted secret than a typo: do not echo it
+    shown = repr(scheme) if len(scheme) <= 10 else "(not shown)"
+    what = f"unknown store URL scheme {shown}" if scheme else "store URL without a scheme"
+    raise ConfigError(f"{what}: {_FORMS}", field="store")
+
+
+def _split(url: str) -> SplitResult:
+    """Parse a store URL, refusing userinfo, queries and fragments; raises ``ConfigError``."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (parses the port, raising ValueError if bad)
+    except ValueError:
+        raise ConfigError(f"store URL cannot be parsed: {_FORMS}", field="store") from None
+    if "@" in parts.netloc:
         raise ConfigError(
-            f"store URL for {scheme}://{parts.hostname or ''} must not carry credentials; "
-            "use the AWS credential chain",
+            f"store URL {_shown(parts)} must not carry credentials (user:password@); "
+            "S3 credentials come from the AWS credential chain",
             field="store",
         )
-    if scheme == "file":
-        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
-            raise ConfigError(
-                f"file store URL {url!r} needs an absolute path: file:///abs/path", field="store"
-            )
-        return FileStore(parts.path)
-    if scheme == "s3":
-        if not parts.netloc:
-            raise ConfigError(
-                f"S3 store URL {url!r} needs a bucket: s3://bucket/prefix", field="store"
-            )
-        endpoint = (
-            endpoint_url
-            or os.environ.get("SNAPCLOUD_ENDPOINT_URL")
-            or os.environ.get("AWS_ENDPOINT_URL")
-            or None
+    if parts.query or parts.fragment:
+        raise ConfigError(f"store URL {_shown(parts)} must not have a query", field="store")
+    return parts
+
+
+def _file_store(parts: SplitResult) -> FileStore:
+    path = unquote(parts.path)
+    if parts.netloc not in ("", "localhost") or not path.startswith("/"):
+        raise ConfigError(
+            f"file store URL {_shown(parts)} needs an absolute path: {_FORMS}", field="store"
         )
-        return S3Store(parts.netloc, parts.path.lstrip("/"), endpoint_url=endpoint, **s3_options)
-    if scheme == "memory":
-        return MemoryStore.named(parts.netloc + parts.path)
-    shown = f"{scheme}://..." if scheme else repr(url)
-    raise ConfigError(
-        f"unknown store URL {shown}: use file:///path, s3://bucket/prefix or memory://",
-        field="store",
+    return FileStore(path)
+
+
+def _s3_store(parts: SplitResult, endpoint_url: str | None, options: dict[str, Any]) -> S3Store:
+    if not parts.netloc:
+        raise ConfigError(f"S3 store URL {_shown(parts)} needs a bucket: {_FORMS}", field="store")
+    endpoint = (
+        endpoint_url
+        or os.environ.get("SNAPCLOUD_ENDPOINT_URL")
+        or os.environ.get("AWS_ENDPOINT_URL")
+        or None
     )
+    return S3Store(parts.netloc, unquote(parts.path), endpoint_url=endpoint, **options)
+
+
+def _shown(parts: SplitResult) -> str:
+    """A URL as quoted in messages: scheme, host and path; never userinfo or query."""
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}" if parts.scheme else repr(parts.path[:80])

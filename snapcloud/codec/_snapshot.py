@@ -2,23 +2,29 @@
 
 Payload (before zstd)::
 
-    u32 LE meta length | meta JSON | section 0 | section 1 | ...
+    u32 LE meta length | meta JSON | sections...
 
 The meta JSON holds the snapshot's facts and, per group, how its numbers were
 transformed; the sections hold the numbers as byte planes (see ``_transforms``).
+Every section's size follows from the meta, so the decoder checks each one and
+that nothing is left over.
 
-- Timestamps: metrics sharing one timestamp array share one *time group*. A
-  regular group is ``[t0, step, n]`` and costs no section bytes; an irregular
-  one stores delta-of-delta codes. In a delta, a group equal to one of the
-  base's groups, or equal up to a constant shift, is a reference ``["b", i, shift]``.
-- Values: metrics of equal length form one matrix. Each row is stored as
-  integers ``v * 10**d`` (smallest ``d`` that is bit-exact, up to 9) differenced
-  0-2 times, or, when no scale fits, as raw float bits XOR the previous value.
-  Values that do not fit a row's scale (NaN, -0.0, stray ulps) are exceptions,
-  stored as positions and raw bits and patched back after decoding.
-- In a delta, a metric whose values equal the base's bit for bit is ``same``,
-  and labels, metadata, fingerprint and metric table equal to the base's are
-  ``"="``.
+- Times: metrics sharing one timestamp array share one *time group*. A regular
+  group is ``[t0, step, n]`` and costs no section bytes; an irregular one stores
+  delta-of-delta codes. ``t0`` is relative to the window start. In a delta, a
+  group equal to one of the base's groups up to a constant shift is
+  ``["b", i, shift]`` (the shift relative to the window's own shift).
+- Values: metrics of equal length form one matrix, described as ``[n, rows,
+  int_rows, decimals, orders, widths, exceptions, raw_width, correction_widths]``.
+  An integer row holds ``v * 10**d`` for the smallest ``d`` (0..9) that reads
+  most values to within a few ulps, differenced 0-2 times, zigzagged, as byte
+  planes grouped by width; a value a few ulps off its decimal reading
+  (``51.846000000000004``) adds a correction to the decoded bits; NaN, -0.0 and
+  other far values are exceptions (position + raw bits). A row where fewer than
+  half the values fit is raw float bits XOR the previous value.
+- In a delta, a metric whose values equal the base's bit for bit is ``same``;
+  fingerprint, labels, metadata and metric table equal to the base's are left
+  out; seq and window are given relative to the base.
 """
 
 from __future__ import annotations
@@ -55,6 +61,9 @@ DEFAULT_MAX_DECODED = 1 << 30
 _KIND_CODE = {"gauge": "g", "counter": "c"}
 _KIND_NAME = {"g": "gauge", "c": "counter"}
 _local = threading.local()
+_COMMON_KEYS = {"f", "l", "m", "t", "tg", "mt", "vg"}
+_KEYFRAME_KEYS = _COMMON_KEYS | {"h", "s", "w"}
+_DELTA_KEYS = _COMMON_KEYS | {"ds", "dw", "same"}
 
 
 def _compressor(level: int) -> zstandard.ZstdCompressor:
@@ -99,17 +108,22 @@ def _encode(snap: ProfileSnapshot, base: ProfileSnapshot | None, level: int) -> 
         meta["h"], meta["s"], meta["w"] = snap.host, snap.seq, [snap.window_start, snap.window_end]
     else:  # a delta says only how it differs from its base
         meta["ds"] = snap.seq - base.seq
-        meta["dw"] = [snap.window_start - base.window_start, snap.window_end - base.window_end]
+        pred = _predicted_window(base, meta["ds"])
+        miss = [snap.window_start - pred[0], snap.window_end - pred[1]]
+        if miss != [0, 0]:
+            meta["dw"] = miss
     for key, value in _facts(snap).items():
         if info is None or info.facts[key] != value:
             meta[key] = value
     sections: list[bytes] = []
-    meta["tg"], meta["mt"] = _encode_times(snap.metrics, info, sections)
+    shift = snap.window_start - base.window_start if base is not None else 0
+    meta["tg"], mt = _encode_times(snap, info, shift, sections)
+    if mt is not None:
+        meta["mt"] = mt
     meta["vg"], same = _encode_values(snap.metrics, info, sections)
     if same:
         identity = len(same) == len(snap.metrics) and all(i == j for i, j in same)
         meta["same"] = "*" if identity else same
-    meta["sec"] = [len(s) for s in sections]
     meta_bytes = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
     payload = b"".join([struct.pack("<I", len(meta_bytes)), meta_bytes, *sections])
     header = FrameHeader(
@@ -122,6 +136,12 @@ def _encode(snap: ProfileSnapshot, base: ProfileSnapshot | None, level: int) -> 
         payload_size=0,
     )
     return pack_frame(header, _compressor(level).compress(payload))
+
+
+def _predicted_window(base: ProfileSnapshot, ds: int) -> tuple[int, int]:
+    """Where a stream of back-to-back windows puts snapshot ``base.seq + ds``."""
+    length = base.window_end - base.window_start
+    return base.window_start + ds * length, base.window_end + ds * length
 
 
 def _facts(snap: ProfileSnapshot) -> dict[str, Any]:
@@ -187,47 +207,48 @@ def _unique_times(metrics: tuple[MetricSeries, ...]) -> tuple[list[tf.I64], list
 
 
 def _encode_times(
-    metrics: tuple[MetricSeries, ...], info: _BaseInfo | None, sections: list[bytes]
-) -> tuple[list[Any], list[int] | int]:
-    arrays, of_metric = _unique_times(metrics)
+    snap: ProfileSnapshot, info: _BaseInfo | None, shift: int, sections: list[bytes]
+) -> tuple[list[Any], list[int] | None]:
+    arrays, of_metric = _unique_times(snap.metrics)
     base_groups = info.time_groups if info is not None else []
+    start = snap.window_start
     described: list[Any] = []
     irregular: list[tf.U64] = []
     for ts in arrays:
         ref = _match_base_times(ts, base_groups)
         if ref is not None:
-            described.append(ref)
+            described.append(["b", ref[0], ref[1] - shift])
         elif ts.size >= 2 and bool(np.all(np.diff(ts) == ts[1] - ts[0])):
-            described.append([int(ts[0]), int(ts[1] - ts[0]), int(ts.size)])
+            described.append([int(ts[0]) - start, int(ts[1] - ts[0]), int(ts.size)])
         elif ts.size <= 1:
-            described.append([int(ts[0]) if ts.size else 0, 0, int(ts.size)])
+            described.append([int(ts[0]) - start if ts.size else 0, 0, int(ts.size)])
         else:
             irregular.append(tf.zigzag(np.diff(np.diff(ts), prepend=0)))
-            described.append([int(ts[0]), None, int(ts.size)])
+            described.append([int(ts[0]) - start, None, int(ts.size)])
     stream = np.concatenate(irregular) if irregular else np.zeros(0, dtype=np.uint64)
     width = tf.plane_width(stream)
     sections.append(tf.to_planes(stream, width))
     described.append(width)
-    return described, (0 if len(arrays) <= 1 else of_metric)
+    return described, (None if len(arrays) <= 1 else of_metric)
 
 
-def _match_base_times(ts: tf.I64, base_groups: list[tf.I64]) -> list[Any] | None:
+def _match_base_times(ts: tf.I64, base_groups: list[tf.I64]) -> tuple[int, int] | None:
     for i, b in enumerate(base_groups):
         if b.size == ts.size and ts.size:
             shift = ts[0] - b[0]
             if bool(np.all(ts - b == shift)):
-                return ["b", i, int(shift)]
+                return i, int(shift)
     return None
 
 
 def _encode_values(
     metrics: tuple[MetricSeries, ...], info: _BaseInfo | None, sections: list[bytes]
-) -> tuple[list[dict[str, Any]], list[list[int]]]:
+) -> tuple[list[list[Any]], list[list[int]]]:
     """Group metrics by length, drop rows equal to the base's, encode the rest as matrices."""
     by_len: dict[int, list[int]] = {}
     for k, m in enumerate(metrics):
         by_len.setdefault(m.values.size, []).append(k)
-    groups: list[dict[str, Any]] = []
+    groups: list[list[Any]] = []
     same: list[list[int]] = []
     for n, ks in by_len.items():
         matrix = _stack([metrics[k].values for k in ks], n)
@@ -236,10 +257,9 @@ def _encode_values(
             keep = _unchanged_rows(matrix, [metrics[k].name for k in ks], info, n, ks, same)
         if not keep.any():
             continue
-        desc = _encode_matrix(matrix[keep], sections)
-        desc["rows"] = [k for k, kept in zip(ks, keep.tolist(), strict=True) if kept]
-        desc["n"] = n
-        groups.append(desc)
+        rows = [k for k, kept in zip(ks, keep.tolist(), strict=True) if kept]
+        all_rows = len(rows) == len(metrics)  # then rows are 0..count-1 in order
+        groups.append([n, None if all_rows else rows, *_encode_matrix(matrix[keep], sections)])
     return groups, same
 
 
@@ -265,33 +285,46 @@ def _unchanged_rows(
     return keep
 
 
-def _encode_matrix(values: tf.F64, sections: list[bytes]) -> dict[str, Any]:
-    _rows, n = values.shape
-    decimals, ints, ok = tf.find_decimals(values)
-    is_int = ok.sum(axis=1) * 2 >= n
+def _width_classes(codes: tf.U64, sections: list[bytes]) -> list[int]:
+    """Append one byte-plane section per width 1..8 (rows of that width); return the widths."""
+    widths = tf.row_widths(codes)
+    counts = np.bincount(widths, minlength=9).tolist()
+    for w in range(1, 9):
+        sections.append(tf.to_planes(codes[widths == w].ravel(), w) if counts[w] else b"")
+    out: list[int] = widths.tolist()
+    return out
+
+
+def _encode_matrix(values: tf.F64, sections: list[bytes]) -> list[Any]:
+    """``[int_rows, decimals, orders, widths, exceptions, raw_width, correction_widths]``."""
+    n = values.shape[1]
+    decimals, ints, corr, near = tf.find_decimals(values)
+    is_int = near.sum(axis=1) * 2 >= n
     int_rows = np.flatnonzero(is_int)
     raw_rows = np.flatnonzero(~is_int)
-    desc: dict[str, Any] = {"ir": int_rows.tolist(), "d": decimals[int_rows].tolist()}
-    # Integer rows: fill exceptions, difference, zigzag, byte planes per width class.
-    iv = tf.fill_forward(ints[int_rows], ok[int_rows])
+    near_i = near[int_rows]
+    iv = tf.fill_forward(ints[int_rows], near_i)
     orders = tf.best_orders(iv) if n > 1 else np.zeros(int_rows.size, dtype=np.int8)
-    codes = tf.zigzag(tf.apply_orders(iv, orders))
-    widths = tf.row_widths(codes)
-    desc["o"] = orders.tolist()
-    desc["w"] = widths.tolist()
-    for w in range(1, 9):
-        sections.append(tf.to_planes(codes[widths == w].ravel(), w))
-    # Exceptions: flat positions in the integer-row matrix, and their raw bits.
-    bad = np.flatnonzero(~ok[int_rows].ravel())
-    desc["x"] = int(bad.size)
+    widths = _width_classes(tf.zigzag(tf.apply_orders(iv, orders)), sections)
+    corr_i = corr[int_rows]
+    corr_widths: list[int] | int = 0
+    if corr_i.any():
+        corr_widths = _width_classes(tf.zigzag(corr_i), sections)
+    bad = np.flatnonzero(~near_i.ravel())
     sections.append(bad.astype("<u4").tobytes())
     sections.append(values[int_rows].ravel()[bad].astype("<f8").view("<u8").tobytes())
-    # Raw rows: float bits XOR their predecessor.
     xr = tf.xor_rows(values[raw_rows].view(np.uint64)).ravel()
     xw = tf.plane_width(xr)
     sections.append(tf.to_planes(xr, xw))
-    desc["xw"] = xw
-    return desc
+    return [
+        None if raw_rows.size == 0 else int_rows.tolist(),
+        decimals[int_rows].tolist(),
+        orders.tolist(),
+        widths,
+        int(bad.size),
+        xw,
+        corr_widths,
+    ]
 
 
 # --------------------------------------------------------------------------- decode
@@ -370,24 +403,22 @@ def _decompress(payload: memoryview, size: int, key: str | None) -> bytes:
 
 
 class _Reader:
-    """Hands out the payload's sections in order, checking each has the size it must."""
+    """Hands out the payload's sections in order, each of the size the meta implies."""
 
-    def __init__(self, raw: bytes, offset: int, lengths: list[int]) -> None:
-        if not all(isinstance(n, int) and n >= 0 for n in lengths):
-            raise CorruptError("section lengths are not non-negative integers")
-        if sum(lengths) != len(raw) - offset:
-            raise CorruptError("section lengths do not add up to the payload size")
+    def __init__(self, raw: bytes, offset: int) -> None:
         self.view = memoryview(raw)
         self.offset = offset
-        self.lengths = iter(lengths)
 
-    def take(self, expected: int) -> memoryview:
-        n = next(self.lengths, None)
-        if n != expected:
-            raise CorruptError(f"section of {n} bytes where {expected} are needed")
-        out = self.view[self.offset : self.offset + n]
-        self.offset += n
+    def take(self, size: int) -> memoryview:
+        if size < 0 or self.offset + size > len(self.view):
+            raise CorruptError(f"payload ends before a section of {size} bytes")
+        out = self.view[self.offset : self.offset + size]
+        self.offset += size
         return out
+
+    def finish(self) -> None:
+        if self.offset != len(self.view):
+            raise CorruptError(f"{len(self.view) - self.offset} unread bytes after the sections")
 
 
 def _decode_payload(raw: bytes, info: _BaseInfo | None, limit: int) -> ProfileSnapshot:
@@ -395,17 +426,31 @@ def _decode_payload(raw: bytes, info: _BaseInfo | None, limit: int) -> ProfileSn
     meta = json.loads(raw[4 : 4 + meta_len])
     if not isinstance(meta, dict):
         raise CorruptError("payload meta is not a JSON object")
-    reader = _Reader(raw, 4 + meta_len, meta["sec"])
+    unknown = set(meta) - (_DELTA_KEYS if info is not None else _KEYFRAME_KEYS)
+    if unknown:
+        raise CorruptError(f"unknown payload fields {sorted(unknown)}")
+    reader = _Reader(raw, 4 + meta_len)
     facts = {key: _fact(meta, info, key) for key in ("f", "l", "m", "t")}
     names, kinds, units = facts["t"]
     count = len(names)
     if not (count == len(kinds) == len(units)):
         raise CorruptError("metric table columns differ in length")
-    times = _decode_times(meta["tg"], info, reader, limit)
-    mt = meta["mt"]
+    if info is None:
+        host, seq, (start, end) = meta["h"], meta["s"], meta["w"]
+    else:
+        b = info._base
+        host, seq = b.host, b.seq + meta["ds"]
+        pred = _predicted_window(b, meta["ds"])
+        miss = meta.get("dw", [0, 0])
+        start, end = pred[0] + miss[0], pred[1] + miss[1]
+    if not all(isinstance(x, int) for x in (seq, start, end)) or not isinstance(host, str):
+        raise CorruptError("host, seq or window of the wrong type")
+    shift = start - info._base.window_start if info is not None else 0
+    times = _decode_times(meta["tg"], info, start, shift, reader, limit)
+    mt = meta.get("mt")
     time_of = (
         ([times[0]] * count if count else [])
-        if mt == 0
+        if mt is None
         else [times[_index(g, len(times))] for g in mt]
     )
     values: list[tf.F64 | None] = [None] * count
@@ -419,31 +464,24 @@ def _decode_payload(raw: bytes, info: _BaseInfo | None, limit: int) -> ProfileSn
             values[_index(i, count)] = base_metrics[_index(j, len(base_metrics))].values
         placed.append(np.array([i for i, _ in pairs], dtype=np.intp))
     for group in meta["vg"]:
-        rows = _indices(group["rows"], count)
+        n, rows_raw, *desc = group
+        rows = np.arange(count) if rows_raw is None else _indices(rows_raw, count)
         placed.append(rows)
-        for row, v in zip(rows.tolist(), _decode_matrix(group, reader, limit), strict=True):
+        decoded = _decode_matrix(int(n), rows.size, desc, reader, limit)
+        for row, v in zip(rows.tolist(), decoded, strict=True):
             values[row] = v
+    reader.finish()
     if count and not np.array_equal(
         np.bincount(np.concatenate(placed) if placed else np.zeros(0, np.intp), minlength=count),
         np.ones(count, dtype=np.intp),
     ):
         raise CorruptError("metric values missing or defined twice")
-    if next(reader.lengths, None) is not None:
-        raise CorruptError("payload has unread sections")
     trusted = MetricSeries.trusted
     metrics = []
     for name, kind, unit, ts, vals in zip(names, kinds, units, time_of, values, strict=True):
         if vals is None or vals.size != ts.size:
             raise CorruptError(f"metric {name!r}: values missing or of the wrong length")
         metrics.append(trusted(name, _KIND_NAME[kind], unit, ts, vals))
-    if info is None:
-        host, seq, (start, end) = meta["h"], meta["s"], meta["w"]
-    else:
-        b = info._base
-        host, seq = b.host, b.seq + meta["ds"]
-        start, end = (b.window_start + meta["dw"][0], b.window_end + meta["dw"][1])
-    if not all(isinstance(x, int) for x in (seq, start, end)) or not isinstance(host, str):
-        raise CorruptError("host, seq or window of the wrong type")
     return ProfileSnapshot.trusted(
         host=host,
         seq=seq,
@@ -479,15 +517,22 @@ def _fact(meta: dict[str, Any], info: _BaseInfo | None, key: str) -> Any:
 
 
 def _decode_times(
-    described: list[Any], info: _BaseInfo | None, reader: _Reader, limit: int
+    described: list[Any],
+    info: _BaseInfo | None,
+    start: int,
+    shift: int,
+    reader: _Reader,
+    limit: int,
 ) -> list[tf.I64]:
     *groups, width = described
     if not isinstance(width, int) or not 0 <= width <= 8:
         raise CorruptError("timestamp plane width out of range")
     own = [g for g in groups if g[0] != "b"]
+    if any(not isinstance(g[2], int) or g[2] < 0 for g in own):
+        raise CorruptError("time group length is not a count")
+    _check_count(sum(g[2] for g in own), limit)
     # An irregular group of n timestamps stores n - 1 delta-of-delta codes (t0 is in the meta).
-    irregular_total = sum(int(g[2]) - 1 for g in own if g[1] is None)
-    _check_count(sum(int(g[2]) for g in own), limit)
+    irregular_total = sum(max(g[2] - 1, 0) for g in own if g[1] is None)
     planes = reader.take(irregular_total * width)
     stream = tf.unzigzag(tf.from_planes(planes, irregular_total, width))
     base_groups = info.time_groups if info is not None else []
@@ -495,17 +540,18 @@ def _decode_times(
     pos = 0
     for g in groups:
         if g[0] == "b":
-            ts = base_groups[_index(g[1], len(base_groups))] + np.int64(g[2])
+            ts = base_groups[_index(g[1], len(base_groups))] + np.int64(g[2] + shift)
         elif g[1] is None:
             t0, _, n = g
             dod = stream[pos : pos + n - 1]
             pos += n - 1
             ts = np.empty(n, dtype=np.int64)
-            ts[0] = t0
-            ts[1:] = np.cumsum(np.cumsum(dod, dtype=np.int64), dtype=np.int64) + np.int64(t0)
+            if n:
+                ts[0] = start + t0
+                ts[1:] = np.cumsum(np.cumsum(dod, dtype=np.int64), dtype=np.int64) + ts[0]
         else:
             t0, step, n = g
-            ts = np.int64(t0) + np.arange(n, dtype=np.int64) * np.int64(step)
+            ts = np.int64(start + t0) + np.arange(n, dtype=np.int64) * np.int64(step)
         ts.flags.writeable = False
         out.append(ts)
     return out
@@ -516,36 +562,40 @@ def _check_count(samples: int, limit: int) -> None:
         raise OversizedObject(f"declares {samples} samples, over the decode limit")
 
 
-def _decode_matrix(group: dict[str, Any], reader: _Reader, limit: int) -> list[tf.F64]:
-    n = int(group["n"])
-    rows = len(group["rows"])
+def _small_ints(raw: Any, size: int, lo: int, hi: int, what: str) -> npt.NDArray[np.int8]:
+    arr = np.asarray(raw, dtype=np.int64).reshape(size)
+    if size and (arr.min() < lo or arr.max() > hi):
+        raise CorruptError(f"{what} out of range {lo}..{hi}")
+    return arr.astype(np.int8)
+
+
+def _read_width_classes(reader: _Reader, widths: npt.NDArray[np.int8], n: int) -> tf.U64:
+    codes = np.zeros((widths.size, n), dtype=np.uint64)
+    counts = np.bincount(widths, minlength=9).tolist()
+    for w in range(1, 9):
+        k = counts[w]
+        planes = reader.take(k * n * w)
+        if k:
+            codes[widths == w] = tf.from_planes(planes, k * n, w).reshape(k, n)
+    return codes
+
+
+def _decode_matrix(n: int, rows: int, desc: list[Any], reader: _Reader, limit: int) -> list[tf.F64]:
+    ir, d, o, w, nx, xw, cw = desc
     _check_count(rows * n, limit)
-    int_rows = np.asarray(group["ir"], dtype=np.intp).reshape(-1)
+    int_rows = np.arange(rows) if ir is None else np.asarray(ir, dtype=np.intp).reshape(-1)
     ni = int_rows.size
     if ni and (np.any(np.diff(int_rows) <= 0) or int_rows[0] < 0 or int_rows[-1] >= rows):
         raise CorruptError("integer row list is not sorted, unique and in range")
-    orders = np.asarray(group["o"], dtype=np.int8).reshape(ni)
-    decimals = np.asarray(group["d"], dtype=np.int8).reshape(ni)
-    widths = np.asarray(group["w"], dtype=np.int8).reshape(ni)
-    if ni and (
-        decimals.min() < 0
-        or decimals.max() > tf.MAX_DECIMALS
-        or orders.min() < 0
-        or orders.max() > 2
-        or widths.min() < 0
-        or widths.max() > 8
-    ):
-        raise CorruptError("decimal scale, difference order or width out of range")
-    codes = np.zeros((ni, n), dtype=np.uint64)
-    for w in range(1, 9):
-        sel = widths == w
-        k = int(sel.sum())
-        planes = reader.take(k * n * w)
-        if k:
-            codes[sel] = tf.from_planes(planes, k * n, w).reshape(k, n)
-    ints = tf.undo_orders(tf.unzigzag(codes), orders)
-    ivals = tf.ints_to_floats(ints, decimals)
-    nx = int(group["x"])
+    decimals = _small_ints(d, ni, 0, tf.MAX_DECIMALS, "decimal scale")
+    orders = _small_ints(o, ni, 0, 2, "difference order")
+    codes = _read_width_classes(reader, _small_ints(w, ni, 0, 8, "width"), n)
+    ivals = tf.ints_to_floats(tf.undo_orders(tf.unzigzag(codes), orders), decimals)
+    if cw != 0:
+        corr = tf.unzigzag(_read_width_classes(reader, _small_ints(cw, ni, 0, 8, "width"), n))
+        ivals = (ivals.view(np.int64) + corr).view(np.float64)
+    if not isinstance(nx, int) or not 0 <= nx <= ni * n:
+        raise CorruptError("exception count out of range")
     pos = np.frombuffer(reader.take(4 * nx), dtype="<u4").astype(np.intp)
     bits = np.frombuffer(reader.take(8 * nx), dtype="<u8")
     ivals.reshape(-1).view(np.uint64)[pos] = bits
@@ -553,8 +603,7 @@ def _decode_matrix(group: dict[str, Any], reader: _Reader, limit: int) -> list[t
     is_raw[int_rows] = False
     raw_rows = np.flatnonzero(is_raw)
     nr = raw_rows.size
-    xw = int(group["xw"])
-    if not 0 <= xw <= 8:
+    if not isinstance(xw, int) or not 0 <= xw <= 8:
         raise CorruptError("raw plane width out of range")
     xr = tf.from_planes(reader.take(nr * n * xw), nr * n, xw).reshape(nr, n)
     rvals = tf.unxor_rows(xr).view(np.float64)

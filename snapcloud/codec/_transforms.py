@@ -119,41 +119,51 @@ def ints_to_floats(ints: I64, decimals: npt.NDArray[np.int8]) -> F64:
     return ints.astype(np.float64) / _POW10[decimals.astype(np.intp)][:, None]
 
 
-def find_decimals(values: F64) -> tuple[npt.NDArray[np.int8], I64, BoolArr]:
-    """Per row the smallest decimal scale that represents the most values bit-exactly.
+#: A value within this many units in the last place of its decimal reading is stored
+#: as that reading plus a small correction (``51.846000000000004`` is 51.846 + 1 ulp).
+NEAR_ULPS = 1 << 20
 
-    Returns ``(decimals, ints, ok)``: ``ints[i] / 10**decimals[i]`` equals
-    ``values[i]`` bit for bit wherever ``ok`` is true. Rows already exact at a
-    scale are not tried at larger ones, so integer and one-decimal series cost
-    one or two passes.
+
+def find_decimals(values: F64) -> tuple[npt.NDArray[np.int8], I64, I64, BoolArr]:
+    """Per row the smallest decimal scale that reads the most values to within a few ulps.
+
+    Returns ``(decimals, ints, corrections, near)``: wherever ``near`` is true,
+    the bits of ``ints[i] / 10**decimals[i]`` plus ``corrections[i]`` are the
+    bits of ``values[i]`` (corrections are mostly zero). Rows already fully
+    near at a scale are not tried at larger ones, so integer and one-decimal
+    series cost one or two passes.
     """
     rows, n = values.shape
     best_d = np.zeros(rows, dtype=np.int8)
     best_cnt = np.full(rows, -1, dtype=np.int64)
     ints = np.zeros((rows, n), dtype=np.int64)
-    ok = np.zeros((rows, n), dtype=np.bool_)
+    corr = np.zeros((rows, n), dtype=np.int64)
+    near = np.zeros((rows, n), dtype=np.bool_)
     bits = values.view(np.int64)
     todo = np.arange(rows)
     with np.errstate(invalid="ignore", over="ignore"):
         for d in range(MAX_DECIMALS + 1):
             if todo.size == 0:
                 break
-            v = values[todo] if todo.size < rows else values
+            whole = todo.size == rows
+            v = values if whole else values[todo]
             scaled = v * _POW10[d] if d else v
-            # A cast of NaN or of a value out of int64 range gives garbage; the exact
-            # round-trip check below rejects it, so no range test is needed.
+            # A cast of NaN or of a value out of int64 range gives garbage; the
+            # round-trip distance below rejects it, so no range test is needed.
             cand = np.rint(scaled).astype(np.int64)
             back = cand.astype(np.float64) / _POW10[d] if d else cand.astype(np.float64)
-            good = back.view(np.int64) == (bits[todo] if todo.size < rows else bits)
+            diff = (bits if whole else bits[todo]) - back.view(np.int64)
+            good = (np.abs(diff) < NEAR_ULPS) & np.isfinite(v)
             cnt = good.sum(axis=1)
             better = cnt > best_cnt[todo]
             sel = todo[better]
             best_d[sel] = d
             best_cnt[sel] = cnt[better]
             ints[sel] = cand[better]
-            ok[sel] = good[better]
+            corr[sel] = np.where(good[better], diff[better], 0)
+            near[sel] = good[better]
             todo = todo[cnt < n]
-    return best_d, ints, ok
+    return best_d, ints, corr, near
 
 
 def fill_forward(ints: I64, ok: BoolArr) -> I64:

@@ -1,7 +1,17 @@
-"""Index segments (one JSON per keyframe group) and the object key layout."""
+"""Index segments (one JSON per keyframe group), the fleet catalog, and the key layout."""
 
 from __future__ import annotations
 
+from snapcloud.index._catalog import (
+    CATALOG_PREFIX,
+    CATALOG_VERSION,
+    Catalog,
+    CatalogEntry,
+    TierStats,
+    catalog_key,
+    entry_from_index,
+    entry_from_segments,
+)
 from snapcloud.index._segment import (
     SEGMENT_VERSION,
     IndexEntry,
@@ -14,11 +24,19 @@ from snapcloud.index._segment import (
 )
 
 __all__ = [
+    "CATALOG_PREFIX",
+    "CATALOG_VERSION",
     "SEGMENT_VERSION",
+    "Catalog",
+    "CatalogEntry",
     "IndexEntry",
     "IndexSegment",
     "ObjectKey",
+    "TierStats",
+    "catalog_key",
     "data_key",
+    "entry_from_index",
+    "entry_from_segments",
     "parse_data_key",
     "segment_key",
     "segment_prefix",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from snapcloud.backends import CountingStore, ObjectStore, open_store
 from snapcloud.errors import HostNotFound
+from snapcloud.index import Catalog, CatalogEntry
 from snapcloud.models import SnapshotConfig, validate_host
 from snapcloud.store._stream import IncrementalSnapshotStore
 from snapcloud.store._verify import VerifyReport, verify_stream
@@ -67,6 +70,27 @@ class Repository:
             verify_stream(IncrementalSnapshotStore(self.objects, h, self.config), repair=repair)
             for h in hosts
         ]
+
+    def catalog(self) -> Catalog:
+        """The fleet catalog of this store (``catalog/{host}.json``), through the counted store."""
+        return Catalog(self.objects)
+
+    def refresh_catalog(self, host: str, labels: Mapping[str, str] | None = None) -> CatalogEntry:
+        """Rebuild ``host``'s catalog entry from its index and store it.
+
+        Reads the index of every tier (listings plus one read per segment) and,
+        unless ``labels`` are given, the labels of the latest snapshot (at most two
+        object reads). User labels set through the catalog are kept; concurrent
+        updates are never lost (conditional puts, retried). Raises ``HostNotFound``.
+        """
+        validate_host(host)
+        stream = IncrementalSnapshotStore(self.objects, host, self.config)
+        items = stream._serving(None)  # (metric names, entry) of every tier, in seq order
+        if not items:
+            raise HostNotFound(f"no host {host!r} in {self.description}", host=host)
+        if labels is None:
+            labels = stream.read(items[-1][1]).labels
+        return self.catalog().refresh(host, items, labels=labels)
 
     def close(self) -> None:
         self.objects.close()

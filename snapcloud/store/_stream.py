@@ -11,6 +11,11 @@ append raises ``ConflictError`` and nothing already stored changes.
 Read path: ``get(seq)`` reads at most two objects (the keyframe, cached, and
 the delta). ``query`` walks the index, streams snapshots, and refuses with
 ``MemoryExceeded`` rather than truncating.
+
+Retention tiers: reads (``entries``, ``entry``, ``get``, ``plan``, ``query``,
+``stats``) also see the compressed and archive tiers the compactor writes and
+skip what a deletion mark retires (``_tiers``: which tier serves each group).
+``segments`` and the write path stay on the raw tier.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import bisect
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from snapcloud import codec
@@ -34,6 +39,7 @@ from snapcloud.errors import (
 from snapcloud.errors import ConflictError as _Conflict
 from snapcloud.index import IndexEntry, IndexSegment, data_key, segment_key, segment_prefix
 from snapcloud.models import ProfileSnapshot, SnapshotConfig, SnapshotQuery, validate_host
+from snapcloud.store._tiers import TierReader, TierSegment, tier_of_key, trim_archive
 
 __all__ = ["IncrementalSnapshotStore", "StreamStats"]
 
@@ -87,6 +93,7 @@ class IncrementalSnapshotStore:
         self._etags: dict[int, str] = {}
         self._keyframes: OrderedDict[int, ProfileSnapshot] = OrderedDict()
         self._bases: list[int] | None = None
+        self._tiers = TierReader(objects, self.host, self.config)  # retention tiers, read side
 
     def __repr__(self) -> str:
         return f"IncrementalSnapshotStore(host={self.host!r}, objects={self.objects.description!r})"
@@ -122,10 +129,15 @@ class IncrementalSnapshotStore:
         for base in list(self._group_bases()):
             yield self._segment(base)
 
+    def tier_segments(self) -> list[TierSegment]:
+        """The compressed and archive index segments serving reads (``segments`` is raw)."""
+        with self._lock:
+            return self._tiers.segments(self._group_bases())
+
     def entries(self) -> Iterator[IndexEntry]:
-        """Every index entry, in seq order."""
-        for seg in self.segments():
-            yield from seg.entries
+        """Every index entry that serves reads, in seq order, across retention tiers."""
+        for _, e in self._serving(None):
+            yield e
 
     def _last_segment(self) -> IndexSegment | None:
         bases = self._group_bases()
@@ -137,24 +149,40 @@ class IncrementalSnapshotStore:
         with self._lock:
             last = self._last_segment()
             if last is None:
-                return 0
+                return self._tiers.next_seq()  # no raw group left: continue after the tiers
             return last.entries[-1].seq + 1 if last.entries else last.base
 
     def __len__(self) -> int:
         return self.next_seq
 
     def entry(self, seq: int) -> IndexEntry:
-        """The index entry of ``seq``. Raises ``SnapshotNotFound``."""
+        """The index entry of ``seq`` in the tier serving it. Raises ``SnapshotNotFound``
+        (also for a seq only the archive holds: it is downsampled, query it by time)."""
+        return self._lookup(seq, self._tier_entry)
+
+    def _raw_entry(self, seq: int) -> IndexEntry:
+        """The raw-tier index entry of ``seq`` (the write path and keyframes use this)."""
+        return self._lookup(seq, self._find)
+
+    def _lookup(self, seq: int, find: Callable[[int], IndexEntry | None]) -> IndexEntry:
         with self._lock:
-            found = self._find(seq)
+            found = find(seq)
             if found is None and seq >= self.next_seq:
                 self.refresh()  # another writer may have appended since we looked
-                found = self._find(seq)
+                found = find(seq)
         if found is None:
             raise SnapshotNotFound(
                 f"host {self.host!r} has no snapshot {seq}", host=self.host, seq=seq
             )
         return found
+
+    def _tier_entry(self, seq: int) -> IndexEntry | None:
+        served = self._tiers.locate(seq, self._group_bases())
+        if served is None:
+            return None
+        if served.tier == "raw":
+            return self._find(seq)
+        return self._tiers.compressed_entry(served, seq)
 
     def _find(self, seq: int) -> IndexEntry | None:
         with self._lock:
@@ -288,6 +316,7 @@ class IncrementalSnapshotStore:
             self._bases = None
             self._segments.clear()
             self._etags.clear()
+            self._tiers.refresh()
 
     # ------------------------------------------------------------------ read
 
@@ -302,7 +331,7 @@ class IncrementalSnapshotStore:
         if snap is not None:
             self._keyframes.move_to_end(base)
             return snap
-        snap = self._read(self.entry(base), None)
+        snap = self._read(self._raw_entry(base), None)
         self._remember_keyframe(snap)
         return snap
 
@@ -330,28 +359,53 @@ class IncrementalSnapshotStore:
         return snap
 
     def get(self, seq: int) -> ProfileSnapshot:
-        """The snapshot ``seq``, bit-exact. At most two object reads (keyframe cached).
+        """The snapshot ``seq``, bit-exact, from the tier serving it. At most two object
+        reads (keyframe cached) in the raw tier, one in the compressed tier.
 
         Raises ``SnapshotNotFound``, ``ObjectNotFound`` (index names a missing
         object) or a ``CorruptError`` subclass.
         """
         with self._lock:
-            entry = self.entry(seq)
+            try:
+                return self.read(self.entry(seq))
+            except (ObjectNotFound, SnapshotNotFound):
+                self.refresh()  # compacted and deleted since our view: look again once
+                return self.read(self.entry(seq))
+
+    def read(self, entry: IndexEntry) -> ProfileSnapshot:
+        """The snapshot an index entry of any tier names (archive: an aggregate snapshot
+        whose metadata gives ``snapcloud.resolution_ns``). Raises as ``get`` does."""
+        with self._lock:
+            if tier_of_key(entry.key) != "raw":
+                return self._tiers.read(entry)
             if entry.kind == "k":
-                return self._keyframe(seq)
+                return self._keyframe(entry.seq)
             return self._read(entry, self._keyframe(entry.base))
 
-    def _matching(self, query: SnapshotQuery) -> Iterator[tuple[IndexSegment, IndexEntry]]:
+    def _serving(self, query: SnapshotQuery | None) -> list[tuple[list[str], IndexEntry]]:
+        """``(metric names, entry)`` of every entry serving reads, across tiers, in seq order."""
+
+        def raw(base: int) -> list[tuple[list[str], IndexEntry]]:
+            seg = self._segment(base)
+            return [(seg.metric_names(e), e) for e in seg.entries]
+
+        with self._lock:
+            try:
+                return self._tiers.serving_entries(self._group_bases(), raw, query)
+            except ObjectNotFound:
+                self.refresh()  # a segment went away since we listed: list again once
+                return self._tiers.serving_entries(self._group_bases(), raw, query)
+
+    def _matching(self, query: SnapshotQuery) -> Iterator[tuple[list[str], IndexEntry]]:
         wanted = set(query.metrics) if query.metrics else None
-        for seg in self.segments():
-            for e in seg.entries:
-                if not query.overlaps(e.window_start, e.window_end):
-                    continue
-                if query.fingerprint is not None and e.fingerprint != query.fingerprint:
-                    continue
-                if wanted is not None and wanted.isdisjoint(seg.metric_names(e)):
-                    continue
-                yield seg, e
+        for names, e in self._serving(query):
+            if not query.overlaps(e.window_start, e.window_end):
+                continue
+            if query.fingerprint is not None and e.fingerprint != query.fingerprint:
+                continue
+            if wanted is not None and wanted.isdisjoint(names):
+                continue
+            yield names, e
 
     def plan(self, query: SnapshotQuery) -> list[IndexEntry]:
         """The index entries a query will read, from the index alone."""
@@ -374,7 +428,23 @@ class IncrementalSnapshotStore:
                     host=self.host,
                     seq=entry.seq,
                 )
-            yield _trim(self.get(entry.seq), query)
+            snap = self._read_again(entry)
+            archived = tier_of_key(entry.key) == "archive"
+            yield trim_archive(snap, query) if archived else _trim(snap, query)
+
+    def _read_again(self, entry: IndexEntry) -> ProfileSnapshot:
+        """``read``; when the object went away (compacted since the plan), reread the
+        index once and read the same snapshot from the tier that serves it now."""
+        try:
+            return self.read(entry)
+        except (ObjectNotFound, SnapshotNotFound):  # the object, or its keyframe's entry
+            if tier_of_key(entry.key) == "archive":
+                raise
+            self.refresh()
+            now = self.entry(entry.seq)
+            if now.checksum != entry.checksum:
+                raise
+            return self.read(now)
 
     def query_all(self, query: SnapshotQuery | None = None) -> list[ProfileSnapshot]:
         """All matching snapshots as a list; raises ``MemoryExceeded`` before reading
@@ -393,22 +463,25 @@ class IncrementalSnapshotStore:
         return list(self.query(query))
 
     def stats(self) -> StreamStats:
-        """Counts and real stored bytes of the stream, from its index."""
+        """Counts and real stored bytes of the stream, from its index, across tiers
+        (``segments`` counts raw groups and tier objects; archive frames count as snapshots)."""
         st = StreamStats(host=self.host)
-        for seg in self.segments():
-            st.segments += 1
-            for e in seg.entries:
-                st.snapshots += 1
-                st.keyframes += e.kind == "k"
-                st.deltas += e.kind == "d"
-                st.samples += e.samples
-                st.stored_bytes += e.stored_bytes
-                st.raw_bytes += e.raw_bytes
-                st.fingerprints[e.fingerprint] = st.fingerprints.get(e.fingerprint, 0) + 1
-                st.first_ns = (
-                    e.window_start if st.first_ns is None else min(st.first_ns, e.window_start)
-                )
-                st.last_ns = e.window_end if st.last_ns is None else max(st.last_ns, e.window_end)
+        groups: set[tuple[str, int]] = set()
+        for _, e in self._serving(None):
+            raw = tier_of_key(e.key) == "raw"
+            groups.add(("raw", e.base) if raw else (e.key, 0))
+            st.snapshots += 1
+            st.keyframes += e.kind == "k"
+            st.deltas += e.kind == "d"
+            st.samples += e.samples
+            st.stored_bytes += e.stored_bytes
+            st.raw_bytes += e.raw_bytes
+            st.fingerprints[e.fingerprint] = st.fingerprints.get(e.fingerprint, 0) + 1
+            st.first_ns = (
+                e.window_start if st.first_ns is None else min(st.first_ns, e.window_start)
+            )
+            st.last_ns = e.window_end if st.last_ns is None else max(st.last_ns, e.window_end)
+        st.segments = len(groups)
         return st
 
 

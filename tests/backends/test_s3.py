@@ -1,77 +1,328 @@
+"""S3Store: the conformance suite against a real moto server over HTTP, then errors and secrets."""
+
 from __future__ import annotations
+
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import (
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+    SSLError,
+)
 
 from snapcloud.backends import ObjectStore, S3Store
-from snapcloud.errors import RetryableBackendError, SnapcloudError
+from snapcloud.errors import (
+    BackendError,
+    ConfigError,
+    ObjectNotFound,
+    PreconditionFailed,
+    RetryableBackendError,
+    SnapcloudError,
+)
 from tests.backends.conformance import ObjectStoreConformance
 
 FAKE_KEY_ID = "AKIAFAKESECRETKEY123"
-FAKE_SECRET = "wJalrXUtnFAKESECRETxyzQQ"
+FAKE_SECRET = "wJalrXUtnFAKESECRETxyz"
+PREFIX = "some/prefix"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _atomic_moto_put_object() -> Iterator[None]:
+    """Make moto's PutObject decide its condition atomically, as S3 does.
+
+    moto 5.2 checks If-Match / If-None-Match and then writes, with nothing held
+    between the two, on a threaded server: two racing conditional puts can both
+    pass. Serializing its handler keeps the racing tests about our client (which
+    must send the condition on the PutObject itself) rather than moto's window.
+    """
+    from moto.s3.responses import S3Response
+
+    original = S3Response.put_object
+    lock = threading.Lock()
+
+    def put_object(self: Any) -> Any:
+        with lock:
+            return original(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(S3Response, "put_object", put_object)
+        yield
 
 
 class TestS3Store(ObjectStoreConformance):
-    """The conformance suite against a real moto server over HTTP."""
+    """The conformance suite on a fresh bucket of the moto server, under a key prefix."""
 
-    @pytest.fixture
-    def store(self, s3_bucket: tuple[str, str]) -> ObjectStore:
-        endpoint, bucket = s3_bucket
-        return S3Store(bucket, "some/prefix", endpoint_url=endpoint)
+    # moto answers ~7 ms a request in-process, so 8 x 20 contended increments take
+    # ~11 s; 8 x 3 keeps the contention and costs ~2 s.
+    rmw_increments = 3
 
-    def _client(self, store: S3Store) -> object:
-        return boto3.client("s3", endpoint_url=store.endpoint_url)
+    @pytest.fixture(autouse=True)
+    def _bucket(self, s3_bucket: tuple[str, str]) -> None:
+        self.endpoint, self.bucket = s3_bucket
+        self.client = boto3.client("s3", endpoint_url=self.endpoint)
 
-    def raw_put(self, store: ObjectStore, key: str, data: bytes) -> None:
-        assert isinstance(store, S3Store)
-        boto3.client("s3", endpoint_url=store.endpoint_url).put_object(
-            Bucket=store.bucket, Key=store.prefix + key, Body=data
-        )
+    def make_store(self) -> ObjectStore:
+        return S3Store(self.bucket, PREFIX, endpoint_url=self.endpoint)
 
-    def raw_get(self, store: ObjectStore, key: str) -> bytes | None:
-        assert isinstance(store, S3Store)
-        client = boto3.client("s3", endpoint_url=store.endpoint_url)
+    def raw_put(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=f"{PREFIX}/{key}", Body=data)
+
+    def raw_get(self, key: str) -> bytes | None:
         try:
-            body: bytes = client.get_object(Bucket=store.bucket, Key=store.prefix + key)[
-                "Body"
-            ].read()
-        except client.exceptions.NoSuchKey:
+            resp = self.client.get_object(Bucket=self.bucket, Key=f"{PREFIX}/{key}")
+        except self.client.exceptions.NoSuchKey:
             return None
-        return body
+        data: bytes = resp["Body"].read()
+        return data
+
+    def test_objects_outside_the_prefix_are_invisible(self, store: ObjectStore) -> None:
+        for key in ("outside", f"{PREFIX}ed/x", "some/other"):
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=b"x")
+        store.put("inside", b"y")
+        assert [o.key for o in store.list("")] == ["inside"]
+        assert store.list_dirs("") == []
+        assert store.head("outside") is None
 
 
-@pytest.mark.parametrize("sse", ["AES256", "aws:kms"])
-def test_sse_reaches_every_put(s3_bucket: tuple[str, str], sse: str) -> None:
+# ---------------------------------------------------------------------- settings
+
+
+@pytest.mark.parametrize(
+    ("sse", "kms_key"),
+    [("AES256", None), ("aws:kms", "arn:aws:kms:us-east-1:123456789012:key/test")],
+)
+def test_sse_reaches_every_put(s3_bucket: tuple[str, str], sse: str, kms_key: str | None) -> None:
     endpoint, bucket = s3_bucket
-    store = S3Store(bucket, endpoint_url=endpoint, sse=sse)
-    store.put("a", b"1")
-    etag = store.put("b", b"2", if_absent=True)
-    store.put("b", b"3", if_match=etag)
+    store = S3Store(bucket, endpoint_url=endpoint, sse=sse, sse_kms_key_id=kms_key)
+    store.put("plain", b"1")
+    etag = store.put("cond", b"2", if_absent=True)
+    store.put("cond", b"3", if_match=etag)
     client = boto3.client("s3", endpoint_url=endpoint)
-    for key in ("a", "b"):
-        assert client.head_object(Bucket=bucket, Key=key)["ServerSideEncryption"] == sse
+    for key in ("plain", "cond"):
+        head = client.head_object(Bucket=bucket, Key=key)
+        assert head["ServerSideEncryption"] == sse
+        assert head.get("SSEKMSKeyId") == kms_key
+    assert client.get_object(Bucket=bucket, Key="cond")["Body"].read() == b"3"
 
 
-def test_unreachable_endpoint_is_retryable_and_quick() -> None:
-    store = S3Store(
-        "bucket", endpoint_url="http://127.0.0.1:1", max_attempts=1, connect_timeout=0.5
-    )
-    with pytest.raises(RetryableBackendError):
-        store.put("k", b"v")
+def test_no_sse_unless_asked(s3_bucket: tuple[str, str]) -> None:
+    endpoint, bucket = s3_bucket
+    S3Store(bucket, endpoint_url=endpoint).put("k", b"1")
+    head = boto3.client("s3", endpoint_url=endpoint).head_object(Bucket=bucket, Key="k")
+    assert "ServerSideEncryption" not in head
 
 
-def test_credentials_never_appear_in_repr_or_errors(
-    s3_bucket: tuple[str, str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    endpoint, _ = s3_bucket
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", FAKE_KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET)
-    store = S3Store("no-such-bucket-here", "p", endpoint_url=endpoint)
-    texts = [repr(store), store.description]
-    for op in (lambda: store.get("k"), lambda: store.put("k", b"v"), lambda: list(store.list(""))):
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"bucket": ""},
+        {"bucket": "a/b"},
+        {"bucket": "b", "prefix": "a//b"},
+        {"bucket": "b", "sse": "rot13"},
+        {"bucket": "b", "sse_kms_key_id": "k"},
+        {"bucket": "b", "endpoint_url": "127.0.0.1:9000"},
+        {"bucket": "b", "endpoint_url": "ftp://host"},
+        {"bucket": "b", "max_attempts": 0},
+        {"bucket": "b", "region": "not a region!"},
+    ],
+)
+def test_unusable_settings_are_config_errors(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError):
+        S3Store(**kwargs)
+
+
+def test_description_shows_bucket_prefix_and_endpoint() -> None:
+    store = S3Store("bkt", "/a/b/", endpoint_url="http://127.0.0.1:9000")
+    assert store.prefix == "a/b/"
+    assert store.description == "s3://bkt/a/b/ at http://127.0.0.1:9000"
+    assert repr(store) == "S3Store('s3://bkt/a/b/ at http://127.0.0.1:9000')"
+    assert S3Store("bkt").description == "s3://bkt/"
+
+
+# ---------------------------------------------------------------------- secrets
+
+
+def _texts_of(exc: BaseException) -> list[str]:
+    return [str(exc), repr(exc), "".join(traceback.format_exception(exc))]
+
+
+def _failures_of(store: S3Store) -> list[str]:
+    """What every failing operation of ``store`` says, traceback included."""
+    ops: list[Callable[[], object]] = [
+        lambda: store.get("k"),
+        lambda: store.put("k", b"v"),
+        lambda: store.put("k", b"v", if_match="abc"),
+        lambda: list(store.list("")),
+        lambda: store.list_dirs(""),
+    ]
+    texts = [repr(store), str(store), store.description]
+    for op in ops:
         with pytest.raises(SnapcloudError) as info:
             op()
-        texts += [str(info.value), repr(info.value)]
+        texts += _texts_of(info.value)
+    return texts
+
+
+def test_credentials_never_appear_in_repr_description_or_errors(
+    moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", FAKE_KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET)
+    assert boto3.session.Session().get_credentials().secret_key == FAKE_SECRET
+    texts: list[str] = []
+    for endpoint in (moto_server, "http://127.0.0.1:1"):
+        texts += _failures_of(
+            S3Store("no-such-bucket-here", "p", endpoint_url=endpoint, max_attempts=1)
+        )
+    with pytest.raises(ConfigError) as bad:
+        S3Store("b", endpoint_url=f"http://{FAKE_KEY_ID}:{FAKE_SECRET}@127.0.0.1:1")
+    texts += _texts_of(bad.value)
     blob = "\n".join(texts)
     assert FAKE_KEY_ID not in blob and FAKE_SECRET not in blob
-    assert "no-such-bucket-here" in blob
+    assert "no-such-bucket-here" in blob and "NoSuchBucket" in blob
+
+
+# ---------------------------------------------------------------------- failures
+
+
+def test_an_unreachable_endpoint_is_retryable_and_quick() -> None:
+    store = S3Store(
+        "bucket",
+        endpoint_url="http://127.0.0.1:1",
+        max_attempts=1,
+        connect_timeout=0.5,
+        read_timeout=0.5,
+    )
+    start = time.monotonic()
+    for op in (lambda: store.put("k", b"v"), lambda: store.get("k"), lambda: store.head("k")):
+        with pytest.raises(RetryableBackendError, match="EndpointConnectionError"):
+            op()
+    assert time.monotonic() - start < 5
+
+
+def test_a_silent_server_times_out_as_retryable() -> None:
+    with socket.socket() as silent:  # accepts connections (the backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        store = S3Store(
+            "bucket", endpoint_url=f"http://127.0.0.1:{port}", max_attempts=1, read_timeout=0.3
+        )
+        start = time.monotonic()
+        with pytest.raises(RetryableBackendError, match="ReadTimeoutError"):
+            store.get("k")
+        assert time.monotonic() - start < 5
+
+
+class _Canned(BaseHTTPRequestHandler):
+    """Answers every request with one S3 error; counts the requests."""
+
+    protocol_version = "HTTP/1.1"  # answers botocore's "Expect: 100-continue" at once
+    status = 503
+    code = "SlowDown"
+    seen = 0
+
+    def _answer(self) -> None:
+        type(self).seen += 1
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        body = f"<Error><Code>{self.code}</Code><Message>m</Message></Error>".encode()
+        self.send_response(self.status)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_PUT = do_HEAD = do_DELETE = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "error", "attempts"),
+    [
+        (503, "SlowDown", RetryableBackendError, 2),
+        (500, "InternalError", RetryableBackendError, 2),
+        (403, "AccessDenied", BackendError, 1),
+    ],
+)
+def test_service_errors_over_http(
+    status: int, code: str, error: type[Exception], attempts: int
+) -> None:
+    handler = type("Handler", (_Canned,), {"status": status, "code": code, "seen": 0})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        store = S3Store("bucket", endpoint_url=endpoint, max_attempts=2)
+        with pytest.raises(error) as info:
+            store.put("k", b"v")
+        assert type(info.value) is error
+        assert code in str(info.value) and "'k'" in str(info.value)
+        assert handler.seen == attempts  # max_attempts reaches botocore's retry config
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def offline_store() -> S3Store:
+    """A store whose endpoint nothing listens on (building a client takes ~0.1 s)."""
+    return S3Store("bkt", "p", endpoint_url="http://127.0.0.1:1")
+
+
+def _client_error(code: str, status: int) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "PutObject",
+    )
+
+
+@pytest.mark.parametrize(
+    ("op", "raised", "expected"),
+    [
+        ("get", _client_error("NoSuchKey", 404), ObjectNotFound),
+        ("head", _client_error("404", 404), ObjectNotFound),
+        ("put", _client_error("NoSuchKey", 404), PreconditionFailed),
+        ("put", _client_error("PreconditionFailed", 412), PreconditionFailed),
+        ("put", _client_error("ConditionalRequestConflict", 409), PreconditionFailed),
+        ("get", _client_error("NoSuchBucket", 404), BackendError),
+        ("put", _client_error("AccessDenied", 403), BackendError),
+        ("put", _client_error("BucketAlreadyOwnedByYou", 409), BackendError),
+        ("get", _client_error("InvalidRange", 416), BackendError),
+        ("put", _client_error("SlowDown", 503), RetryableBackendError),
+        ("put", _client_error("Throttling", 400), RetryableBackendError),
+        ("put", _client_error("TooManyRequests", 429), RetryableBackendError),
+        ("get", _client_error("BadGateway", 502), RetryableBackendError),
+        ("put", EndpointConnectionError(endpoint_url="http://x"), RetryableBackendError),
+        ("put", ConnectTimeoutError(endpoint_url="http://x"), RetryableBackendError),
+        ("get", ReadTimeoutError(endpoint_url="http://x"), RetryableBackendError),
+        ("get", ResponseStreamingError(error="reset"), RetryableBackendError),
+        ("get", ConnectionResetError(), RetryableBackendError),
+        ("put", SSLError(endpoint_url="https://x", error="bad cert"), BackendError),
+        ("put", NoCredentialsError(), BackendError),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
+)
+def test_translate_maps_every_error(
+    offline_store: S3Store, op: str, raised: Exception, expected: type[Exception]
+) -> None:
+    with pytest.raises(SnapcloudError) as info, offline_store._translate(op, "a/key"):
+        raise raised
+    assert type(info.value) is expected
+    assert getattr(info.value, "key", None) == "a/key"
+    assert "'a/key'" in str(info.value) and "\n" not in str(info.value)

@@ -1,0 +1,9 @@
+output "store_url" {
+  description = "The store URL to give snapcloud (--store / SNAPCLOUD_STORE)."
+  value       = "s3://${aws_s3_bucket.store.id}/${var.key_prefix}"
+}
+
+output "policy_arns" {
+  description = "The IAM policies, by access role."
+  value       = { for k, p in aws_iam_policy.snapcloud : k => p.arn }
+}

@@ -1,0 +1,287 @@
+"""The ``record`` command: run the recorder on this host until stopped."""
+
+from __future__ import annotations
+
+import logging
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+from rich.highlighter import NullHighlighter
+from rich.live import Live
+from rich.logging import RichHandler
+from rich.text import Text
+
+from snapcloud.cli._app import (
+    DebugOpt,
+    EndpointOpt,
+    StoreOpt,
+    app,
+    err,
+    human_bytes,
+    open_repo,
+    print_json,
+)
+from snapcloud.collectors import Collector, CpuCollector
+from snapcloud.errors import ValidationError
+from snapcloud.models import validate_host, validate_metric_name
+from snapcloud.recorder import (
+    DEFAULT_SPOOL_MAX_BYTES,
+    Recorder,
+    RecorderConfig,
+    RecorderStatus,
+    RecordSummary,
+    SealedWindow,
+)
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B?)\s*", re.IGNORECASE)
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``1073741824``, ``512MiB``, ``1G`` or ``1.5GB`` (all powers of 1024)."""
+    m = _SIZE.fullmatch(text)
+    if m is None:
+        raise ValidationError(f"--spool-max-bytes: {text!r} is not a size like 1GiB", field="size")
+    scale = 1024 ** " KMGT".index((m.group(2) or " ").upper())
+    size = int(float(m.group(1)) * scale)
+    if size < 1:
+        raise ValidationError(f"--spool-max-bytes: {text!r} is not positive", field="size")
+    return size
+
+
+def _labels(pairs: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValidationError(f"--label: {pair!r} is not KEY=VALUE", field="label")
+        out[validate_metric_name(key.strip(), "--label")] = value
+    return out
+
+
+def _host(host: str | None) -> str:
+    if host is not None:
+        return validate_host(host, "--host")
+    name = socket.gethostname()
+    try:
+        return validate_host(name, "hostname")
+    except ValidationError as exc:
+        raise ValidationError(
+            f"this machine's hostname {name!r} cannot be a host id ({exc}); "
+            "pass --host ID (letters, digits, '.', '_', '-')",
+            field="host",
+        ) from None
+
+
+def _collectors(no_gpu: bool, opt_in: str) -> tuple[list[Collector], str | None]:
+    collectors: list[Collector] = [CpuCollector()]
+    if no_gpu:
+        return collectors, "disabled by --no-gpu"
+    from snapcloud.collectors import GpuCollector
+
+    gpu = GpuCollector(opt_in={s.strip() for s in opt_in.split(",") if s.strip()})
+    if gpu.available:
+        collectors.append(gpu)
+        return collectors, None
+    gpu.close()
+    return collectors, re.sub(r":\s*no GPU collector\s*$", "", gpu.reason)
+
+
+def _status_text(st: RecorderStatus) -> Text:
+    upload = (
+        "never"
+        if st.last_upload_ns is None
+        else f"{max(0.0, (time.time_ns() - st.last_upload_ns) / 1e9):.0f} s ago"
+    )
+    line = (
+        f"{st.host}: {st.ticks} samples, {st.windows} windows sealed, {st.uploaded} uploaded, "
+        f"spool {st.pending} ({human_bytes(st.spool_bytes)}), last upload {upload}, "
+        f"lease {st.lease}, {st.errors} errors"
+    )
+    if st.dropped:
+        line += f", {st.dropped} dropped"
+    if st.last_error and (st.errors or st.lease != "held"):
+        line += f" (last: {st.last_error[:120]})"
+    return Text(line)
+
+
+def _window_doc(w: SealedWindow) -> dict[str, Any]:
+    snap, st = w.snapshot, w.status
+    meta = snap.metadata
+    return {
+        "host": snap.host,
+        "spool_id": meta.get("spool_id"),
+        "window_start_ns": snap.window_start,
+        "window_end_ns": snap.window_end,
+        "fingerprint": snap.fingerprint,
+        "samples": meta.get("samples"),
+        "metrics": len(snap.metrics),
+        "late_ticks": meta.get("late_ticks"),
+        "skipped_ticks": meta.get("skipped_ticks"),
+        "spool_dropped": meta.get("spool_dropped"),
+        "partial": meta.get("partial"),
+        "spool_file": w.path.name,
+        "spool_pending": st.pending,
+        "spool_bytes": st.spool_bytes,
+        "uploaded": st.uploaded,
+    }
+
+
+@contextmanager
+def _logging(interactive: bool, debug: bool) -> Iterator[None]:
+    """Log lines to stderr (through rich when interactive) for as long as the command runs."""
+    handler: logging.Handler
+    if interactive:
+        handler = RichHandler(
+            console=err, show_path=False, markup=False, highlighter=NullHighlighter()
+        )
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    root, ours = logging.getLogger(), logging.getLogger("snapcloud")
+    saved = root.level, ours.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    # Interactive: the status line shows the routine progress, so only problems are logged.
+    ours.setLevel(logging.DEBUG if debug else logging.WARNING if interactive else logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved[0])
+        ours.setLevel(saved[1])
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set ``stop`` (seal, flush, exit); a second one aborts the flush."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        logging.getLogger("snapcloud.record").info(
+            "%s: sealing the window and flushing", signal.Signals(signum).name
+        )
+        stop.set()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)
+
+
+def _summary_line(s: RecordSummary) -> str:
+    line = (
+        f"recorded {s.host}: {s.ticks} samples, {s.windows} windows, {s.uploaded} uploaded "
+        f"in {s.duration_s:.1f} s"
+    )
+    if s.late_ticks or s.skipped_ticks:
+        line += f"; {s.late_ticks} late, {s.skipped_ticks} skipped ticks"
+    if s.dropped or s.quarantined:
+        line += f"; {s.dropped} dropped, {s.quarantined} quarantined"
+    if s.pending:
+        line += f"; {s.pending} snapshot(s) left in {s.spool_dir} for the next run"
+    return line
+
+
+@app.command()
+def record(
+    interval: Annotated[float, typer.Option(help="Seconds between samples.", min=0.001)] = 1.0,
+    window: Annotated[float, typer.Option(help="Seconds per snapshot.", min=0.001)] = 60.0,
+    duration: Annotated[
+        float | None,
+        typer.Option(help="Stop after this many seconds (default: until stopped).", min=0),
+    ] = None,
+    fingerprint: Annotated[
+        str | None, typer.Option(help="Workload name (default: from the busiest processes).")
+    ] = None,
+    label: Annotated[
+        list[str] | None, typer.Option(help="KEY=VALUE label on every snapshot (repeatable).")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Host id (default: the hostname).")] = None,
+    spool_dir: Annotated[
+        Path | None, typer.Option(help="Local spool (default: user cache dir/spool/HOST).")
+    ] = None,
+    spool_max_bytes: Annotated[
+        str, typer.Option(help="Spool bound; the oldest snapshots go past it.")
+    ] = "1GiB",
+    flush_timeout: Annotated[
+        float, typer.Option(help="Seconds to upload the spool at exit.", min=0)
+    ] = 10.0,
+    lease_ttl: Annotated[float, typer.Option(help="Writer lease TTL, seconds.", min=1)] = 60.0,
+    gpu_opt_in: Annotated[
+        str | None,
+        typer.Option(
+            help="GPU field groups, comma-separated (default: processes if no --fingerprint)."
+        ),
+    ] = None,
+    no_gpu: Annotated[bool, typer.Option("--no-gpu", help="Do not sample GPUs.")] = False,
+    store: StoreOpt = None,
+    endpoint_url: EndpointOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON line per sealed window on stdout.")
+    ] = False,
+    debug: DebugOpt = False,
+) -> int:
+    """Sample this host's CPU and GPUs, seal a snapshot per window, upload through a spool."""
+    host_id = _host(host)
+    config = RecorderConfig(
+        interval_s=interval,
+        window_s=window,
+        fingerprint=fingerprint,
+        labels=_labels(label or []),
+        spool_dir=spool_dir,
+        spool_max_bytes=parse_size(spool_max_bytes) if spool_max_bytes else DEFAULT_SPOOL_MAX_BYTES,
+        flush_timeout_s=flush_timeout,
+        lease_ttl_s=lease_ttl,
+    )
+    repo = open_repo(store, endpoint_url)
+    opt_in = gpu_opt_in if gpu_opt_in is not None else ("" if fingerprint else "processes")
+    interactive = err.is_terminal
+    stop = threading.Event()
+    with _logging(interactive, debug):
+        collectors, no_gpu_reason = _collectors(no_gpu, opt_in)
+        if no_gpu_reason:
+            err.print(f"no GPU collector: {no_gpu_reason}", markup=False, highlight=False)
+        try:
+            recorder = Recorder(
+                repo,
+                host_id,
+                collectors,
+                config,
+                on_window=(lambda w: print_json(_window_doc(w))) if as_json else None,
+            )
+            with _stop_on_signals(stop):
+                if interactive:
+                    live = Live(
+                        get_renderable=lambda: _status_text(recorder.status()),
+                        console=err,
+                        refresh_per_second=2,
+                        transient=True,
+                        redirect_stdout=False,
+                    )
+                    with live:
+                        summary = recorder.run(duration=duration, stop_event=stop)
+                else:
+                    summary = recorder.run(duration=duration, stop_event=stop)
+        finally:
+            for c in collectors:
+                c.close()
+            repo.close()
+        err.print(_summary_line(summary), markup=False, highlight=False)
+    return 0

@@ -1,0 +1,195 @@
+"""Retention commands: ``compact`` and ``lifecycle show|apply``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError as PydanticError
+from rich.table import Table
+
+from snapcloud.backends import S3Store
+from snapcloud.cli._app import (
+    DebugOpt,
+    EndpointOpt,
+    JsonOpt,
+    StoreOpt,
+    app,
+    human_bytes,
+    open_repo,
+    out,
+    print_json,
+)
+from snapcloud.errors import ConfigError
+from snapcloud.retention import (
+    CompactionReport,
+    Compactor,
+    RetentionPolicy,
+    apply_lifecycle,
+    get_lifecycle,
+    lifecycle_rules,
+)
+from snapcloud.timeparse import format_ns, parse_instant
+
+lifecycle_app = typer.Typer(
+    help="The retention policy as an S3 bucket lifecycle configuration (a safety net).",
+    no_args_is_help=True,
+)
+app.add_typer(lifecycle_app, name="lifecycle")
+
+GraceOpt = Annotated[
+    int, typer.Option("--grace-days", help="Days past the compactor's schedule.", min=0)
+]
+ClassOpt = Annotated[
+    str | None,
+    typer.Option("--archive-storage-class", help="Move archive objects to this class."),
+]
+TransitionOpt = Annotated[
+    int | None, typer.Option("--archive-transition-days", help="Age at which to move them.")
+]
+
+
+def _render(report: CompactionReport) -> None:
+    verb = "would" if report.dry_run else "did"
+    table = Table(
+        "tier",
+        "write objs",
+        "write bytes",
+        "mark objs",
+        "mark bytes",
+        "delete objs",
+        "delete bytes",
+    )
+    for tier, t in report.totals().items():
+        table.add_row(
+            tier,
+            str(t.written_objects),
+            human_bytes(t.written_bytes),
+            str(t.marked_objects),
+            human_bytes(t.marked_bytes),
+            str(t.deleted_objects),
+            human_bytes(t.deleted_bytes),
+        )
+    title = "plan" if report.dry_run else "compaction"
+    out.print(f"{title} as of {format_ns(report.now_ns)}", markup=False)
+    out.print(table)
+    for h in report.hosts:
+        out.print(
+            f"{h.host}: {verb} compress {len(h.compressed)} group(s), archive "
+            f"{len(h.archived)} batch(es), expire {len(h.expired)}, write {h.marks_written} "
+            f"mark(s), delete {h.marks_deleted} mark(s), mark {h.orphans_marked} orphan(s)",
+            markup=False,
+        )
+        for p in h.problems:
+            out.print(f"  problem: {p}", markup=False)
+    requests = ", ".join(f"{k}={v}" for k, v in sorted(report.requests.items()) if v)
+    out.print(f"requests: {requests or 'none'}; {report.seconds:.2f} s", markup=False)
+
+
+@app.command()
+def compact(
+    host: Annotated[
+        list[str] | None, typer.Option("--host", help="Only these hosts (repeatable).")
+    ] = None,
+    now: Annotated[
+        str | None, typer.Option("--now", help="Act as of this time (ISO-8601 or epoch ns).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the plan; write nothing.")
+    ] = False,
+    lease_ttl: Annotated[
+        float, typer.Option("--lease-ttl", help="Seconds the compactor lease lasts.", min=1)
+    ] = 600.0,
+    store: StoreOpt = None,
+    endpoint_url: EndpointOpt = None,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> int:
+    """Move data through the retention tiers: raw -> compressed -> archive -> deleted."""
+    repo = open_repo(store, endpoint_url, debug)
+    now_ns = parse_instant(now, field="--now") if now is not None else None
+    compactor = Compactor(repo.objects, repo.config, lease_ttl_s=lease_ttl)
+    report = compactor.run(now_ns, host or None, dry_run=dry_run)
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        _render(report)
+    return 1 if report.problems else 0
+
+
+def _policy(grace: int, storage_class: str | None, days: int | None) -> RetentionPolicy:
+    try:
+        return RetentionPolicy.from_config(
+            lifecycle_grace_days=grace,
+            archive_storage_class=storage_class,
+            archive_transition_days=days,
+        )
+    except PydanticError as exc:
+        msg = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        raise ConfigError(msg, field="lifecycle") from None
+
+
+def _print_rules(doc: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(doc)
+        return
+    table = Table("id", "prefix", "action")
+    for r in doc["Rules"]:
+        if "Expiration" in r:
+            action = f"expire after {r['Expiration']['Days']} d"
+            for t in r.get("Transitions", []):
+                action += f"; to {t['StorageClass']} after {t['Days']} d"
+        elif "AbortIncompleteMultipartUpload" in r:
+            days = r["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
+            action = f"abort incomplete multipart uploads after {days} d"
+        else:
+            action = "other"
+        table.add_row(str(r.get("ID")), str(r.get("Filter", {}).get("Prefix", "")), action)
+    out.print(table)
+
+
+@lifecycle_app.command("show")
+def lifecycle_show(
+    prefix: Annotated[
+        str | None, typer.Option("--prefix", help="Key prefix (default: the store's).")
+    ] = None,
+    current: Annotated[
+        bool, typer.Option("--current", help="Show the bucket's rules instead.")
+    ] = False,
+    grace_days: GraceOpt = 7,
+    archive_storage_class: ClassOpt = None,
+    archive_transition_days: TransitionOpt = None,
+    store: StoreOpt = None,
+    endpoint_url: EndpointOpt = None,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Print the lifecycle rules the retention policy gives (or, --current, the bucket's)."""
+    policy = _policy(grace_days, archive_storage_class, archive_transition_days)
+    objects = open_repo(store, endpoint_url, debug).objects.inner if store else None
+    if current:
+        if not isinstance(objects, S3Store):
+            raise ConfigError("--current needs an s3:// store", field="store")
+        _print_rules(get_lifecycle(objects), as_json)
+        return
+    if prefix is None:
+        prefix = objects.prefix if isinstance(objects, S3Store) else ""
+    _print_rules(lifecycle_rules(policy, prefix), as_json)
+
+
+@lifecycle_app.command("apply")
+def lifecycle_apply(
+    grace_days: GraceOpt = 7,
+    archive_storage_class: ClassOpt = None,
+    archive_transition_days: TransitionOpt = None,
+    store: StoreOpt = None,
+    endpoint_url: EndpointOpt = None,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Put the policy's rules on the store's bucket (other rules are kept)."""
+    policy = _policy(grace_days, archive_storage_class, archive_transition_days)
+    objects = open_repo(store, endpoint_url, debug).objects.inner
+    if not isinstance(objects, S3Store):
+        raise ConfigError("lifecycle apply needs an s3:// store", field="store")
+    _print_rules(apply_lifecycle(objects, policy), as_json)

@@ -1,0 +1,197 @@
+"""The fleet query entry points: plan, aggregate, read raw series.
+
+Each call counts its own requests (a ``CountingStore`` over the repository's,
+so ``Repository.requests()`` sees them too), owns one bounded thread pool for
+index and object reads, and reports its figures in ``QueryStats``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from snapcloud.backends import CountingStore
+from snapcloud.errors import ValidationError
+from snapcloud.index import CatalogEntry
+from snapcloud.models import ProfileSnapshot
+from snapcloud.query._aggregate import Aggregator, SeriesCollector, check_aggregations
+from snapcloud.query._aggregate import check_group_by as _check_group_by
+from snapcloud.query._executor import Budget, fetch_plan
+from snapcloud.query._planner import HostPlan, QueryPlan, plan_hosts
+from snapcloud.query._result import QueryResult, QueryStats, SeriesSet
+from snapcloud.query._selectors import GROUP_BUILTINS, Selector
+from snapcloud.store import Repository
+
+__all__ = [
+    "DEFAULT_WORKERS",
+    "HostListing",
+    "list_hosts",
+    "plan_query",
+    "read_series",
+    "run_query",
+    "scan",
+]
+
+DEFAULT_WORKERS = 16
+#: Takes each selected snapshot; may return how many samples it held (else they are counted).
+Consumer = Callable[[HostPlan, ProfileSnapshot], "int | None"]
+
+
+def _check_workers(workers: int) -> int:
+    if not isinstance(workers, int) or not 1 <= workers <= 256:
+        raise ValidationError(f"workers: {workers!r} is not in 1..256", field="workers")
+    return workers
+
+
+@contextmanager
+def _pool(workers: int) -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(
+        max_workers=_check_workers(workers), thread_name_prefix="snapcloud-query"
+    ) as pool:
+        try:
+            yield pool
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def plan_query(
+    repo: Repository,
+    selector: Selector,
+    *,
+    workers: int = DEFAULT_WORKERS,
+    with_catalog: bool = False,
+) -> QueryPlan:
+    """What ``selector`` would read, from the catalog and index segments alone."""
+    with _pool(workers) as pool:
+        return plan_hosts(repo.objects, repo.config, selector, pool, with_catalog=with_catalog)
+
+
+def scan(
+    repo: Repository,
+    selector: Selector,
+    consumer: Consumer,
+    *,
+    budget: Budget | None = None,
+    workers: int = DEFAULT_WORKERS,
+    with_catalog: bool = False,
+) -> QueryStats:
+    """Plan ``selector``, then feed each selected snapshot (trimmed) to ``consumer`` in
+    host then seq order. Returns the query's figures.
+
+    Raises ``MemoryExceeded`` (never truncates), ``ObjectNotFound`` or ``CorruptError``.
+    """
+    t0 = time.perf_counter()
+    objects = CountingStore(repo.objects)
+    config = repo.config
+    budget = budget or Budget(config.max_query_memory_bytes)
+    samples = 0
+    with _pool(workers) as pool:
+        plan = plan_hosts(objects, config, selector, pool, with_catalog=with_catalog)
+        plan.check_memory(config.max_query_memory_bytes)
+        t_plan = time.perf_counter()
+        for got in fetch_plan(objects, config, plan, pool, budget, max_inflight=2 * workers):
+            taken = consumer(got.host, got.snapshot)
+            samples += got.snapshot.sample_count if taken is None else taken
+    decoded = sum(
+        sum(e.samples for e in hp.entries) + sum(e.samples for e in hp.bases.values())
+        for hp in plan.hosts
+    )
+    return QueryStats(
+        hosts=len(plan.hosts),
+        hosts_considered=plan.hosts_considered,
+        snapshots=plan.snapshots,
+        objects=plan.objects,
+        bytes_read=objects.bytes_moved()["bytes_read"],
+        requests=objects.counts(),
+        min_requests=plan.min_requests,
+        samples_decoded=decoded,
+        samples=samples,
+        seconds=time.perf_counter() - t0,
+        plan_seconds=t_plan - t0,
+    )
+
+
+def run_query(
+    repo: Repository,
+    selector: Selector,
+    *,
+    aggs: Sequence[str] = ("mean",),
+    group_by: Sequence[str] = (),
+    step_ns: int | None = None,
+    workers: int = DEFAULT_WORKERS,
+) -> QueryResult:
+    """Aggregate the selected samples over time, per group (and time bucket).
+
+    See ``snapcloud.query._aggregate`` (and docs/QUERY.md) for the exact semantics.
+    Raises ``ValidationError`` for bad input, ``MemoryExceeded`` when percentiles
+    would hold more samples than ``max_query_memory_bytes``.
+    """
+    aggs = check_aggregations(aggs)
+    group_by = _check_group_by(group_by)
+    budget = Budget(repo.config.max_query_memory_bytes)
+    agg = Aggregator(aggs, group_by, step_ns, budget=budget)
+    labels = any(g not in GROUP_BUILTINS for g in group_by)
+    stats = scan(repo, selector, agg.add, budget=budget, workers=workers, with_catalog=labels)
+    return QueryResult(
+        columns=agg.columns(),
+        rows=agg.rows(),
+        stats=stats,
+        aggs=aggs,
+        group_by=group_by,
+        step_ns=step_ns,
+    )
+
+
+def read_series(
+    repo: Repository, selector: Selector, *, workers: int = DEFAULT_WORKERS
+) -> SeriesSet:
+    """The raw selected samples, one series per (host, metric).
+
+    Raises ``MemoryExceeded`` when they are over ``max_query_memory_bytes`` (16 B a sample).
+    """
+    budget = Budget(repo.config.max_query_memory_bytes)
+    collector = SeriesCollector(budget)
+    stats = scan(repo, selector, collector.add, budget=budget, workers=workers)
+    return SeriesSet(collector.series(), stats)
+
+
+@dataclass
+class HostListing:
+    """The fleet as the catalog sees it: matching entries, and hosts with data but no entry."""
+
+    entries: list[CatalogEntry]
+    uncataloged: list[str]
+    refreshed: list[str]
+
+
+def list_hosts(
+    repo: Repository,
+    selector: Selector | None = None,
+    *,
+    refresh: bool = False,
+    workers: int = DEFAULT_WORKERS,
+) -> HostListing:
+    """Catalog entries of the hosts ``selector`` picks (host globs and label matchers).
+
+    With ``refresh``, every host with an index first has its entry rebuilt
+    (``Repository.refresh_catalog``). Hosts with data but no entry match on
+    ``host`` alone and are listed in ``uncataloged``.
+    """
+    selector = selector or Selector()
+    indexed = [h for h in repo.hosts() if selector.host_matches(h)]
+    refreshed: list[str] = []
+    with _pool(workers) as pool:
+        if refresh:
+            list(pool.map(repo.refresh_catalog, indexed))
+            refreshed = list(indexed)
+        catalog = repo.catalog()
+        names = [h for h in catalog.hosts() if selector.host_matches(h)]
+        found = [e for e in pool.map(catalog.get, names) if e is not None]
+    entries = [e for e in found if selector.labels_match(e.host, e.all_labels())]
+    have = {e.host for e in found}
+    uncataloged = [h for h in indexed if h not in have and selector.labels_match(h, {})]
+    return HostListing(entries=entries, uncataloged=uncataloged, refreshed=refreshed)

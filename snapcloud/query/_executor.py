@@ -1,0 +1,248 @@
+"""Fetch a plan's objects in parallel and decode them in order, within a memory budget.
+
+Object reads run on a bounded ``ThreadPoolExecutor``: they wait on the network,
+so threads overlap them. Decoding runs in the consuming thread, in submission
+order (hosts sorted, seq ascending, a keyframe before its deltas), each delta
+against its group's keyframe decoded once: decoding is CPU-bound Python and
+numpy on small arrays, and measured here it gets slower, not faster, when
+threads contend for the GIL (6.1 M samples/s with 1 decoding thread, 2.1 with
+16). Results come out in the same order whatever the timing, so every
+aggregation is deterministic.
+
+Memory: the bytes of objects read but not yet decoded, the decoded keyframe of
+the current group, and whatever the consumer holds (``Budget.hold``) stay
+within ``max_query_memory_bytes``; reading waits for decoding while they would
+not, and ``MemoryExceeded`` is raised when nothing is left to wait for. Nothing
+is cut silently.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+
+from snapcloud import codec
+from snapcloud.backends import ObjectStore
+from snapcloud.errors import ChecksumMismatch, MemoryExceeded, ObjectNotFound
+from snapcloud.index import IndexEntry
+from snapcloud.models import ProfileSnapshot, SnapshotConfig
+from snapcloud.query._planner import HostPlan, QueryPlan
+
+__all__ = ["Budget", "Fetched", "fetch_plan"]
+
+
+class Budget:
+    """Decoded bytes a query holds: snapshots in flight plus what its consumer keeps."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.inflight = 0
+        self.held = 0
+        self._lock = threading.Lock()
+
+    def fits(self, need: int) -> bool:
+        """Whether ``need`` more bytes fit now."""
+        with self._lock:
+            return self.inflight + self.held + need <= self.limit
+
+    def start(self, n: int) -> None:
+        """Count ``n`` bytes of decoded snapshots in flight."""
+        with self._lock:
+            self.inflight += n
+
+    def finish(self, n: int) -> None:
+        """Release ``n`` bytes of decoded snapshots."""
+        with self._lock:
+            self.inflight -= n
+
+    def release(self, n: int) -> None:
+        """Forget ``n`` bytes the consumer no longer keeps."""
+        with self._lock:
+            self.held -= n
+
+    def hold(self, n: int, what: str = "selected samples") -> None:
+        """Count ``n`` bytes the consumer keeps; raises ``MemoryExceeded`` over the limit."""
+        with self._lock:
+            self.held += n
+            if self.held > self.limit:
+                raise MemoryExceeded(
+                    f"query holds {self.held} bytes of {what}, over the query memory limit of "
+                    f"{self.limit} bytes; narrow the selection (hosts, time, metrics), use "
+                    "streaming aggregations (mean/min/max/sum/count/last/rate/increase), "
+                    "or raise max_query_memory_bytes"
+                )
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One planned snapshot, decoded and trimmed to the selected metrics and time range."""
+
+    host: HostPlan
+    entry: IndexEntry
+    snapshot: ProfileSnapshot
+
+
+@dataclass
+class _Task:
+    """Up to ``_BATCH`` consecutive objects of one unit, read by one pool task: raw
+    objects as bytes (decoded in order by the consumer), a compressed-tier object's
+    snapshots decoded by the host's stream."""
+
+    host: HostPlan
+    entries: list[IndexEntry]
+    outputs: list[bool]
+    future: Future[list[bytes]] | Future[list[ProfileSnapshot]]
+
+    @property
+    def stored_bytes(self) -> int:
+        return sum(e.stored_bytes for e in self.entries)
+
+    def blobs(self) -> list[bytes] | list[ProfileSnapshot]:
+        return self.future.result()
+
+
+_BATCH = 8  # objects per pool task: fewer thread handoffs, still parallel across groups
+
+
+def _get(objects: ObjectStore, host: str, entries: list[IndexEntry]) -> list[bytes]:
+    out = []
+    for entry in entries:
+        try:
+            out.append(objects.get(entry.key).data)
+        except ObjectNotFound:
+            raise ObjectNotFound(
+                f"index entry {entry.seq} of host {host!r} names missing object {entry.key}",
+                key=entry.key,
+                host=host,
+                seq=entry.seq,
+            ) from None
+    return out
+
+
+def _read_tier(hp: HostPlan, entries: list[IndexEntry]) -> list[ProfileSnapshot]:
+    assert hp.stream is not None
+    return [hp.stream.read(e) for e in entries]
+
+
+def _decode(
+    config: SnapshotConfig,
+    host: str,
+    entry: IndexEntry,
+    data: bytes,
+    base: ProfileSnapshot | None,
+) -> ProfileSnapshot:
+    snap = codec.decode(
+        data,
+        base=base,
+        max_decoded_size=config.max_decoded_bytes,
+        verify=config.verify_checksums,
+        key=entry.key,
+    )
+    if snap.checksum != entry.checksum or snap.seq != entry.seq or snap.host != host:
+        raise ChecksumMismatch(
+            f"object {entry.key} does not hold what its index entry says", key=entry.key
+        )
+    return snap
+
+
+def trim(
+    snap: ProfileSnapshot, wanted: frozenset[str], start_ns: int | None, end_ns: int | None
+) -> ProfileSnapshot:
+    """``snap`` with only the ``wanted`` metrics, sliced to ``[start_ns, end_ns)``."""
+    inside = (start_ns is None or snap.window_start >= start_ns) and (
+        end_ns is None or snap.window_end <= end_ns
+    )
+    if inside:
+        if len(wanted) >= len(snap.metrics) and all(m.name in wanted for m in snap.metrics):
+            return snap
+        return snap.with_metrics([m for m in snap.metrics if m.name in wanted])
+    return snap.with_metrics(
+        [m.slice_time(start_ns, end_ns) for m in snap.metrics if m.name in wanted]
+    )
+
+
+def _batches(plan: QueryPlan) -> Iterator[tuple[HostPlan, str, list[IndexEntry], list[bool]]]:
+    """``(host, tier, entries, is output)`` in order; a raw keyframe opens its group's batches."""
+    for hp in plan.hosts:
+        for unit in hp.units():
+            for i in range(0, len(unit.entries), _BATCH):
+                yield hp, unit.tier, unit.entries[i : i + _BATCH], unit.outputs[i : i + _BATCH]
+
+
+def fetch_plan(
+    objects: ObjectStore,
+    config: SnapshotConfig,
+    plan: QueryPlan,
+    pool: Executor,
+    budget: Budget,
+    *,
+    max_inflight: int = 64,
+) -> Iterator[Fetched]:
+    """Yield every planned snapshot of ``plan``, trimmed, in host then seq order.
+
+    Raises ``MemoryExceeded``, ``ObjectNotFound`` (the index names a missing object)
+    or a ``CorruptError`` subclass; pending reads are cancelled on any error.
+    """
+    sel = plan.selector
+    pending: deque[_Task] = deque()
+    base: ProfileSnapshot | None = None
+
+    def consume() -> Iterator[Fetched]:
+        nonlocal base
+        task = pending.popleft()
+        try:
+            blobs = task.blobs()
+        finally:
+            budget.finish(task.stored_bytes)
+        host = task.host.host
+        for entry, data, output in zip(task.entries, blobs, task.outputs, strict=True):
+            if isinstance(data, ProfileSnapshot):
+                snap = data  # a compressed-tier snapshot, decoded by the stream
+            elif not isinstance(data, bytes):  # pragma: no cover - _get returns bytes
+                raise TypeError(type(data).__name__)
+            elif entry.kind == "k":
+                if base is not None:
+                    budget.finish(base.raw_bytes)
+                base = None  # drop the old keyframe before decoding the next
+                base = _decode(config, host, entry, data, None)
+                budget.start(base.raw_bytes)
+                snap = base
+            else:
+                snap = _decode(config, host, entry, data, base)
+            if output:
+                yield Fetched(
+                    task.host, entry, trim(snap, task.host.wanted, sel.start_ns, sel.end_ns)
+                )
+
+    try:
+        for hp, tier, entries, outputs in _batches(plan):
+            cost = sum(e.stored_bytes for e in entries)
+            while pending and (len(pending) >= max_inflight or not budget.fits(cost)):
+                yield from consume()
+            if not budget.fits(cost):
+                raise MemoryExceeded(
+                    f"snapshot {entries[0].seq} of host {hp.host!r} does not fit: the query "
+                    f"already holds {budget.held + budget.inflight} bytes of its "
+                    f"{budget.limit}-byte memory limit; narrow the selection or use streaming "
+                    "aggregations",
+                    host=hp.host,
+                    seq=entries[0].seq,
+                )
+            budget.start(cost)
+            future: Future[list[bytes]] | Future[list[ProfileSnapshot]] = (
+                pool.submit(_get, objects, hp.host, entries)
+                if tier == "raw"
+                else pool.submit(_read_tier, hp, entries)
+            )
+            pending.append(_Task(hp, entries, outputs, future))
+        while pending:
+            yield from consume()
+    finally:
+        for task in pending:
+            task.future.cancel()
+            budget.finish(task.stored_bytes)
+        if base is not None:
+            budget.finish(base.raw_bytes)

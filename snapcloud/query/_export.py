@@ -1,0 +1,276 @@
+"""Results as JSON, CSV or Parquet bytes, and the Hive-partitioned Parquet export.
+
+The export writes long format, one row per (timestamp, metric)::
+
+    {dest}/host={host}/date={YYYY-MM-DD}/part-{n}.parquet
+
+with columns ``timestamp`` (``timestamp[ns, tz=UTC]``), ``metric``, ``value``
+(float64, bit for bit), ``unit``, ``kind``, ``fingerprint`` and, with
+``labels=True``, one ``label_<name>`` column per host label (non-alphanumeric
+characters of the name become ``_``). ``host`` and ``date`` are the Hive
+partition columns (in the path, not in the files). Rows in a file are sorted by
+metric, then timestamp. Memory stays bounded: a host's rows are flushed when the
+next host starts or when ``max_rows_per_file`` are buffered (``part-1``, ...).
+``dest`` is a local directory, ``file:///abs/dir``, or any store URL
+(``s3://bucket/prefix``), written with plain puts.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+import numpy.typing as npt
+
+from snapcloud.backends import ObjectStore, open_store
+from snapcloud.errors import BackendError, SnapcloudError, ValidationError
+from snapcloud.models import ProfileSnapshot
+from snapcloud.query._api import DEFAULT_WORKERS, scan
+from snapcloud.query._executor import Budget
+from snapcloud.query._planner import HostPlan
+from snapcloud.query._result import QueryResult, QueryStats
+from snapcloud.query._selectors import Selector
+from snapcloud.store import Repository
+
+__all__ = ["FORMATS", "ExportReport", "export_parquet", "format_result"]
+
+FORMATS = ("table", "json", "csv", "parquet")
+_DAY_NS = 86_400 * 10**9
+_LABEL_CHARS = re.compile(r"[^A-Za-z0-9_]")
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise SnapcloudError(
+            "Parquet needs pyarrow: pip install 'snapcloud[parquet]'", field="format"
+        ) from None
+    return pa, pq
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    return repr(value) if isinstance(value, float) else value
+
+
+def format_result(result: QueryResult, fmt: str) -> bytes:
+    """``result`` as ``json``, ``csv`` or ``parquet`` bytes. Raises ``ValidationError``."""
+    if fmt == "json":
+        return (json.dumps(result.to_json(), separators=(",", ":")) + "\n").encode()
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(result.columns)
+        for rec in result.records():
+            writer.writerow([_csv_cell(v) for v in rec.values()])
+        return buf.getvalue().encode()
+    if fmt == "parquet":
+        pa, pq = _pyarrow()
+        sink = pa.BufferOutputStream()
+        pq.write_table(result.to_arrow(), sink, compression="zstd")
+        return bytes(sink.getvalue().to_pybytes())
+    raise ValidationError(
+        f"--format: {fmt!r} is not one of {', '.join(f for f in FORMATS if f != 'table')}",
+        field="format",
+    )
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote: the partition files (relative keys), rows and bytes."""
+
+    dest: str
+    files: list[str] = field(default_factory=list)
+    rows: int = 0
+    bytes_written: int = 0
+    stats: QueryStats = field(default_factory=QueryStats)
+
+
+class _Dest:
+    """Where partition files go: a local directory, or an object store."""
+
+    def __init__(self, dest: str, endpoint_url: str | None) -> None:
+        parts = urlsplit(dest)
+        self.store: ObjectStore | None = None
+        self.root: Path | None = None
+        if parts.scheme in ("", "file"):
+            path = parts.path if parts.scheme == "file" else dest
+            bad_file_url = parts.netloc not in ("", "localhost") or not path.startswith("/")
+            if parts.scheme == "file" and bad_file_url:
+                raise ValidationError(
+                    f"--dest: {dest!r} needs an absolute path: file:///abs/dir", field="dest"
+                )
+            self.root = Path(path).expanduser().resolve()
+            if self.root.exists() and not self.root.is_dir():
+                raise ValidationError(f"--dest: {self.root} is not a directory", field="dest")
+            self.description = str(self.root)
+        else:
+            self.store = open_store(dest, endpoint_url=endpoint_url)
+            self.description = self.store.description
+
+    def write(self, key: str, data: bytes) -> None:
+        if self.store is not None:
+            self.store.put(key, data)
+            return
+        assert self.root is not None
+        path = self.root / key
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{uuid.uuid4().hex}")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise BackendError(f"cannot write {path}: {exc.strerror}", key=key) from None
+
+
+def _day(ns: int) -> str:
+    return str(np.datetime64(ns * _DAY_NS, "ns").astype("datetime64[D]"))
+
+
+_Chunk = tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int32], int]
+
+
+class _HiveWriter:
+    """Buffers one host's rows and writes them partitioned by day."""
+
+    def __init__(
+        self, dest: _Dest, report: ExportReport, labels: bool, max_rows: int, budget: Budget
+    ) -> None:
+        self.dest = dest
+        self.report = report
+        self.labels = labels
+        self.max_rows = max_rows
+        self.budget = budget
+        self.pa, self.pq = _pyarrow()
+        self.host: HostPlan | None = None
+        self._names: dict[str, int] = {}
+        self._name_list: list[str] = []
+        self._meta: list[tuple[str, str]] = []
+        self._fps: dict[str, int] = {}
+        self._fp_list: list[str] = []
+        self._chunks: list[_Chunk] = []
+        self._rows = 0
+        self._parts: dict[tuple[str, str], int] = {}
+
+    def _code(self, table: dict[str, int], items: list[str], value: str) -> int:
+        code = table.get(value)
+        if code is None:
+            code = table[value] = len(items)
+            items.append(value)
+        return code
+
+    def add(self, hp: HostPlan, snap: ProfileSnapshot) -> int:
+        if self.host is not None and hp.host != self.host.host:
+            self.flush()
+        self.host = hp
+        ms = [m for m in snap.metrics if len(m)]
+        if not ms:
+            return 0
+        codes = []
+        for m in ms:
+            code = self._code(self._names, self._name_list, m.name)
+            if code == len(self._meta):
+                self._meta.append((m.unit, m.kind))
+            codes.append(code)
+        lens = [len(m) for m in ms]
+        ts = np.concatenate([m.timestamps for m in ms])
+        vals = np.concatenate([m.values for m in ms])
+        metric = np.repeat(np.array(codes, dtype=np.int32), lens)
+        fp = self._code(self._fps, self._fp_list, snap.fingerprint)
+        self._chunks.append((ts, vals, metric, fp))
+        self._rows += ts.size
+        self.budget.hold(20 * ts.size, "export rows")
+        if self._rows >= self.max_rows:
+            self.flush()
+        return int(ts.size)
+
+    def flush(self) -> None:
+        if not self._chunks or self.host is None:
+            return
+        pa = self.pa
+        ts = np.concatenate([c[0] for c in self._chunks])
+        vals = np.concatenate([c[1] for c in self._chunks])
+        metric = np.concatenate([c[2] for c in self._chunks])
+        fps = np.repeat(
+            np.array([c[3] for c in self._chunks], dtype=np.int32),
+            [c[0].size for c in self._chunks],
+        )
+        self._chunks.clear()
+        self.budget.release(20 * self._rows)
+        self._rows = 0
+        days = ts // _DAY_NS
+        order = np.lexsort((ts, metric, days))
+        ts, vals, metric, fps, days = ts[order], vals[order], metric[order], fps[order], days[order]
+        bounds = np.flatnonzero(np.append(True, days[1:] != days[:-1]))
+        names = pa.array(self._name_list, type=pa.string())
+        units = pa.array([u for u, _ in self._meta], type=pa.string())
+        kinds = pa.array([k for _, k in self._meta], type=pa.string())
+        fp_names = pa.array(self._fp_list, type=pa.string())
+        host = self.host
+        for lo, hi in zip(bounds.tolist(), [*bounds[1:].tolist(), ts.size], strict=True):
+            m = pa.array(metric[lo:hi])
+            cols: dict[str, Any] = {
+                "timestamp": pa.array(ts[lo:hi], type=pa.timestamp("ns", tz="UTC")),
+                "metric": names.take(m),
+                "value": pa.array(vals[lo:hi], type=pa.float64()),
+                "unit": units.take(m),
+                "kind": kinds.take(m),
+                "fingerprint": fp_names.take(pa.array(fps[lo:hi])),
+            }
+            if self.labels:
+                for name, value in sorted(host.labels.items()):
+                    col = "label_" + _LABEL_CHARS.sub("_", name)
+                    cols[col] = pa.array([value] * (hi - lo), type=pa.string()).dictionary_encode()
+            date = _day(int(days[lo]))
+            part = self._parts.get((host.host, date), 0)
+            self._parts[(host.host, date)] = part + 1
+            key = f"host={host.host}/date={date}/part-{part}.parquet"
+            sink = pa.BufferOutputStream()
+            self.pq.write_table(pa.table(cols), sink, compression="zstd")
+            data = bytes(sink.getvalue().to_pybytes())
+            self.dest.write(key, data)
+            self.report.files.append(key)
+            self.report.rows += hi - lo
+            self.report.bytes_written += len(data)
+
+
+def export_parquet(
+    repo: Repository,
+    selector: Selector,
+    dest: str,
+    *,
+    endpoint_url: str | None = None,
+    labels: bool = False,
+    max_rows_per_file: int = 1_000_000,
+    workers: int = DEFAULT_WORKERS,
+) -> ExportReport:
+    """Write the selected samples to ``dest`` as Hive-partitioned Parquet (see module doc).
+
+    Raises ``ValidationError`` for a bad ``dest``, ``BackendError`` when writing fails,
+    ``SnapcloudError`` when pyarrow is missing.
+    """
+    if max_rows_per_file < 1:
+        raise ValidationError("max_rows_per_file: must be positive", field="max_rows_per_file")
+    target = _Dest(dest, endpoint_url)
+    report = ExportReport(dest=target.description)
+    budget = Budget(repo.config.max_query_memory_bytes)
+    writer = _HiveWriter(target, report, labels, max_rows_per_file, budget)
+    report.stats = scan(
+        repo, selector, writer.add, budget=budget, workers=workers, with_catalog=labels
+    )
+    writer.flush()
+    return report

@@ -1,0 +1,243 @@
+"""Plan a fleet query from the catalog and the index alone: no data object is listed or read.
+
+Hosts come from one listing of ``index/`` (every stream with data); when the
+selector has label matchers the catalog entries of the hosts that pass the host
+globs are read too (a host without an entry has no labels but ``host``). For
+each remaining host, in parallel: its index segments (one listing, one read per
+segment), the metric patterns resolved against the segments' name tables, and
+the entries ``IncrementalSnapshotStore.plan`` picks, plus the keyframes their
+deltas need.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+from snapcloud.backends import ObjectStore
+from snapcloud.errors import MemoryExceeded, ValidationError
+from snapcloud.index import Catalog, CatalogEntry, IndexEntry
+from snapcloud.models import SnapshotConfig, SnapshotQuery
+from snapcloud.query._selectors import Selector, is_glob
+from snapcloud.store import IncrementalSnapshotStore
+from snapcloud.timeparse import format_ns
+
+__all__ = ["HostPlan", "QueryPlan", "Unit", "plan_hosts", "tier_of"]
+
+log = logging.getLogger(__name__)
+
+
+def tier_of(entry: IndexEntry) -> str:
+    """The retention tier an entry's object lives in (its key's first segment)."""
+    return entry.key.split("/", 1)[0]
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Objects read and decoded together: a raw keyframe group, or one tier object."""
+
+    tier: str
+    entries: list[IndexEntry]  # raw: the keyframe first, then the planned deltas
+    outputs: list[bool]  # whether each entry's snapshot is part of the answer
+
+    @property
+    def first_seq(self) -> int:
+        return self.entries[0].seq
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """What one host contributes: its labels, resolved metric names, the objects to read."""
+
+    host: str
+    labels: dict[str, str]
+    user_labels: dict[str, str]
+    metrics: tuple[str, ...]
+    entries: tuple[IndexEntry, ...]
+    bases: dict[int, IndexEntry]
+    segments_read: int
+    stream: IncrementalSnapshotStore | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def wanted(self) -> frozenset[str]:
+        """The resolved metric names, as a set."""
+        return frozenset(self.metrics)
+
+    @property
+    def objects(self) -> int:
+        """Objects to read: planned raw snapshots, keyframes needed only as bases, and
+        each compressed-tier object once."""
+        raw = sum(tier_of(e) == "raw" for e in self.entries)
+        tiered = {e.key for e in self.entries if tier_of(e) != "raw"}
+        return raw + len(self.bases) + len(tiered)
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes those objects hold in storage (a tier object's entries share its bytes)."""
+        return sum(e.stored_bytes for e in self.entries) + sum(
+            e.stored_bytes for e in self.bases.values()
+        )
+
+    def units(self) -> list[Unit]:
+        """The planned entries as read units, in seq order."""
+        planned = {e.seq for e in self.entries if tier_of(e) == "raw"}
+        raw: dict[int, list[IndexEntry]] = {}
+        tiered: dict[str, list[IndexEntry]] = {}
+        for e in self.entries:
+            if tier_of(e) == "raw":
+                raw.setdefault(e.base, []).append(e)
+            else:
+                tiered.setdefault(e.key, []).append(e)
+        units = []
+        for base, members in raw.items():
+            keyframe = next((e for e in members if e.seq == base), None) or self.bases[base]
+            deltas = [e for e in members if e.seq != base]
+            units.append(Unit("raw", [keyframe, *deltas], [base in planned] + [True] * len(deltas)))
+        for members in tiered.values():
+            units.append(Unit(tier_of(members[0]), members, [True] * len(members)))
+        return sorted(units, key=lambda u: u.first_seq)
+
+
+@dataclass
+class QueryPlan:
+    """The hosts, index entries and request counts of a query, before any data object is read."""
+
+    selector: Selector
+    hosts: list[HostPlan]
+    hosts_considered: int = 0
+    catalog_reads: int = 0
+    segment_reads: int = 0
+    uncataloged: list[str] = field(default_factory=list)
+
+    @property
+    def objects(self) -> int:
+        """Data objects the query reads."""
+        return sum(h.objects for h in self.hosts)
+
+    @property
+    def stored_bytes(self) -> int:
+        """Bytes of the data objects the query reads."""
+        return sum(h.stored_bytes for h in self.hosts)
+
+    @property
+    def snapshots(self) -> int:
+        """Snapshots that hold selected samples."""
+        return sum(len(h.entries) for h in self.hosts)
+
+    @property
+    def min_requests(self) -> int:
+        """The fewest requests the layout allows: catalog and segment reads plus one per object."""
+        return self.catalog_reads + self.segment_reads + self.objects
+
+    def check_memory(self, limit: int) -> None:
+        """Raise ``MemoryExceeded`` before any read when one snapshot and its keyframe
+        together are over ``limit``."""
+        for hp in self.hosts:
+            for unit in hp.units():
+                first, rest = unit.entries[0], unit.entries[1:]
+                need = first.raw_bytes + max((d.raw_bytes for d in rest), default=0)
+                if need > limit:
+                    raise MemoryExceeded(
+                        f"snapshots from {first.seq} of host {hp.host!r} need {need} bytes "
+                        f"decoded, over the query memory limit of {limit} bytes",
+                        host=hp.host,
+                        seq=first.seq,
+                    )
+
+
+def _plan_host(
+    objects: ObjectStore,
+    config: SnapshotConfig,
+    selector: Selector,
+    host: str,
+    entry: CatalogEntry | None,
+) -> HostPlan:
+    stream = IncrementalSnapshotStore(objects, host, config)
+    segments = list(stream.segments())
+    # Metric patterns resolve against the raw index's name tables, the catalog's names
+    # (which also cover compacted tiers) and the exact names asked for.
+    names: set[str] = {p for p in selector.metrics if not is_glob(p)}
+    for seg in segments:
+        names.update(seg.names)
+    if entry is None and not segments and any(is_glob(p) for p in selector.metrics):
+        entry = Catalog(objects).get(host)  # a host with compacted tiers only
+    if entry is not None:
+        names.update(entry.metrics)
+    metrics = tuple(selector.metric_names(names))
+    planned: list[IndexEntry] = []
+    if metrics:
+        query = SnapshotQuery(start_ns=selector.start_ns, end_ns=selector.end_ns, metrics=metrics)
+        planned = [e for e in stream.plan(query) if selector.fingerprint_matches(e.fingerprint)]
+    archived = [e for e in planned if tier_of(e) == "archive"]
+    if archived:
+        raise ValidationError(
+            f"the selection reaches host {host!r}'s archive tier (downsampled, before "
+            f"{format_ns(max(e.window_end for e in archived))}), which fleet queries do not "
+            "read yet; start the range later",
+            field="start",
+            host=host,
+        )
+    seqs = {e.seq for e in planned}
+    bases = {
+        e.base: stream.entry(e.base)
+        for e in planned
+        if tier_of(e) == "raw" and e.kind == "d" and e.base not in seqs
+    }
+    return HostPlan(
+        host=host,
+        labels=entry.all_labels() if entry else {},
+        user_labels=dict(entry.user_labels) if entry else {},
+        metrics=metrics,
+        entries=tuple(planned),
+        bases=bases,
+        segments_read=len(segments),
+        stream=stream,
+    )
+
+
+def plan_hosts(
+    objects: ObjectStore,
+    config: SnapshotConfig,
+    selector: Selector,
+    pool: Executor,
+    *,
+    with_catalog: bool = False,
+) -> QueryPlan:
+    """Plan ``selector`` over the store, reading index data in parallel on ``pool``.
+
+    ``with_catalog`` reads catalog entries even without label matchers (to group by
+    a user label). Raises what reading an index segment raises (``CorruptError``...).
+    """
+    hosts = [
+        h.rstrip("/") for h in objects.list_dirs("index/") if selector.host_matches(h.rstrip("/"))
+    ]
+    hosts.sort()
+    entries: dict[str, CatalogEntry] = {}
+    plan = QueryPlan(selector=selector, hosts=[], hosts_considered=len(hosts))
+    if (selector.needs_labels or with_catalog) and hosts:
+        catalog = Catalog(objects)
+        listed = set(catalog.hosts())
+        wanted = [h for h in hosts if h in listed]
+        found = list(pool.map(catalog.get, wanted))
+        plan.catalog_reads = len(wanted)
+        entries = {e.host: e for e in found if e is not None}
+        plan.uncataloged = [h for h in hosts if h not in entries]
+        if plan.uncataloged:
+            log.warning(
+                "%d host(s) have no catalog entry and are matched on 'host' alone: %s "
+                "(refresh the catalog: snapcloud hosts --refresh)",
+                len(plan.uncataloged),
+                ", ".join(plan.uncataloged[:5]) + (" ..." if len(plan.uncataloged) > 5 else ""),
+            )
+        hosts = [
+            h
+            for h in hosts
+            if selector.labels_match(h, entries[h].all_labels() if h in entries else {})
+        ]
+    plans = list(
+        pool.map(lambda h: _plan_host(objects, config, selector, h, entries.get(h)), hosts)
+    )
+    plan.segment_reads = sum(p.segments_read for p in plans)
+    plan.hosts = [p for p in plans if p.entries]
+    return plan

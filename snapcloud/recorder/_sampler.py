@@ -1,0 +1,350 @@
+"""The sampling loop: collectors driven on a drift-free monotonic schedule, cut into windows.
+
+Schedule. At start the wall clock is rounded up to the next multiple of the
+interval (``t0_wall``, so hosts sample on a shared grid) and the matching
+monotonic instant is ``t0``. Tick ``k`` is due at ``t0 + k * interval`` on
+``time.monotonic`` and is stamped ``t0_wall + k * interval_ns``: timestamps
+are exactly regular whatever the sleep jitter or the collection time, so the
+codec stores them as a start and a step. The delay is measured against the
+due time, never against the previous tick, so errors do not accumulate.
+
+Late and skipped ticks. Each tick records ``recorder.late_ms`` (gauge: how far
+past its due time the collection started) and ``recorder.collect_ms`` (gauge:
+what the collectors took). When a slow collection overran by a whole interval
+or more, the ticks whose time has passed are skipped, not bunched: the next
+tick is the latest one already due, and ``recorder.skipped_ticks`` (a counter,
+cumulative since start) says how many were skipped. Nothing is skipped silently.
+
+Windows sit on a wall-clock grid of ``window`` (``[w * window, (w+1) * window)``);
+a window is sealed right after its last tick. The first window of a run starts
+at the run's first tick; the last one, cut short by a stop, ends one interval
+after its last tick and is marked partial. Metrics sampled at every tick of a
+window share one timestamp array.
+
+Wall clock. Timestamps follow the monotonic clock; at each window boundary
+the sampler compares it with the wall clock and, when the wall clock has moved
+ahead by an interval or more (NTP step, suspend), moves the grid forward by
+whole intervals. A wall clock that went back is logged and not followed (the
+stream's timestamps never go back).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from snapcloud.collectors import Collector, Sample
+from snapcloud.errors import ValidationError
+from snapcloud.models import MetricSeries
+
+__all__ = ["Clock", "Sampler", "SamplerStats", "SystemClock", "Window"]
+
+_log = logging.getLogger(__name__)
+
+MIN_INTERVAL_S = 0.001
+LATE_MS = "recorder.late_ms"
+SKIPPED_TICKS = "recorder.skipped_ticks"
+COLLECT_MS = "recorder.collect_ms"
+
+
+class Clock(Protocol):
+    """Time as the sampler sees it: injected so tests run without waiting."""
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back."""
+        ...
+
+    def time_ns(self) -> int:
+        """Wall-clock nanoseconds since the epoch."""
+        ...
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        """Block up to ``seconds`` or until ``event`` is set; return whether it is set."""
+        ...
+
+
+class SystemClock:
+    """The real clocks: ``time.monotonic``, ``time.time_ns`` and ``Event.wait``."""
+
+    def monotonic(self) -> float:
+        """``time.monotonic()``."""
+        return time.monotonic()
+
+    def time_ns(self) -> int:
+        """``time.time_ns()``."""
+        return time.time_ns()
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        """``event.wait(seconds)``."""
+        return event.wait(seconds)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One sealed window: its bounds (ns, end exclusive), metrics and tick accounting."""
+
+    start_ns: int
+    end_ns: int
+    metrics: tuple[MetricSeries, ...]
+    ticks: int
+    late_ticks: int
+    skipped_ticks: int
+    max_late_ms: float
+    collect_errors: int
+    partial: bool
+
+
+@dataclass
+class SamplerStats:
+    """Totals since the sampler started."""
+
+    ticks: int = 0
+    windows: int = 0
+    late_ticks: int = 0
+    skipped_ticks: int = 0
+    collect_errors: int = 0
+
+
+@dataclass
+class _Metric:
+    kind: str
+    unit: str
+    rows: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+
+
+class _Builder:
+    """The ticks of the window being filled."""
+
+    def __init__(self, index: int, start_ns: int, end_ns: int) -> None:
+        self.index = index
+        self.start_ns = start_ns
+        self.end_ns = end_ns
+        self.ts: list[int] = []
+        self.metrics: dict[str, _Metric] = {}
+        self.late_ticks = 0
+        self.skipped_ticks = 0
+        self.max_late_ms = 0.0
+        self.collect_errors = 0
+
+    def add(self, ts: int, samples: Sequence[Sample], known: Callable[[Sample], bool]) -> None:
+        row = len(self.ts)
+        self.ts.append(ts)
+        for s in samples:
+            m = self.metrics.get(s.name)
+            if m is None:
+                if not known(s):
+                    continue
+                m = self.metrics[s.name] = _Metric(s.kind, s.unit)
+            if m.rows and m.rows[-1] == row:
+                m.values[-1] = float(s.value)  # reported twice in one tick: the last wins
+            else:
+                m.rows.append(row)
+                m.values.append(float(s.value))
+
+    def build(self, *, partial: bool, interval_ns: int) -> Window:
+        ts = np.asarray(self.ts, dtype=np.int64)
+        out = []
+        for name in sorted(self.metrics):
+            m = self.metrics[name]
+            t = ts if len(m.rows) == ts.size else ts[np.asarray(m.rows, dtype=np.intp)]
+            out.append(MetricSeries(name, t, np.asarray(m.values), kind=m.kind, unit=m.unit))
+        end = min(self.end_ns, int(ts[-1]) + interval_ns) if partial else self.end_ns
+        return Window(
+            start_ns=self.start_ns,
+            end_ns=max(end, self.start_ns),
+            metrics=tuple(out),
+            ticks=ts.size,
+            late_ticks=self.late_ticks,
+            skipped_ticks=self.skipped_ticks,
+            max_late_ms=self.max_late_ms,
+            collect_errors=self.collect_errors,
+            partial=partial,
+        )
+
+
+class Sampler:
+    """Samples ``collectors`` every ``interval_s`` and hands each sealed ``Window`` on.
+
+    ``late_threshold_s`` (default a tenth of the interval) is how late a tick may
+    start before it counts in ``late_ticks``. ``align`` puts ticks on the wall-clock
+    grid of the interval. Raises ``ValidationError`` for an interval under 1 ms or
+    a window shorter than the interval.
+    """
+
+    def __init__(
+        self,
+        collectors: Sequence[Collector],
+        *,
+        interval_s: float = 1.0,
+        window_s: float = 60.0,
+        clock: Clock | None = None,
+        late_threshold_s: float | None = None,
+        align: bool = True,
+    ) -> None:
+        if not (math.isfinite(interval_s) and interval_s >= MIN_INTERVAL_S):
+            raise ValidationError(
+                f"interval: {interval_s!r} s is under the minimum of {MIN_INTERVAL_S} s",
+                field="interval",
+            )
+        if not (math.isfinite(window_s) and window_s >= interval_s):
+            raise ValidationError(
+                f"window: {window_s!r} s is shorter than the interval of {interval_s} s",
+                field="window",
+            )
+        self.collectors = list(collectors)
+        self.interval_ns = round(interval_s * 1e9)
+        self.interval_s = self.interval_ns / 1e9
+        self.window_ns = round(window_s * 1e9)
+        self.clock: Clock = clock or SystemClock()
+        self.late_threshold_s = (
+            self.interval_s / 10 if late_threshold_s is None else late_threshold_s
+        )
+        self.align = align
+        self.stats = SamplerStats()
+        self._bad_names: set[str] = set()
+        self._failing: set[str] = set()
+        self._clock_behind = False
+
+    # ------------------------------------------------------------------ helpers
+
+    def _known(self, s: Sample) -> bool:
+        """Whether a new metric name (with its kind and unit) can be stored; logs once if not."""
+        if s.name in self._bad_names:
+            return False
+        try:
+            MetricSeries(s.name, [], [], kind=s.kind, unit=s.unit)
+        except ValidationError as exc:
+            self._bad_names.add(s.name)
+            _log.warning("sampler: metric %r dropped: %s", s.name, exc)
+            return False
+        return True
+
+    def _collect(self) -> tuple[list[Sample], int]:
+        out: list[Sample] = []
+        errors = 0
+        for c in self.collectors:
+            name = getattr(c, "name", type(c).__name__)
+            try:
+                out.extend(c.collect())
+            # A collector must not stop the recorder: count the failure, log it once.
+            except Exception as exc:
+                errors += 1
+                if name not in self._failing:
+                    self._failing.add(name)
+                    _log.error("sampler: collector %s failed (%s); will keep trying", name, exc)
+            else:
+                if name in self._failing:
+                    self._failing.discard(name)
+                    _log.info("sampler: collector %s works again", name)
+        return out, errors
+
+    def _window_of(self, ts: int) -> int:
+        return ts // self.window_ns
+
+    # ------------------------------------------------------------------ loop
+
+    def run(
+        self,
+        on_window: Callable[[Window], None],
+        *,
+        stop: threading.Event,
+        duration_s: float | None = None,
+    ) -> SamplerStats:
+        """Sample until ``stop`` is set or ``duration_s`` has passed; seal the last window.
+
+        ``on_window`` is called in this thread for every sealed window, the final
+        partial one included.
+        """
+        clock, interval, interval_ns = self.clock, self.interval_s, self.interval_ns
+        now_wall, now = clock.time_ns(), clock.monotonic()
+        t0_wall = -(-now_wall // interval_ns) * interval_ns if self.align else now_wall
+        t0 = now + (t0_wall - now_wall) / 1e9
+        end = None if duration_s is None else now + duration_s
+        first_ts = t0_wall  # the first window of a run starts here, not at its grid line
+        k = 0
+        builder: _Builder | None = None
+        while not stop.is_set():
+            due = t0 + k * interval
+            if end is not None and due >= end:
+                break
+            delay = due - clock.monotonic()
+            if delay > 0 and clock.wait(stop, delay):
+                break
+            now = clock.monotonic()
+            behind = int((now - due) // interval)
+            if behind >= 1:
+                k += behind
+                due = t0 + k * interval
+                self.stats.skipped_ticks += behind
+                if end is not None and due >= end:
+                    break
+            late_ms = max(0.0, (now - due) * 1e3)
+            ts = t0_wall + k * interval_ns
+            if builder is not None and self._window_of(ts) != builder.index:
+                self._seal(builder, on_window, partial=False)
+                builder = None
+            if builder is None:
+                w = self._window_of(ts)
+                builder = _Builder(w, max(w * self.window_ns, first_ts), (w + 1) * self.window_ns)
+            samples, errors = self._collect()
+            collect_ms = (clock.monotonic() - now) * 1e3
+            samples.append(Sample(LATE_MS, late_ms, "gauge", "ms"))
+            samples.append(
+                Sample(SKIPPED_TICKS, float(self.stats.skipped_ticks), "counter", "count")
+            )
+            samples.append(Sample(COLLECT_MS, collect_ms, "gauge", "ms"))
+            builder.add(ts, samples, self._known)
+            builder.skipped_ticks += max(behind, 0)
+            builder.collect_errors += errors
+            builder.max_late_ms = max(builder.max_late_ms, late_ms)
+            if late_ms > self.late_threshold_s * 1e3:
+                builder.late_ticks += 1
+                self.stats.late_ticks += 1
+            self.stats.ticks += 1
+            self.stats.collect_errors += errors
+            k += 1
+            if self._window_of(t0_wall + k * interval_ns) != builder.index:
+                self._seal(builder, on_window, partial=False)
+                builder = None
+                t0_wall = self._follow_wall_clock(t0, t0_wall)
+        if builder is not None and builder.ts:
+            self._seal(builder, on_window, partial=True)
+        return self.stats
+
+    def _seal(
+        self, builder: _Builder, on_window: Callable[[Window], None], *, partial: bool
+    ) -> None:
+        window = builder.build(partial=partial, interval_ns=self.interval_ns)
+        self.stats.windows += 1
+        on_window(window)
+
+    def _follow_wall_clock(self, t0: float, t0_wall: int) -> int:
+        """Move the grid forward by whole intervals when the wall clock ran ahead of it."""
+        clock = self.clock
+        expected = t0_wall + round((clock.monotonic() - t0) * 1e9)
+        drift = clock.time_ns() - expected
+        steps = int(drift // self.interval_ns)
+        if steps >= 1:
+            _log.warning(
+                "sampler: wall clock is %.3f s ahead of the schedule; moving timestamps forward",
+                drift / 1e9,
+            )
+            self._clock_behind = False
+            return t0_wall + steps * self.interval_ns
+        behind = drift <= -self.interval_ns
+        if behind and not self._clock_behind:
+            _log.warning(
+                "sampler: wall clock went back %.3f s; timestamps keep following the "
+                "monotonic clock",
+                -drift / 1e9,
+            )
+        self._clock_behind = behind
+        return t0_wall

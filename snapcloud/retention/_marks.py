@@ -1,0 +1,75 @@
+"""Deletion marks: what the compactor will delete, when, and why.
+
+A *retire* mark (``marks/deletions/{host}/{tier}-{first}-{last}.json``) names one
+tier item (a raw keyframe group, a compressed or an archive object) that a higher
+tier supersedes or that has expired. Readers stop using the item as soon as the
+mark exists (they see it in a listing); the compactor deletes its index, then its
+data objects, then the mark, once ``delete_after_ns`` has passed. An *orphan*
+mark lists objects no index names; readers ignore it, and each key is checked
+again before it is deleted.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+import crc32c
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticError
+
+from snapcloud.errors import ChecksumMismatch, CorruptError, UnknownFormat
+from snapcloud.models import canonical_json
+
+__all__ = ["DeletionMark"]
+
+
+class DeletionMark(BaseModel):
+    """One deletion mark: the keys to delete and the earliest time to delete them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[1] = 1
+    host: str
+    tier: Literal["raw", "compressed", "archive", "orphans"]
+    first_seq: int = Field(ge=0)
+    last_seq: int = Field(ge=0)
+    reason: Literal["superseded", "expired", "orphan"]
+    created_ns: int
+    delete_after_ns: int
+    superseded_by: str | None = None
+    index_keys: tuple[str, ...] = ()
+    data_keys: tuple[str, ...] = ()
+
+    def due(self, now_ns: int) -> bool:
+        """Whether the delay has passed."""
+        return now_ns >= self.delete_after_ns
+
+    def to_bytes(self) -> bytes:
+        """Canonical JSON with a ``crc32c`` field over everything else."""
+        body = self.model_dump(mode="json")
+        body["crc32c"] = crc32c.crc32c(canonical_json(body))
+        return json.dumps(body, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, key: str | None = None) -> DeletionMark:
+        """Parse and check a mark. Raises ``CorruptError`` subclasses naming the key."""
+        try:
+            body = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CorruptError(f"deletion mark at {key} is not JSON: {exc}", key=key) from None
+        if not isinstance(body, dict) or "crc32c" not in body:
+            raise CorruptError(f"deletion mark at {key} has no checksum", key=key)
+        if body.get("version") != 1:
+            raise UnknownFormat(f"deletion mark at {key}: unknown version", key=key)
+        stored = body.pop("crc32c")
+        if stored != crc32c.crc32c(canonical_json(body)):
+            raise ChecksumMismatch(f"deletion mark checksum mismatch at {key}", key=key)
+        try:
+            return cls.model_validate(body)
+        except PydanticError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise CorruptError(
+                f"deletion mark at {key}: {where}: {first['msg']}", key=key
+            ) from None
