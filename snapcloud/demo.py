@@ -42,6 +42,7 @@ def run_demo(repo: Repository, *, hosts: int = 4, windows: int = 30, seed: int =
         for i, snap in enumerate(snaps):
             bit_exact &= stream.get(first + i) == snap.with_seq(first + i)
         stats.append(stream.stats())
+        repo.refresh_catalog(host)
         end = snaps[-1].window_end
         names = tuple(f"gpu.{g}.power_mw" for g in range(8))
         q = SnapshotQuery(start_ns=end - 600 * 10**9, end_ns=end, metrics=names)

@@ -98,6 +98,8 @@ class S3Store:
                 retries={"total_max_attempts": max_attempts, "mode": "standard"},
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
+                # Fleet queries fetch with 16 workers; botocore's default pool is 10.
+                max_pool_connections=32,
             )
             # A session per store: boto3's default session is not thread-safe to build from.
             with self._translate("setup", ""):

@@ -75,6 +75,7 @@ def import_(
         for snap in snaps:
             stored += stream.append(snap).stored_bytes
             bar.advance(task)
+    repo.refresh_catalog(host)
     samples = sum(s.sample_count for s in snaps)
     result = {
         "host": host,

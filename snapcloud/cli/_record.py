@@ -32,7 +32,7 @@ from snapcloud.cli._app import (
     print_json,
 )
 from snapcloud.collectors import Collector, CpuCollector
-from snapcloud.errors import ValidationError
+from snapcloud.errors import SnapcloudError, ValidationError
 from snapcloud.models import validate_host, validate_metric_name
 from snapcloud.recorder import (
     DEFAULT_SPOOL_MAX_BYTES,
@@ -42,6 +42,9 @@ from snapcloud.recorder import (
     RecordSummary,
     SealedWindow,
 )
+from snapcloud.store import Repository
+
+log = logging.getLogger(__name__)
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B?)\s*", re.IGNORECASE)
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -185,6 +188,14 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(s, h)
 
 
+def _refresh_catalog(repo: Repository, host: str) -> None:
+    """Bring the host's fleet catalog entry up to date; a failure here loses no data."""
+    try:
+        repo.refresh_catalog(host)
+    except SnapcloudError as exc:
+        log.warning("catalog not refreshed for %s: %s", host, exc)
+
+
 def _summary_line(s: RecordSummary) -> str:
     line = (
         f"recorded {s.host}: {s.ticks} samples, {s.windows} windows, {s.uploaded} uploaded "
@@ -279,6 +290,7 @@ def record(
                         summary = recorder.run(duration=duration, stop_event=stop)
                 else:
                     summary = recorder.run(duration=duration, stop_event=stop)
+            _refresh_catalog(repo, host_id)
         finally:
             for c in collectors:
                 c.close()
