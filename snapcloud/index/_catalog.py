@@ -16,7 +16,6 @@ an entry carries a CRC32C over its canonical JSON and is checked on read.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -24,24 +23,20 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
-import crc32c
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic import ValidationError as PydanticError
 
+from snapcloud._checked_json import dump_checked, load_checked
 from snapcloud.backends import ObjectStore
 from snapcloud.errors import (
     ChecksumMismatch,
     ConflictError,
-    CorruptError,
     ObjectNotFound,
     PreconditionFailed,
-    UnknownFormat,
     ValidationError,
 )
 from snapcloud.index._segment import IndexEntry, IndexSegment
 from snapcloud.models import (
     LABEL_VALUE_MAX_LEN,
-    canonical_json,
     validate_host,
     validate_metric_name,
 )
@@ -121,34 +116,12 @@ class CatalogEntry(BaseModel):
 
     def to_bytes(self) -> bytes:
         """Canonical JSON with a ``crc32c`` field over everything else."""
-        body = self.model_dump(mode="json")
-        body["crc32c"] = crc32c.crc32c(canonical_json(body))
-        return json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+        return dump_checked(self)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, key: str | None = None) -> CatalogEntry:
         """Parse and check an entry. Raises ``CorruptError`` subclasses naming the key."""
-        try:
-            body = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CorruptError(f"catalog entry at {key} is not JSON: {exc}", key=key) from None
-        if not isinstance(body, dict) or "crc32c" not in body:
-            raise CorruptError(f"catalog entry at {key} has no checksum", key=key)
-        if body.get("version") != CATALOG_VERSION:
-            raise UnknownFormat(
-                f"catalog entry at {key}: unknown version {body.get('version')!r}", key=key
-            )
-        stored = body.pop("crc32c")
-        if stored != crc32c.crc32c(canonical_json(body)):
-            raise ChecksumMismatch(f"catalog entry checksum mismatch at {key}", key=key)
-        try:
-            return cls.model_validate(body)
-        except PydanticError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise CorruptError(
-                f"catalog entry at {key}: {where}: {first['msg']}", key=key
-            ) from None
+        return load_checked(cls, data, what="catalog entry", version=CATALOG_VERSION, key=key)
 
 
 def _tier_of(key: str) -> str:

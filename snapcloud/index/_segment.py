@@ -15,16 +15,13 @@ a CRC32C over its canonical JSON, so a changed byte is found on read.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from typing import Literal
 
-import crc32c
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic import ValidationError as PydanticError
 
-from snapcloud.errors import ChecksumMismatch, CorruptError, UnknownFormat
-from snapcloud.models import canonical_json
+from snapcloud._checked_json import dump_checked, load_checked
+from snapcloud.errors import CorruptError
 
 __all__ = [
     "SEGMENT_VERSION",
@@ -96,34 +93,12 @@ class IndexSegment(BaseModel):
 
     def to_bytes(self) -> bytes:
         """Canonical JSON with a ``crc32c`` field over everything else."""
-        body = self.model_dump(mode="json")
-        body["crc32c"] = crc32c.crc32c(canonical_json(body))
-        return json.dumps(body, separators=(",", ":")).encode()
+        return dump_checked(self)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, key: str | None = None) -> IndexSegment:
         """Parse and check a segment. Raises ``CorruptError`` subclasses naming the key."""
-        try:
-            body = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CorruptError(f"index segment at {key} is not JSON: {exc}", key=key) from None
-        if not isinstance(body, dict) or "crc32c" not in body:
-            raise CorruptError(f"index segment at {key} has no checksum", key=key)
-        if body.get("version") != SEGMENT_VERSION:
-            raise UnknownFormat(
-                f"index segment at {key}: unknown version {body.get('version')!r}", key=key
-            )
-        stored = body.pop("crc32c")
-        if stored != crc32c.crc32c(canonical_json(body)):
-            raise ChecksumMismatch(f"index segment checksum mismatch at {key}", key=key)
-        try:
-            seg = cls.model_validate(body)
-        except PydanticError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise CorruptError(
-                f"index segment at {key}: {where}: {first['msg']}", key=key
-            ) from None
+        seg = load_checked(cls, data, what="index segment", version=SEGMENT_VERSION, key=key)
         for e in seg.entries:
             if any(i >= len(seg.names) for i in e.metrics):
                 raise CorruptError(f"index segment at {key}: metric id out of range", key=key)

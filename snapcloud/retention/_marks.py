@@ -11,15 +11,11 @@ again before it is deleted.
 
 from __future__ import annotations
 
-import json
 from typing import Literal
 
-import crc32c
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic import ValidationError as PydanticError
 
-from snapcloud.errors import ChecksumMismatch, CorruptError, UnknownFormat
-from snapcloud.models import canonical_json
+from snapcloud._checked_json import dump_checked, load_checked
 
 __all__ = ["DeletionMark"]
 
@@ -47,29 +43,9 @@ class DeletionMark(BaseModel):
 
     def to_bytes(self) -> bytes:
         """Canonical JSON with a ``crc32c`` field over everything else."""
-        body = self.model_dump(mode="json")
-        body["crc32c"] = crc32c.crc32c(canonical_json(body))
-        return json.dumps(body, separators=(",", ":")).encode()
+        return dump_checked(self)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, key: str | None = None) -> DeletionMark:
         """Parse and check a mark. Raises ``CorruptError`` subclasses naming the key."""
-        try:
-            body = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CorruptError(f"deletion mark at {key} is not JSON: {exc}", key=key) from None
-        if not isinstance(body, dict) or "crc32c" not in body:
-            raise CorruptError(f"deletion mark at {key} has no checksum", key=key)
-        if body.get("version") != 1:
-            raise UnknownFormat(f"deletion mark at {key}: unknown version", key=key)
-        stored = body.pop("crc32c")
-        if stored != crc32c.crc32c(canonical_json(body)):
-            raise ChecksumMismatch(f"deletion mark checksum mismatch at {key}", key=key)
-        try:
-            return cls.model_validate(body)
-        except PydanticError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise CorruptError(
-                f"deletion mark at {key}: {where}: {first['msg']}", key=key
-            ) from None
+        return load_checked(cls, data, what="deletion mark", version=1, key=key)

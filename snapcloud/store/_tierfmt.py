@@ -52,9 +52,9 @@ import crc32c
 import numpy as np
 import zstandard
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
-from pydantic import ValidationError as PydanticError
 
 from snapcloud import codec
+from snapcloud._checked_json import dump_checked, load_checked
 from snapcloud.errors import (
     ChecksumMismatch,
     CorruptError,
@@ -380,30 +380,12 @@ class TierSegment(BaseModel):
 
     def to_bytes(self) -> bytes:
         """Canonical JSON with a ``crc32c`` field over everything else."""
-        body = self.model_dump(mode="json")
-        body["crc32c"] = crc32c.crc32c(canonical_json(body))
-        return json.dumps(body, separators=(",", ":")).encode()
+        return dump_checked(self)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, key: str | None = None) -> TierSegment:
         """Parse and check a tier segment. Raises ``CorruptError`` subclasses naming the key."""
-        try:
-            body = json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CorruptError(f"tier segment at {key} is not JSON: {exc}", key=key) from None
-        if not isinstance(body, dict) or "crc32c" not in body:
-            raise CorruptError(f"tier segment at {key} has no checksum", key=key)
-        if body.get("version") != 1:
-            raise UnknownFormat(f"tier segment at {key}: unknown version", key=key)
-        stored = body.pop("crc32c")
-        if stored != crc32c.crc32c(canonical_json(body)):
-            raise ChecksumMismatch(f"tier segment checksum mismatch at {key}", key=key)
-        try:
-            seg = cls.model_validate(body)
-        except PydanticError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise CorruptError(f"tier segment at {key}: {where}: {first['msg']}", key=key) from None
+        seg = load_checked(cls, data, what="tier segment", version=1, key=key)
         n = len(seg.seq)
         columns = (
             seg.window_start,
