@@ -53,11 +53,12 @@ def fleet(hosts: int, windows: int) -> Streams:
     return [[s.with_seq(i) for i, s in enumerate(host_snapshots(h, windows))] for h in range(hosts)]
 
 
-def nab() -> Streams:
+def nab(days: int = 1) -> Streams:
+    """The NAB CloudWatch series (5-minute samples) cut into windows of ``days`` days."""
     streams = []
     for path in sorted(NAB.glob("*.csv")):
         series = read_csv(path)
-        snaps = cut_windows(path.stem, series, window_ns=86_400 * 10**9)
+        snaps = cut_windows(path.stem, series, window_ns=days * 86_400 * 10**9)
         streams.append([s.with_seq(i) for i, s in enumerate(snaps)])
     return streams
 
@@ -472,7 +473,8 @@ def main() -> None:
 
     data = {
         f"fleet 1 Hz ({args.hosts} hosts x {args.windows} x 60 s)": fleet(args.hosts, args.windows),
-        "NAB CloudWatch (17 series, 1-day windows)": nab(),
+        "NAB CloudWatch (17 series, 1-day windows: 288 samples/object)": nab(1),
+        "NAB CloudWatch (17 series, 7-day windows: 2016 samples/object)": nab(7),
         "seed case, constant values": seed_case(False),
         "seed case, random values repeated": seed_case(True),
     }

@@ -31,16 +31,27 @@ def load_checked(
 ) -> M:
     """Parse, check version and checksum, validate. Raises ``CorruptError`` subclasses."""
     try:
+        # ValueError covers JSONDecodeError, UnicodeDecodeError and over-long integers;
+        # RecursionError a hostile nesting depth.
         body = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptError(f"{what} at {key} is not JSON: {exc}", key=key) from None
+    except (ValueError, RecursionError) as exc:
+        raise CorruptError(f"{what} at {key} is not JSON: {str(exc)[:200]}", key=key) from None
     if not isinstance(body, dict) or "crc32c" not in body:
         raise CorruptError(f"{what} at {key} has no checksum", key=key)
     if body.get("version") != version:
-        raise UnknownFormat(f"{what} at {key}: unknown version {body.get('version')!r}", key=key)
+        shown = repr(body.get("version"))[:40]
+        raise UnknownFormat(f"{what} at {key}: unknown version {shown}", key=key)
     stored = body.pop("crc32c")
-    if stored != crc32c.crc32c(canonical_json(body)):
+    try:
+        expected = crc32c.crc32c(canonical_json(body))
+    except (ValueError, RecursionError):  # NaN or infinity: never in what we write
+        raise CorruptError(f"{what} at {key} holds a non-finite number", key=key) from None
+    if stored != expected:
         raise ChecksumMismatch(f"{what} checksum mismatch at {key}", key=key)
+    # The checksum covers the parsed content; a changed byte that parses the same
+    # (``\u00e9`` -> ``\u00E9``, ``1`` -> ``1.0e0``) is found by the written form.
+    if json.dumps({**body, "crc32c": stored}, separators=(",", ":")).encode() != bytes(data):
+        raise ChecksumMismatch(f"{what} at {key} is not in its written form", key=key)
     try:
         return cls.model_validate(body)
     except PydanticError as exc:

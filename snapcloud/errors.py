@@ -20,7 +20,8 @@ so a caller can catch at the depth that matches how it recovers::
     │   ├── PreconditionFailed              conditional put lost (if-absent / if-match)
     │   └── LeaseHeld                       another writer holds the stream's lease
     ├── BackendError                        the storage service failed
-    │   └── RetryableBackendError           throttling, 5xx, timeouts: retry later
+    │   ├── RetryableBackendError           throttling, 5xx, timeouts: retry later
+    │   └── QueryIncomplete                 a query could not read objects it planned
     └── MemoryExceeded                      a query would hold more than its memory limit
 
 Context travels as keyword attributes (``key``, ``host``, ``seq``), never as
@@ -116,6 +117,14 @@ class BackendError(SnapcloudError):
 
 class RetryableBackendError(BackendError):
     """The storage service failed transiently (throttling, 5xx, timeout)."""
+
+
+class QueryIncomplete(BackendError):
+    """A query could not read some of the objects it planned; ``keys`` names them.
+
+    Raised after the backend's own bounded retries gave up, so the caller knows the
+    answer would be partial and which objects to look at, instead of getting one.
+    """
 
 
 class MemoryExceeded(SnapcloudError):

@@ -7,7 +7,7 @@ from snapcloud.backends._counting import CountingStore
 from snapcloud.backends._file import FileStore
 from snapcloud.backends._keys import check_key
 from snapcloud.backends._memory import MemoryStore
-from snapcloud.backends._s3 import S3Store
+from snapcloud.backends._s3 import S3Store, secret_redacting_filter
 from snapcloud.backends._url import default_store_path, open_store
 
 __all__ = [
@@ -21,4 +21,5 @@ __all__ = [
     "check_key",
     "default_store_path",
     "open_store",
+    "secret_redacting_filter",
 ]

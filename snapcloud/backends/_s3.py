@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import ipaddress
+import logging
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -38,6 +40,8 @@ from snapcloud.errors import (
     SnapcloudError,
     ValidationError,
 )
+
+log = logging.getLogger(__name__)
 
 _SSE_MODES = (None, "AES256", "aws:kms")
 _BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")  # loose: S3-compatibles vary
@@ -85,6 +89,7 @@ class S3Store:
         self.prefix = _normal_prefix(prefix)
         self.endpoint_url = endpoint_url
         self.sse = sse
+        self._max_attempts = max_attempts
         self.description = f"s3://{bucket}/{self.prefix}" + (
             f" at {_shown(endpoint_url)}" if endpoint_url else ""
         )
@@ -100,6 +105,9 @@ class S3Store:
                 read_timeout=read_timeout,
                 # Fleet queries fetch with 16 workers; botocore's default pool is 10.
                 max_pool_connections=32,
+                # Every put carries a CRC32 of its body that S3 checks (end-to-end
+                # integrity), whatever AWS_REQUEST_CHECKSUM_CALCULATION says.
+                request_checksum_calculation="when_supported",
             )
             # A session per store: boto3's default session is not thread-safe to build from.
             with self._translate("setup", ""):
@@ -107,6 +115,13 @@ class S3Store:
                     "s3", endpoint_url=endpoint_url, region_name=region, config=config
                 )
         self._client = client
+        _redact_botocore_logs()
+        if endpoint_url is not None and _plain_http_off_host(endpoint_url):
+            log.warning(
+                "S3 endpoint %s is plain http: data and request signatures travel "
+                "unencrypted; use https beyond loopback",
+                _shown(endpoint_url),
+            )
 
     def __repr__(self) -> str:
         return f"S3Store({self.description!r})"
@@ -164,14 +179,29 @@ class S3Store:
                 return self._empty_range(key)
             args["Range"] = f"bytes={byte_range[0]}-{byte_range[1] - 1}"
         try:
-            with self._translate("get", key):
-                resp = self._client.get_object(**args)
-                data = resp["Body"].read()
+            resp, data = self._get_object(key, args)
         except BackendError as exc:
             if exc.context.get("code") != "InvalidRange":
                 raise
             return self._empty_range(key)  # the range starts at or past the end
         return GetResult(data, _etag(resp))
+
+    def _get_object(self, key: str, args: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
+        """GetObject and its body. botocore retries the request, but the body is read
+        after it returns: a reply cut mid-body (reset, short read) is retried here, up to
+        ``max_attempts`` bodies, each request with botocore's own retries."""
+        for attempt in range(1, self._max_attempts + 1):
+            with self._translate("get", key):
+                resp = self._client.get_object(**args)
+            try:
+                with self._translate("get", key):
+                    return resp, resp["Body"].read()
+            except RetryableBackendError:
+                resp["Body"].close()
+                if attempt == self._max_attempts:
+                    raise
+                log.debug("S3 get of %r: reply cut mid-body, reading it again", key)
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def _empty_range(self, key: str) -> GetResult:
         info = self.head(key)
@@ -292,3 +322,69 @@ def _check_settings(
         raise ConfigError("sse_kms_key_id needs sse='aws:kms'", field="sse_kms_key_id")
     if max_attempts < 1:
         raise ConfigError("max_attempts must be at least 1", field="max_attempts")
+
+
+def _plain_http_off_host(endpoint_url: str) -> bool:
+    """Whether an endpoint is ``http://`` to anything but this machine (loopback)."""
+    parts = urlsplit(endpoint_url)
+    if parts.scheme != "http":
+        return False
+    host = (parts.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a name: it may resolve anywhere
+
+
+# Botocore's DEBUG logs print request headers and the canonical request: the
+# Authorization header (access key id), X-Amz-Security-Token (the session token)
+# and, in error bodies, the access key id again. ``--debug`` turns those loggers on,
+# so every record of theirs is rewritten with the credentials masked.
+_SECRET_PATTERNS = (
+    re.compile(r"(?i)(x-amz-security-token['\"]?\s*[:=]\s*b?['\"]?)[^'\"\s,}&]+"),
+    re.compile(r"(?i)(Credential=)[^/\s,'\"]+"),
+    re.compile(r"(?i)(Signature=)[0-9a-f]+"),
+    re.compile(r"(?i)(<AWSAccessKeyId>)[^<]*"),
+    re.compile(r"(?i)(X-Amz-Credential=)[^&\s'\"]+"),
+)
+_LOGGER_ROOTS = ("botocore", "boto3", "s3transfer", "urllib3")
+
+
+class _RedactSecrets(logging.Filter):
+    """Masks credentials in a log record's rendered message (never drops the record)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: leave it to the handler to report
+            return True
+        masked = message
+        for pattern in _SECRET_PATTERNS:
+            masked = pattern.sub(r"\1***", masked)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+_REDACT = _RedactSecrets()
+
+
+def secret_redacting_filter() -> logging.Filter:
+    """The filter that masks credentials in log records; put it on a handler to cover
+    every logger whose records reach that handler (the CLI does, with ``--debug``)."""
+    return _REDACT
+
+
+def _redact_botocore_logs() -> None:
+    """Put the redacting filter on every botocore/boto3/urllib3 logger that exists now.
+
+    A logger's filters see only its own records, so each module logger gets one;
+    called after a client is built, when botocore's modules are imported.
+    """
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if not isinstance(logger, logging.Logger):
+            continue
+        if name.split(".", 1)[0] in _LOGGER_ROOTS and _REDACT not in logger.filters:
+            logger.addFilter(_REDACT)

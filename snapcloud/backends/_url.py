@@ -97,6 +97,15 @@ def _s3_store(parts: SplitResult, endpoint_url: str | None, options: dict[str, A
         or os.environ.get("AWS_ENDPOINT_URL")
         or None
     )
+    # Server-side encryption for every writer (CLI, recorder, compactor) from the
+    # environment, unless the caller chose: SNAPCLOUD_SSE=AES256|aws:kms and
+    # SNAPCLOUD_SSE_KMS_KEY_ID.
+    options = dict(options)
+    if "sse" not in options and os.environ.get("SNAPCLOUD_SSE"):
+        options["sse"] = os.environ["SNAPCLOUD_SSE"]
+        kms = os.environ.get("SNAPCLOUD_SSE_KMS_KEY_ID")
+        if kms and "sse_kms_key_id" not in options:
+            options["sse_kms_key_id"] = kms
     return S3Store(parts.netloc, unquote(parts.path), endpoint_url=endpoint, **options)
 
 

@@ -18,6 +18,7 @@ import click
 import typer
 from rich.console import Console
 
+from snapcloud.backends import secret_redacting_filter
 from snapcloud.errors import SnapcloudError
 from snapcloud.models import SnapshotConfig
 from snapcloud.store import Repository
@@ -60,6 +61,9 @@ def open_repo(store: str | None, endpoint_url: str | None, debug: bool = False) 
     """Open the store a command names (flags, then environment, then the embedded default)."""
     if debug:
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+        for handler in logging.getLogger().handlers:  # every record, from any logger
+            if secret_redacting_filter() not in handler.filters:
+                handler.addFilter(secret_redacting_filter())
     return Repository.open(store, endpoint_url=endpoint_url, config=SnapshotConfig())
 
 

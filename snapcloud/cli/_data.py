@@ -26,7 +26,7 @@ from snapcloud.cli._app import (
 )
 from snapcloud.demo import run_demo
 from snapcloud.errors import ValidationError
-from snapcloud.importers import import_files
+from snapcloud.importers import append_windows, import_files
 from snapcloud.models import SnapshotQuery, validate_host
 from snapcloud.store import StreamStats
 from snapcloud.timeparse import format_ns, parse_instant
@@ -68,20 +68,21 @@ def import_(
     snaps = import_files(host, files, window_ns=int(window * 1e9), fingerprint=fingerprint)
     repo = open_repo(store, endpoint_url, debug)
     stream = repo.stream(host, create=True)
-    first = stream.next_seq
-    stored = 0
+    # Windows the stream already holds (an import that was interrupted, or run twice)
+    # are skipped, so a rerun stores exactly what is missing.
     with Progress(console=out, transient=True, disable=as_json or not out.is_terminal) as bar:
         task = bar.add_task("appending", total=len(snaps))
-        for snap in snaps:
-            stored += stream.append(snap).stored_bytes
-            bar.advance(task)
+        done = append_windows(stream, snaps, on_each=lambda: bar.advance(task))
     repo.refresh_catalog(host)
-    samples = sum(s.sample_count for s in snaps)
+    stored = sum(e.stored_bytes for e in done.appended)
+    samples = sum(e.samples for e in done.appended)
+    seqs = [e.seq for e in done.appended]
     result = {
         "host": host,
         "files": [str(f) for f in files],
-        "snapshots": len(snaps),
-        "first_seq": first,
+        "snapshots": len(done.appended),
+        "already_stored": len(done.already_stored),
+        "first_seq": seqs[0] if seqs else None,
         "samples": samples,
         "stored_bytes": stored,
         "bytes_per_sample": round(stored / samples, 4) if samples else 0.0,
@@ -89,10 +90,12 @@ def import_(
     if as_json:
         print_json(result)
     else:
+        span = f" (seq {seqs[0]}..{seqs[-1]})" if seqs else ""
+        skipped = f"; {len(done.already_stored)} already stored" if done.already_stored else ""
         out.print(
             f"imported {samples} samples from {len(files)} file(s) into {host}: "
-            f"{len(snaps)} snapshots (seq {first}..{first + len(snaps) - 1}), "
-            f"{human_bytes(stored)} stored, {result['bytes_per_sample']} B/sample"
+            f"{len(seqs)} snapshots{span}, {human_bytes(stored)} stored, "
+            f"{result['bytes_per_sample']} B/sample{skipped}"
         )
 
 

@@ -32,7 +32,8 @@ from __future__ import annotations
 import json
 import struct
 import threading
-from typing import Any
+from collections.abc import Collection
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -103,12 +104,14 @@ def encode_delta(snapshot: ProfileSnapshot, base: ProfileSnapshot, *, level: int
 
 def _encode(snap: ProfileSnapshot, base: ProfileSnapshot | None, level: int) -> bytes:
     info = _info(base)
+    if info is not None and info.partial:
+        raise ValidationError("cannot encode against a partially decoded keyframe", field="base")
     meta: dict[str, Any] = {}
     if base is None:
         meta["h"], meta["s"], meta["w"] = snap.host, snap.seq, [snap.window_start, snap.window_end]
     else:  # a delta says only how it differs from its base
         meta["ds"] = snap.seq - base.seq
-        pred = _predicted_window(base, meta["ds"])
+        pred = _predicted_window((base.window_start, base.window_end), meta["ds"])
         miss = [snap.window_start - pred[0], snap.window_end - pred[1]]
         if miss != [0, 0]:
             meta["dw"] = miss
@@ -138,10 +141,10 @@ def _encode(snap: ProfileSnapshot, base: ProfileSnapshot | None, level: int) -> 
     return pack_frame(header, _compressor(level).compress(payload))
 
 
-def _predicted_window(base: ProfileSnapshot, ds: int) -> tuple[int, int]:
+def _predicted_window(window: tuple[int, int], ds: int) -> tuple[int, int]:
     """Where a stream of back-to-back windows puts snapshot ``base.seq + ds``."""
-    length = base.window_end - base.window_start
-    return base.window_start + ds * length, base.window_end + ds * length
+    length = window[1] - window[0]
+    return window[0] + ds * length, window[1] + ds * length
 
 
 def _facts(snap: ProfileSnapshot) -> dict[str, Any]:
@@ -153,12 +156,28 @@ def _facts(snap: ProfileSnapshot) -> dict[str, Any]:
 class _BaseInfo:
     """What coding against a keyframe needs, computed once per keyframe and cached on it."""
 
+    partial = False
+
     def __init__(self, base: ProfileSnapshot) -> None:
         self.facts = _facts(base)
         self.index = {m.name: j for j, m in enumerate(base.metrics)}
         self.time_groups = _unique_times(base.metrics)[0]
+        self.host, self.seq = base.host, base.seq
+        self.window = (base.window_start, base.window_end)
+        self.checksum = base.checksum
         self._matrices: dict[int, tuple[tf.I64, dict[int, int]]] = {}
         self._base = base
+
+    def kind_names(self) -> list[str]:
+        """The metric kinds of the base's table, spelled out (computed once)."""
+        cached: list[str] | None = getattr(self, "_kind_names", None)
+        if cached is None:
+            cached = self._kind_names = _kind_names(self.facts["t"][1])
+        return cached
+
+    def values(self, j: int) -> tf.F64:
+        """The values of the base's metric ``j`` (in its metric table)."""
+        return self._base.metrics[_index(j, len(self._base.metrics))].values
 
     def matrix(self, n: int) -> tuple[tf.I64, dict[int, int]]:
         """The value bits of every base metric of length ``n`` as rows, and metric -> row."""
@@ -168,6 +187,52 @@ class _BaseInfo:
             mat = _stack([ms[j].values for j in js], n).view(np.int64)
             self._matrices[n] = (mat, {j: r for r, j in enumerate(js)})
         return self._matrices[n]
+
+
+class _PartialBase(_BaseInfo):
+    """A keyframe decoded for some of its metrics only: its full facts and time groups
+    (from its meta), its identity (seq, content checksum from the verified frame), and
+    the values that were decoded. Deltas decoded for the same metrics can use it."""
+
+    partial = True
+
+    def __init__(
+        self,
+        facts: dict[str, Any],
+        time_groups: list[tf.I64],
+        host: str,
+        seq: int,
+        window: tuple[int, int],
+        checksum: int,
+        values: dict[int, tf.F64],
+    ) -> None:
+        self.facts = facts
+        self.index = {name: j for j, name in enumerate(facts["t"][0])}
+        self.time_groups = time_groups
+        self.host, self.seq, self.window, self.checksum = host, seq, window, checksum
+        self._values = values
+
+    def values(self, j: int) -> tf.F64:
+        got = self._values.get(j)
+        if got is None:
+            raise ValidationError(
+                f"the delta needs metric {j} of base {self.seq}, which was decoded without it; "
+                "decode the base for the same metrics",
+                field="metrics",
+            )
+        return got
+
+    def matrix(self, n: int) -> tuple[tf.I64, dict[int, int]]:  # pragma: no cover - guarded
+        raise ValidationError("cannot encode against a partially decoded keyframe", field="base")
+
+
+def _kind_names(kinds: Any) -> list[str]:
+    if not isinstance(kinds, str):
+        raise CorruptError("metric kinds are not a string")
+    try:
+        return [_KIND_NAME[k] for k in kinds]
+    except KeyError as exc:
+        raise CorruptError(f"unknown metric kind {exc.args[0]!r}") from None
 
 
 def _info(base: ProfileSnapshot | None) -> _BaseInfo | None:
@@ -342,26 +407,33 @@ def decode(
     max_decoded_size: int = DEFAULT_MAX_DECODED,
     verify: bool = True,
     key: str | None = None,
+    metrics: Collection[str] | None = None,
 ) -> ProfileSnapshot:
     """Rebuild the snapshot an object holds, bit for bit.
 
-    A delta needs ``base``, the keyframe it names. Raises ``UnknownFormat``,
+    A delta needs ``base``, the keyframe it names. ``metrics`` decodes only the
+    metrics of those names (the others are skipped, not rebuilt): the content
+    checksum covers the whole snapshot, so a partial decode relies on the frame
+    checksum, which covers every stored byte; the result's own ``checksum`` is
+    that of what it holds (``stored_checksum`` in its ``_cache`` is the object's).
+    A keyframe decoded for some metrics serves as the base
+    of deltas decoded for the same metrics. Raises ``UnknownFormat``,
     ``TruncatedObject``, ``OversizedObject`` (declared size over
     ``max_decoded_size``, checked before decompressing), ``WrongBase``,
     ``ChecksumMismatch`` or ``CorruptError`` for a malformed payload.
     """
     header, payload = unpack_frame(data, key=key)
+    info = None
     if header.is_delta:
-        if base is None or base.seq != header.base_seq or base.checksum != header.base_checksum:
-            got = "none" if base is None else f"seq {base.seq} checksum {base.checksum:08x}"
+        info = _info(base)
+        if info is None or info.seq != header.base_seq or info.checksum != header.base_checksum:
+            got = "none" if info is None else f"seq {info.seq} checksum {info.checksum:08x}"
             raise WrongBase(
                 f"delta {header.seq} needs base seq {header.base_seq} checksum "
                 f"{header.base_checksum:08x}, got {got} at {key}",
                 key=key,
                 seq=header.seq,
             )
-    else:
-        base = None
     if header.decoded_size > max_decoded_size:
         raise OversizedObject(
             f"declared decoded size {header.decoded_size} is over the limit {max_decoded_size} "
@@ -369,14 +441,27 @@ def decode(
             key=key,
         )
     raw = _decompress(payload, header.decoded_size, key)
+    wanted = None if metrics is None else frozenset(metrics)
     try:
-        snap = _decode_payload(raw, _info(base), max_decoded_size)
+        snap = _decode_payload(raw, info, max_decoded_size, wanted, header)
     except CorruptError as exc:
         raise type(exc)(f"{exc.message} at {key}", key=key) from None
-    except (KeyError, IndexError, TypeError, ValueError, AttributeError, struct.error) as exc:
-        raise CorruptError(f"malformed payload at {key}: {exc!r}", key=key) from None
+    except ValidationError:
+        raise
+    except (
+        KeyError,
+        IndexError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        RecursionError,  # json.loads of a meta nested thousands deep
+        struct.error,
+    ) as exc:
+        raise CorruptError(f"malformed payload at {key}: {exc!r:.200}", key=key) from None
     if snap.seq != header.seq:
         raise CorruptError(f"payload seq {snap.seq} != header seq {header.seq} at {key}", key=key)
+    if snap._cache.get("partial"):
+        return snap  # its own checksum is computed when asked for
     if verify and snap.checksum != header.content_checksum:
         raise ChecksumMismatch(
             f"content checksum mismatch at {key}: stored {header.content_checksum:08x}, "
@@ -421,7 +506,13 @@ class _Reader:
             raise CorruptError(f"{len(self.view) - self.offset} unread bytes after the sections")
 
 
-def _decode_payload(raw: bytes, info: _BaseInfo | None, limit: int) -> ProfileSnapshot:
+def _decode_payload(
+    raw: bytes,
+    info: _BaseInfo | None,
+    limit: int,
+    wanted: frozenset[str] | None,
+    header: FrameHeader,
+) -> ProfileSnapshot:
     (meta_len,) = struct.unpack_from("<I", raw)
     meta = json.loads(raw[4 : 4 + meta_len])
     if not isinstance(meta, dict):
@@ -438,37 +529,53 @@ def _decode_payload(raw: bytes, info: _BaseInfo | None, limit: int) -> ProfileSn
     if info is None:
         host, seq, (start, end) = meta["h"], meta["s"], meta["w"]
     else:
-        b = info._base
-        host, seq = b.host, b.seq + meta["ds"]
-        pred = _predicted_window(b, meta["ds"])
+        host, seq = info.host, info.seq + meta["ds"]
+        pred = _predicted_window(info.window, meta["ds"])
         miss = meta.get("dw", [0, 0])
         start, end = pred[0] + miss[0], pred[1] + miss[1]
     if not all(isinstance(x, int) for x in (seq, start, end)) or not isinstance(host, str):
         raise CorruptError("host, seq or window of the wrong type")
-    shift = start - info._base.window_start if info is not None else 0
+    shift = start - info.window[0] if info is not None else 0
     times = _decode_times(meta["tg"], info, start, shift, reader, limit)
     mt = meta.get("mt")
-    time_of = (
-        ([times[0]] * count if count else [])
-        if mt is None
-        else [times[_index(g, len(times))] for g in mt]
-    )
+    if mt is None:
+        time_of = [times[0]] * count if count else []
+        time_size = np.full(count, times[0].size if times else -1, dtype=np.int64)
+    else:
+        of = _indices(mt, len(times))
+        if of.size != count:
+            raise CorruptError("time group list does not match the metric table")
+        time_of = [times[g] for g in of.tolist()]
+        time_size = np.array([t.size for t in times], dtype=np.int64)[of]
+    # Which metrics to rebuild: all, or those named in ``wanted``.
+    need: npt.NDArray[np.bool_] | None = None
+    if wanted is not None:
+        need = np.fromiter((nm in wanted for nm in names), dtype=np.bool_, count=count)
+        if need.all():
+            need = None  # every metric wanted: a full decode, checked in full
     values: list[tf.F64 | None] = [None] * count
     placed: list[npt.NDArray[np.intp]] = []
     if "same" in meta:
         if info is None:
             raise CorruptError("keyframe refers to a base for values")
-        base_metrics = info._base.metrics
         pairs = [(i, i) for i in range(count)] if meta["same"] == "*" else meta["same"]
         for i, j in pairs:
-            values[_index(i, count)] = base_metrics[_index(j, len(base_metrics))].values
+            if need is None or need[_index(i, count)]:
+                v = info.values(j)
+                if v.size != time_size[_index(i, count)]:
+                    raise CorruptError(f"metric {names[i]!r}: base values of the wrong length")
+                values[i] = v
         placed.append(np.array([i for i, _ in pairs], dtype=np.intp))
     for group in meta["vg"]:
         n, rows_raw, *desc = group
         rows = np.arange(count) if rows_raw is None else _indices(rows_raw, count)
+        if not isinstance(n, int) or bool(np.any(time_size[rows] != n)):
+            raise CorruptError("a value group's length differs from its metrics' timestamps")
         placed.append(rows)
-        decoded = _decode_matrix(int(n), rows.size, desc, reader, limit)
-        for row, v in zip(rows.tolist(), decoded, strict=True):
+        picked = None if need is None else np.flatnonzero(need[rows])
+        decoded = _decode_matrix(n, rows.size, desc, reader, limit, picked)
+        out_rows = rows if picked is None else rows[picked]
+        for row, v in zip(out_rows.tolist(), decoded, strict=True):
             values[row] = v
     reader.finish()
     if count and not np.array_equal(
@@ -476,13 +583,18 @@ def _decode_payload(raw: bytes, info: _BaseInfo | None, limit: int) -> ProfileSn
         np.ones(count, dtype=np.intp),
     ):
         raise CorruptError("metric values missing or defined twice")
-    trusted = MetricSeries.trusted
-    metrics = []
-    for name, kind, unit, ts, vals in zip(names, kinds, units, time_of, values, strict=True):
-        if vals is None or vals.size != ts.size:
-            raise CorruptError(f"metric {name!r}: values missing or of the wrong length")
-        metrics.append(trusted(name, _KIND_NAME[kind], unit, ts, vals))
-    return ProfileSnapshot.trusted(
+    kind_names = info.kind_names() if info is not None and "t" not in meta else _kind_names(kinds)
+    # Every metric was placed once, with a length checked against its timestamps.
+    filled = cast("list[tf.F64]", values)
+    if need is None:
+        metrics = list(map(MetricSeries.trusted, names, kind_names, units, time_of, filled))
+    else:
+        trusted = MetricSeries.trusted
+        metrics = [
+            trusted(names[i], kind_names[i], units[i], time_of[i], filled[i])
+            for i in np.flatnonzero(need).tolist()
+        ]
+    snap = ProfileSnapshot.trusted(
         host=host,
         seq=seq,
         window_start=start,
@@ -492,6 +604,21 @@ def _decode_payload(raw: bytes, info: _BaseInfo | None, limit: int) -> ProfileSn
         metadata=facts["m"],
         metrics=tuple(metrics),
     )
+    snap._cache["stored_checksum"] = header.content_checksum
+    if need is not None:
+        snap._cache["partial"] = True
+    if need is not None and info is None:  # a partial keyframe: what its deltas will need
+        kept = np.flatnonzero(need).tolist()
+        snap._cache["codec"] = _PartialBase(
+            facts,
+            times,
+            host,
+            seq,
+            (start, end),
+            header.content_checksum,
+            {i: m.values for i, m in zip(kept, metrics, strict=True)},
+        )
+    return snap
 
 
 def _indices(raw: Any, size: int) -> npt.NDArray[np.intp]:
@@ -569,49 +696,95 @@ def _small_ints(raw: Any, size: int, lo: int, hi: int, what: str) -> npt.NDArray
     return arr.astype(np.int8)
 
 
-def _read_width_classes(reader: _Reader, widths: npt.NDArray[np.int8], n: int) -> tf.U64:
-    codes = np.zeros((widths.size, n), dtype=np.uint64)
+def _read_width_classes(
+    reader: _Reader, widths: npt.NDArray[np.int8], n: int, pick: npt.NDArray[np.intp] | None
+) -> tf.U64:
+    """The codes of every row (``pick``: of those rows only, in that order)."""
+    codes = np.zeros((widths.size if pick is None else pick.size, n), dtype=np.uint64)
     counts = np.bincount(widths, minlength=9).tolist()
+    picked_widths = None if pick is None else widths[pick]
     for w in range(1, 9):
         k = counts[w]
         planes = reader.take(k * n * w)
-        if k:
-            codes[widths == w] = tf.from_planes(planes, k * n, w).reshape(k, n)
+        if not k:
+            continue
+        if picked_widths is None:
+            codes[widths == w] = tf.from_planes_rows(planes, k, n, w)
+            continue
+        dest = np.flatnonzero(picked_widths == w)
+        if dest.size:
+            within = np.searchsorted(np.flatnonzero(widths == w), pick[dest])  # type: ignore[index]
+            codes[dest] = tf.from_planes_rows(planes, k, n, w, within)
     return codes
 
 
-def _decode_matrix(n: int, rows: int, desc: list[Any], reader: _Reader, limit: int) -> list[tf.F64]:
+def _decode_matrix(
+    n: int,
+    rows: int,
+    desc: list[Any],
+    reader: _Reader,
+    limit: int,
+    picked: npt.NDArray[np.intp] | None = None,
+) -> list[tf.F64]:
+    """The rows of one value group (``picked``: only those positions, in that order)."""
     ir, d, o, w, nx, xw, cw = desc
     _check_count(rows * n, limit)
     int_rows = np.arange(rows) if ir is None else np.asarray(ir, dtype=np.intp).reshape(-1)
     ni = int_rows.size
     if ni and (np.any(np.diff(int_rows) <= 0) or int_rows[0] < 0 or int_rows[-1] >= rows):
         raise CorruptError("integer row list is not sorted, unique and in range")
+    is_raw = np.ones(rows, dtype=np.bool_)
+    is_raw[int_rows] = False
+    raw_rows = np.flatnonzero(is_raw)
+    pick_i = pick_r = None
+    if picked is not None:
+        chosen = np.zeros(rows, dtype=np.bool_)
+        chosen[picked] = True
+        pick_i = np.flatnonzero(chosen[int_rows])
+        pick_r = np.flatnonzero(chosen[raw_rows])
     decimals = _small_ints(d, ni, 0, tf.MAX_DECIMALS, "decimal scale")
     orders = _small_ints(o, ni, 0, 2, "difference order")
-    codes = _read_width_classes(reader, _small_ints(w, ni, 0, 8, "width"), n)
+    widths = _small_ints(w, ni, 0, 8, "width")
+    codes = _read_width_classes(reader, widths, n, pick_i)
+    if pick_i is not None:
+        decimals, orders = decimals[pick_i], orders[pick_i]
     ivals = tf.ints_to_floats(tf.undo_orders(tf.unzigzag(codes), orders), decimals)
     if cw != 0:
-        corr = tf.unzigzag(_read_width_classes(reader, _small_ints(cw, ni, 0, 8, "width"), n))
+        cwidths = _small_ints(cw, ni, 0, 8, "width")
+        corr = tf.unzigzag(_read_width_classes(reader, cwidths, n, pick_i))
         ivals = (ivals.view(np.int64) + corr).view(np.float64)
     if not isinstance(nx, int) or not 0 <= nx <= ni * n:
         raise CorruptError("exception count out of range")
     pos = np.frombuffer(reader.take(4 * nx), dtype="<u4").astype(np.intp)
     bits = np.frombuffer(reader.take(8 * nx), dtype="<u8")
+    if nx and int(pos.max()) >= ni * n:
+        raise CorruptError("exception position out of range")
+    if pick_i is not None and nx:
+        slot = np.full(ni, -1, dtype=np.intp)
+        slot[pick_i] = np.arange(pick_i.size)
+        at = slot[pos // n] if n else pos
+        ok = at >= 0
+        pos, bits = at[ok] * n + pos[ok] % n, bits[ok]
     ivals.reshape(-1).view(np.uint64)[pos] = bits
-    is_raw = np.ones(rows, dtype=np.bool_)
-    is_raw[int_rows] = False
-    raw_rows = np.flatnonzero(is_raw)
     nr = raw_rows.size
     if not isinstance(xw, int) or not 0 <= xw <= 8:
         raise CorruptError("raw plane width out of range")
-    xr = tf.from_planes(reader.take(nr * n * xw), nr * n, xw).reshape(nr, n)
+    xr = tf.from_planes_rows(reader.take(nr * n * xw), nr, n, xw, pick_r)
     rvals = tf.unxor_rows(xr).view(np.float64)
     ivals.flags.writeable = False
     rvals.flags.writeable = False
-    out: list[tf.F64] = [np.empty(0)] * rows
-    for k, r in enumerate(int_rows.tolist()):
-        out[r] = ivals[k]
-    for k, r in enumerate(raw_rows.tolist()):
-        out[r] = rvals[k]
-    return out
+    if picked is None:
+        out: list[tf.F64] = [np.empty(0)] * rows
+        for k, r in enumerate(int_rows.tolist()):
+            out[r] = ivals[k]
+        for k, r in enumerate(raw_rows.tolist()):
+            out[r] = rvals[k]
+        return out
+    # picked positions in order: each is either an integer row or a raw row
+    assert pick_i is not None and pick_r is not None
+    by_pos: dict[int, tf.F64] = {}
+    for k, r in enumerate(int_rows[pick_i].tolist()):
+        by_pos[r] = ivals[k]
+    for k, r in enumerate(raw_rows[pick_r].tolist()):
+        by_pos[r] = rvals[k]
+    return [by_pos[r] for r in picked.tolist()]

@@ -59,6 +59,24 @@ def from_planes(buf: bytes | memoryview, count: int, width: int) -> U64:
     return out.view("<u8").reshape(count).astype(np.uint64, copy=False)
 
 
+def from_planes_rows(
+    buf: bytes | memoryview,
+    rows: int,
+    n: int,
+    width: int,
+    pick: npt.NDArray[np.intp] | None = None,
+) -> U64:
+    """Inverse of :func:`to_planes` for a ``rows x n`` matrix; ``pick``: those rows only."""
+    k = rows if pick is None else pick.size
+    out = np.zeros((k, n, 8), dtype=np.uint8)
+    if width and k and n:
+        planes = np.frombuffer(buf, dtype=np.uint8).reshape(width, rows, n)
+        if pick is not None:
+            planes = planes[:, pick, :]
+        out[:, :, :width] = planes.transpose(1, 2, 0)
+    return out.view("<u8").reshape(k, n)
+
+
 def diff_rows(x: I64, order: int) -> I64:
     """``order``-th difference along each row, keeping the leading values (wrapping int64)."""
     out = x

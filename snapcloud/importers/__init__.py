@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
-from snapcloud.importers.csv import cut_windows, import_files, read_csv
+from snapcloud.importers.csv import (
+    ImportOutcome,
+    append_windows,
+    cut_windows,
+    import_files,
+    read_csv,
+)
 
-__all__ = ["cut_windows", "import_files", "read_csv"]
+__all__ = ["ImportOutcome", "append_windows", "cut_windows", "import_files", "read_csv"]

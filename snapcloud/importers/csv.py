@@ -50,9 +50,10 @@ import io
 import itertools
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -60,7 +61,11 @@ import numpy.typing as npt
 from snapcloud.errors import ValidationError
 from snapcloud.models import MetricSeries, ProfileSnapshot, validate_metric_name
 
-__all__ = ["cut_windows", "import_files", "read_csv"]
+if TYPE_CHECKING:
+    from snapcloud.index import IndexEntry
+    from snapcloud.store import IncrementalSnapshotStore
+
+__all__ = ["ImportOutcome", "append_windows", "cut_windows", "import_files", "read_csv"]
 
 log = logging.getLogger(__name__)
 
@@ -599,3 +604,59 @@ def import_files(
             origin[m.name] = str(path)
             series.append(m)
     return cut_windows(host, series, window_ns=window_ns, fingerprint=fingerprint)
+
+
+# ------------------------------------------------------------------ storing
+
+
+@dataclass
+class ImportOutcome:
+    """What ``append_windows`` did: the entries it appended, and the windows already stored."""
+
+    appended: list[IndexEntry] = field(default_factory=list)
+    already_stored: list[IndexEntry] = field(default_factory=list)
+
+
+def append_windows(
+    stream: IncrementalSnapshotStore,
+    snapshots: Sequence[ProfileSnapshot],
+    *,
+    on_each: Callable[[], None] | None = None,
+) -> ImportOutcome:
+    """Append the windows ``stream`` does not hold yet, in order; skip those it holds.
+
+    An import is acknowledged by its end (exit 0). One that was interrupted (a
+    crash, a kill, a lost connection) and is run again must not store a window
+    twice: a window counts as stored when an entry of the stream has its window
+    bounds and the content checksum the window would have at that entry's seq,
+    and the snapshot read back at that seq is bit for bit the window. So a rerun
+    appends exactly what the interrupted run did not, and the stream ends as an
+    uninterrupted run would have left it. ``on_each`` is called once per window.
+    Raises what ``IncrementalSnapshotStore.append`` and ``get`` raise.
+    """
+    held: dict[tuple[int, int], list[IndexEntry]] = {}
+    if snapshots:
+        stream.refresh()
+        for entry in stream.entries():
+            held.setdefault((entry.window_start, entry.window_end), []).append(entry)
+    outcome = ImportOutcome()
+    for snap in snapshots:
+        found = _stored_as(stream, snap, held.get((snap.window_start, snap.window_end), []))
+        if found is not None:
+            outcome.already_stored.append(found)
+        else:
+            outcome.appended.append(stream.append(snap))
+        if on_each is not None:
+            on_each()
+    return outcome
+
+
+def _stored_as(
+    stream: IncrementalSnapshotStore, snap: ProfileSnapshot, candidates: list[IndexEntry]
+) -> IndexEntry | None:
+    """The entry that holds ``snap`` already (checksum, then a bit-exact read), if any."""
+    for entry in candidates:
+        at_seq = snap.with_seq(entry.seq)
+        if entry.checksum == at_seq.checksum and stream.get(entry.seq) == at_seq:
+            return entry
+    return None

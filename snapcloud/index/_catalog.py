@@ -292,15 +292,22 @@ class Catalog:
     def refresh(
         self,
         host: str,
-        items: Iterable[tuple[Sequence[str], IndexEntry]],
+        items: Iterable[tuple[Sequence[str], IndexEntry]]
+        | Callable[[], Iterable[tuple[Sequence[str], IndexEntry]]],
         *,
         labels: Mapping[str, str] | None = None,
     ) -> CatalogEntry:
         """Rebuild ``host``'s statistics from ``(metric names, index entry)`` pairs of every
-        tier (see ``entry_from_index``), keeping its user labels."""
-        pairs = list(items)
+        tier (see ``entry_from_index``), keeping its user labels.
+
+        Pass a callable to read the index inside each attempt, after the entry it
+        replaces was read: then a refresher holding an older view of the index can
+        never overwrite the statistics of one that read a newer view.
+        """
+        fixed = None if callable(items) else list(items)
 
         def rebuild(current: CatalogEntry) -> CatalogEntry:
+            pairs = fixed if fixed is not None else list(items())  # type: ignore[operator]
             return entry_from_index(host, pairs, labels=labels, previous=current)
 
         return self.update(host, rebuild)

@@ -3,9 +3,15 @@
 Keys (relative to the store's root or bucket prefix; tier first so S3
 lifecycle rules can filter by prefix)::
 
-    raw/{host}/{yyyy}/{mm}/{dd}/{seq:012}.k.snap                keyframe
-    raw/{host}/{yyyy}/{mm}/{dd}/{seq:012}.d{base:012}.snap      delta against keyframe `base`
-    index/{host}/raw/{base:012}.json                            segment of the group `base`
+    raw/{host}/{yyyy}/{mm}/{dd}/{seq:012}-{crc:08x}.k.snap             keyframe
+    raw/{host}/{yyyy}/{mm}/{dd}/{seq:012}-{crc:08x}.d{base:012}.snap   delta against `base`
+    index/{host}/raw/{base:012}.json                                   segment of group `base`
+
+``crc`` is the snapshot's content checksum: a data key names its content, so two
+writers (or a writer and the orphan of a crashed one) that append different
+snapshots as the same seq write different objects, and the index segment's
+conditional write alone decides which one the stream holds. No data object is
+ever overwritten. Keys without ``-{crc}`` (written before it was added) still parse.
 
 A segment is rewritten as its group grows (one PUT per append, whatever the
 store's size) and never changes once the next group has started. It carries
@@ -38,7 +44,7 @@ SEGMENT_VERSION = 1
 _MAX_DATE_NS = 253_402_300_799 * 10**9  # 9999-12-31T23:59:59Z
 _DATA_KEY = re.compile(
     r"(?P<tier>raw)/(?P<host>[^/]+)/\d{4}/\d{2}/\d{2}/"
-    r"(?P<seq>\d{12})\.(?:k|d(?P<base>\d{12}))\.snap"
+    r"(?P<seq>\d{12})(?:-(?P<crc>[0-9a-f]{8}))?\.(?:k|d(?P<base>\d{12}))\.snap"
 )
 
 
@@ -100,8 +106,24 @@ class IndexSegment(BaseModel):
         """Parse and check a segment. Raises ``CorruptError`` subclasses naming the key."""
         seg = load_checked(cls, data, what="index segment", version=SEGMENT_VERSION, key=key)
         for e in seg.entries:
-            if any(i >= len(seg.names) for i in e.metrics):
+            if any(not 0 <= i < len(seg.names) for i in e.metrics):
                 raise CorruptError(f"index segment at {key}: metric id out of range", key=key)
+            # An entry may only name its own group's object under its own host's prefix:
+            # the compactor deletes the keys an index names, so a foreign key here would
+            # let one host's index retire another host's data.
+            named = parse_data_key(e.key)
+            if (
+                named is None
+                or named.host != seg.host
+                or (named.seq, named.base) != (e.seq, e.base)
+                or named.checksum not in (None, e.checksum)
+                or e.base != seg.base
+                or e.kind != ("k" if e.seq == e.base else "d")
+            ):
+                raise CorruptError(
+                    f"index segment at {key}: entry {e.seq} names another group's object",
+                    key=key,
+                )
         return seg
 
 
@@ -112,10 +134,11 @@ def _date_path(window_start: int) -> str:
     return f"{day.year:04d}/{day.month:02d}/{day.day:02d}"
 
 
-def data_key(host: str, seq: int, base: int, window_start: int) -> str:
-    """The key of a snapshot object (a keyframe when ``base == seq``)."""
+def data_key(host: str, seq: int, base: int, window_start: int, checksum: int) -> str:
+    """The key of a snapshot object (a keyframe when ``base == seq``) holding the
+    snapshot whose content checksum is ``checksum``."""
     kind = "k" if base == seq else f"d{base:012d}"
-    return f"raw/{host}/{_date_path(window_start)}/{seq:012d}.{kind}.snap"
+    return f"raw/{host}/{_date_path(window_start)}/{seq:012d}-{checksum:08x}.{kind}.snap"
 
 
 class ObjectKey(BaseModel):
@@ -126,6 +149,7 @@ class ObjectKey(BaseModel):
     host: str
     seq: int
     base: int
+    checksum: int | None = None  # None: a key written before keys named their content
 
     @property
     def is_keyframe(self) -> bool:
@@ -138,7 +162,12 @@ def parse_data_key(key: str) -> ObjectKey | None:
     if m is None:
         return None
     seq = int(m["seq"])
-    return ObjectKey(host=m["host"], seq=seq, base=int(m["base"]) if m["base"] else seq)
+    return ObjectKey(
+        host=m["host"],
+        seq=seq,
+        base=int(m["base"]) if m["base"] else seq,
+        checksum=int(m["crc"], 16) if m["crc"] else None,
+    )
 
 
 def segment_prefix(host: str) -> str:

@@ -26,7 +26,13 @@ from dataclasses import dataclass
 
 from snapcloud import codec
 from snapcloud.backends import ObjectStore
-from snapcloud.errors import ChecksumMismatch, MemoryExceeded, ObjectNotFound
+from snapcloud.errors import (
+    BackendError,
+    ChecksumMismatch,
+    MemoryExceeded,
+    ObjectNotFound,
+    QueryIncomplete,
+)
 from snapcloud.index import IndexEntry
 from snapcloud.models import ProfileSnapshot, SnapshotConfig
 from snapcloud.query._planner import HostPlan, QueryPlan
@@ -107,6 +113,18 @@ class _Task:
 _BATCH = 8  # objects per pool task: fewer thread handoffs, still parallel across groups
 
 
+def _unreadable(host: str, entries: list[IndexEntry], err: BackendError) -> QueryIncomplete:
+    """The query stops: name the objects of this batch it could not read, and why."""
+    keys = tuple(sorted({e.key for e in entries}))
+    shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+    return QueryIncomplete(
+        f"query incomplete: could not read {len(keys)} object(s) of host {host!r}: {shown} "
+        f"({err.message})",
+        keys=keys,
+        host=host,
+    )
+
+
 def _get(objects: ObjectStore, host: str, entries: list[IndexEntry]) -> list[bytes]:
     out = []
     for entry in entries:
@@ -119,12 +137,24 @@ def _get(objects: ObjectStore, host: str, entries: list[IndexEntry]) -> list[byt
                 host=host,
                 seq=entry.seq,
             ) from None
+        except QueryIncomplete:
+            raise
+        except BackendError as err:
+            raise _unreadable(host, [entry], err) from err
     return out
 
 
 def _read_tier(hp: HostPlan, entries: list[IndexEntry]) -> list[ProfileSnapshot]:
     assert hp.stream is not None
-    return [hp.stream.read(e) for e in entries]
+    out = []
+    for entry in entries:
+        try:
+            out.append(hp.stream.read(entry))
+        except QueryIncomplete:
+            raise
+        except BackendError as err:
+            raise _unreadable(hp.host, [entry], err) from err
+    return out
 
 
 def _decode(
@@ -133,15 +163,20 @@ def _decode(
     entry: IndexEntry,
     data: bytes,
     base: ProfileSnapshot | None,
+    wanted: frozenset[str],
 ) -> ProfileSnapshot:
+    # Only the selected metrics are rebuilt: the frame checksum covers every stored
+    # byte, and the object's content checksum must be the one its index entry names.
     snap = codec.decode(
         data,
         base=base,
         max_decoded_size=config.max_decoded_bytes,
         verify=config.verify_checksums,
         key=entry.key,
+        metrics=wanted,
     )
-    if snap.checksum != entry.checksum or snap.seq != entry.seq or snap.host != host:
+    stored = snap._cache.get("stored_checksum")
+    if stored != entry.checksum or snap.seq != entry.seq or snap.host != host:
         raise ChecksumMismatch(
             f"object {entry.key} does not hold what its index entry says", key=entry.key
         )
@@ -183,8 +218,9 @@ def fetch_plan(
 ) -> Iterator[Fetched]:
     """Yield every planned snapshot of ``plan``, trimmed, in host then seq order.
 
-    Raises ``MemoryExceeded``, ``ObjectNotFound`` (the index names a missing object)
-    or a ``CorruptError`` subclass; pending reads are cancelled on any error.
+    Raises ``MemoryExceeded``, ``ObjectNotFound`` (the index names a missing object),
+    ``QueryIncomplete`` (the backend failed past its retries) or a ``CorruptError``;
+    pending reads are cancelled on any error.
     """
     sel = plan.selector
     pending: deque[_Task] = deque()
@@ -207,11 +243,11 @@ def fetch_plan(
                 if base is not None:
                     budget.finish(base.raw_bytes)
                 base = None  # drop the old keyframe before decoding the next
-                base = _decode(config, host, entry, data, None)
+                base = _decode(config, host, entry, data, None, task.host.wanted)
                 budget.start(base.raw_bytes)
                 snap = base
             else:
-                snap = _decode(config, host, entry, data, base)
+                snap = _decode(config, host, entry, data, base, task.host.wanted)
             if output:
                 yield Fetched(
                     task.host, entry, trim(snap, task.host.wanted, sel.start_ns, sel.end_ns)

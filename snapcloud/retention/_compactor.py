@@ -454,7 +454,8 @@ class _HostRun:
     # ------------------------------------------------------------------ execute
 
     def _hard_delete(self, state: HostState, m: _Mark) -> None:
-        """Index keys, then data keys, then the mark (orphans: only keys still unnamed)."""
+        """Index keys, then data keys (deltas before keyframes), then the mark (orphans: only
+        keys still unnamed)."""
         mark = m.mark
         keys = list(mark.data_keys)
         if mark.tier == "orphans":
@@ -462,6 +463,9 @@ class _HostRun:
             self.report.orphans_deleted += len(keys)
         for key in mark.index_keys:
             self._delete(key, state.size(key))
+        # Deltas before keyframes: a run killed in between must never leave a delta
+        # whose keyframe is gone (an undecodable object, which verify reports).
+        keys.sort(key=lambda k: k.endswith(".k.snap"))
         for key in keys:
             self._delete(key, state.size(key))
         self._delete(m.key, state.size(m.key))

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from snapcloud.backends import CountingStore, ObjectStore, open_store
 from snapcloud.errors import HostNotFound
-from snapcloud.index import Catalog, CatalogEntry
+from snapcloud.index import Catalog, CatalogEntry, IndexEntry
 from snapcloud.models import SnapshotConfig, validate_host
 from snapcloud.store._stream import IncrementalSnapshotStore
 from snapcloud.store._verify import VerifyReport, verify_stream
@@ -90,7 +90,12 @@ class Repository:
             raise HostNotFound(f"no host {host!r} in {self.description}", host=host)
         if labels is None:
             labels = stream.read(items[-1][1]).labels
-        return self.catalog().refresh(host, items, labels=labels)
+
+        def fresh() -> list[tuple[list[str], IndexEntry]]:
+            stream.relist()  # each attempt reads the index after the entry it replaces
+            return stream._serving(None)
+
+        return self.catalog().refresh(host, fresh, labels=labels)
 
     def close(self) -> None:
         self.objects.close()

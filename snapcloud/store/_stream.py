@@ -2,9 +2,11 @@
 
 Write path (two requests per append, whatever the store's size): the snapshot
 object first, then its keyframe group's index segment with a conditional put
-(if-absent for a new group, if-match on the segment's ETag otherwise). An
-object whose segment write never happened is an orphan: invisible to readers,
-overwritten by the next append of the same seq, rebuilt by ``verify --repair``.
+(if-absent for a new group, if-match on the segment's ETag otherwise). Data
+keys name the snapshot's content checksum and are written if-absent, so no data
+object is ever replaced. An object whose segment write never happened is an
+orphan: invisible to readers, collected by the compactor, indexed again by
+``verify --repair`` when the index was lost.
 A conditional put that fails means another writer touched the stream: the
 append raises ``ConflictError`` and nothing already stored changes.
 
@@ -39,7 +41,14 @@ from snapcloud.errors import (
 from snapcloud.errors import ConflictError as _Conflict
 from snapcloud.index import IndexEntry, IndexSegment, data_key, segment_key, segment_prefix
 from snapcloud.models import ProfileSnapshot, SnapshotConfig, SnapshotQuery, validate_host
-from snapcloud.store._tiers import TierReader, TierSegment, tier_of_key, trim_archive
+from snapcloud.store._tiers import (
+    MARKS_PREFIX,
+    TierReader,
+    TierSegment,
+    TierView,
+    tier_of_key,
+    trim_archive,
+)
 
 __all__ = ["IncrementalSnapshotStore", "StreamStats"]
 
@@ -93,7 +102,9 @@ class IncrementalSnapshotStore:
         self._etags: dict[int, str] = {}
         self._keyframes: OrderedDict[int, ProfileSnapshot] = OrderedDict()
         self._bases: list[int] | None = None
-        self._tiers = TierReader(objects, self.host, self.config)  # retention tiers, read side
+        # retention tiers, read side; its view comes from the same listing as the raw groups
+        self._tiers = TierReader(objects, self.host, self.config, loader=self._list_tiers)
+        self._tier_view: TierView | None = None
 
     def __repr__(self) -> str:
         return f"IncrementalSnapshotStore(host={self.host!r}, objects={self.objects.description!r})"
@@ -101,16 +112,42 @@ class IncrementalSnapshotStore:
     # ------------------------------------------------------------------ index access
 
     def _group_bases(self) -> list[int]:
-        """Keyframe seqs of every group, from one listing (cached; appends keep it current)."""
+        """Keyframe seqs of every group (cached; appends keep it current)."""
         if self._bases is None:
-            prefix = segment_prefix(self.host)
-            bases = []
-            for info in self.objects.list(prefix):
-                name = info.key[len(prefix) :]
+            self._list_index()
+        assert self._bases is not None
+        return self._bases
+
+    def _list_index(self) -> None:
+        """Two listings: the host's deletion marks, then everything under ``index/{host}/``
+        (raw segments and the compressed and archive tier indexes at once).
+
+        Marks are listed first: the compactor writes a higher tier's index before the
+        mark that retires the lower tier, so a reader that sees a mark sees its successor.
+        """
+        marks = [info.key for info in self.objects.list(f"{MARKS_PREFIX}{self.host}/")]
+        raw = segment_prefix(self.host)
+        bases: list[int] = []
+        others: list[str] = []
+        for info in self.objects.list(f"index/{self.host}/"):
+            if info.key.startswith(raw):
+                name = info.key[len(raw) :]
                 if name.endswith(".json") and name[:-5].isdigit():
                     bases.append(int(name[:-5]))
-            self._bases = sorted(bases)
-        return self._bases
+            else:
+                others.append(info.key)
+        self._bases = sorted(bases)
+        self._tier_view = TierView.from_keys(self.host, marks, others)
+
+    def _list_tiers(self) -> TierView:
+        """The tier view for ``TierReader``: from the listing the raw groups came from,
+        or a fresh one when the groups were known without it (a stream that only appended)."""
+        with self._lock:
+            if self._tier_view is None:
+                self._list_index()
+            view, self._tier_view = self._tier_view, None  # the reader caches it from here
+            assert view is not None
+            return view
 
     def _segment(self, base: int) -> IndexSegment:
         seg = self._segments.get(base)
@@ -224,7 +261,7 @@ class IncrementalSnapshotStore:
             else:
                 data = codec.encode_delta(snap, keyframe, level=self.config.zstd_level)
                 base = keyframe.seq
-            key = data_key(self.host, seq, base, snap.window_start)
+            key = data_key(self.host, seq, base, snap.window_start, snap.checksum)
             landed = self._put_object(key, data, snap)
             if landed is not None:
                 return landed
@@ -254,24 +291,40 @@ class IncrementalSnapshotStore:
             return entry
 
     def _put_object(self, key: str, data: bytes, snap: ProfileSnapshot) -> IndexEntry | None:
-        """Write a data object without ever replacing one that an index entry names.
+        """Write a data object; never replace one.
 
-        Returns the existing entry when this very append already landed (a retry
-        after a lost reply), else ``None``. Raises ``ConflictError`` when another
-        writer appended this seq.
+        The key names the snapshot's content checksum, so an object already under
+        it holds this very snapshot: our own earlier attempt (a lost reply), a
+        second writer appending the same bytes, or the orphan of a crashed append
+        of it. Its bytes are compared all the same. A different snapshot appended
+        as this seq by someone else lives under another key, and the index
+        segment's conditional write decides which of the two the stream holds.
+
+        Returns the existing entry when this very append already landed, else
+        ``None`` (go on and index it). Raises ``ConflictError`` when another
+        writer appended this seq, or the bytes under the key differ.
         """
         try:
             self.objects.put(key, data, if_absent=True)
             return None
         except PreconditionFailed:
             pass
+        try:
+            same = self.objects.get(key).data == data
+        except ObjectNotFound:
+            same = False  # deleted since: someone else is cleaning this stream up
+        if not same:
+            raise _Conflict(
+                f"object {key} of host {self.host!r} holds other bytes than this append's",
+                host=self.host,
+                seq=snap.seq,
+                key=key,
+            )
         self.refresh()
-        if self.next_seq == snap.seq:
-            # An orphan: an earlier append died between its object and its index write.
-            self.objects.put(key, data)
-            return None
         existing = self._find(snap.seq)
-        if existing is not None and existing.key == key and existing.checksum == snap.checksum:
+        if existing is None:
+            return None  # not indexed yet: index it (conditionally, as always)
+        if existing.key == key and existing.checksum == snap.checksum:
             return existing
         raise _Conflict(
             f"seq {snap.seq} of host {self.host!r} was appended by another writer",
@@ -310,10 +363,22 @@ class IncrementalSnapshotStore:
             return False
         return bool(stored.entries) and stored.entries[-1] == seg.entries[-1]
 
+    def relist(self) -> None:
+        """List the index again on next use, keeping the segments of sealed groups
+        (they never change; a compacted one is no longer listed) but not the open one's."""
+        with self._lock:
+            if self._bases:
+                self._segments.pop(self._bases[-1], None)
+                self._etags.pop(self._bases[-1], None)
+            self._bases = None
+            self._tier_view = None
+            self._tiers.refresh()
+
     def refresh(self) -> None:
         """Forget cached index state so the next call rereads it from storage."""
         with self._lock:
             self._bases = None
+            self._tier_view = None
             self._segments.clear()
             self._etags.clear()
             self._tiers.refresh()

@@ -466,8 +466,12 @@ def _unpack(
         if declared < 0 or declared > max_decoded:
             raise OversizedObject(f"tier object table of contents too large at {key}", key=key)
         toc = json.loads(zstandard.ZstdDecompressor().decompress(toc_z, max_output_size=declared))
-    except (zstandard.ZstdError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptError(f"tier object table of contents unreadable at {key}: {exc}") from None
+    except (zstandard.ZstdError, ValueError, RecursionError) as exc:
+        # ValueError: JSONDecodeError, UnicodeDecodeError, an integer over the digit limit;
+        # RecursionError: nesting thousands deep.
+        raise CorruptError(
+            f"tier object table of contents unreadable at {key}: {exc!r:.200}", key=key
+        ) from None
     if not isinstance(toc, dict) or toc.get("tier") != tier:
         raise CorruptError(f"tier object table of contents malformed at {key}", key=key)
     frames = []
@@ -573,6 +577,12 @@ def decode_compressed(
         host = str(toc["host"])
         table = [(str(n), str(k), str(u)) for n, k, u in toc["table"]]
         members = toc["members"]
+        if not isinstance(members, list) or not members:
+            raise CorruptError(f"compressed tier object at {key} lists no snapshots", key=key)
+        if sorted({m["fr"] for m in members}) != list(range(len(frames))):
+            raise CorruptError(
+                f"compressed tier object at {key}: members and frames do not match", key=key
+            )
         wanted = None if seqs is None else set(seqs)
         need = {m["fr"] for m in members if wanted is None or m["s"] in wanted}
         out: dict[int, ProfileSnapshot] = {}
@@ -665,13 +675,23 @@ def decode_archive(
         if len(info) != len(frames):
             raise CorruptError(f"archive object at {key} lists {len(info)} frames", key=key)
         picks = range(len(frames)) if only is None else sorted(set(only))
-        return [
-            (
-                int(info[i]["resolution_ns"]),
-                codec.decode(frames[i], max_decoded_size=max_decoded, verify=verify, key=key),
-            )
-            for i in picks
-        ]
+        out = []
+        for i in picks:
+            snap = codec.decode(frames[i], max_decoded_size=max_decoded, verify=verify, key=key)
+            resolution, seq, checksum = (info[i][f] for f in ("resolution_ns", "seq", "checksum"))
+            # The table must agree with the frame it describes (bool is an int: refuse it).
+            if (
+                any(type(v) is not int for v in (resolution, seq, checksum))
+                or resolution <= 0
+                or seq != snap.seq
+                or checksum != snap.checksum
+                or snap.metadata.get(META_RESOLUTION) not in (None, resolution)
+            ):
+                raise CorruptError(
+                    f"archive object at {key}: table entry {i} disagrees with its frame", key=key
+                )
+            out.append((resolution, snap))
+        return out
     except CorruptError:
         raise
     except (KeyError, IndexError, TypeError, ValueError) as exc:

@@ -106,15 +106,27 @@ class TierView:
     @classmethod
     def load(cls, objects: ObjectStore, host: str) -> TierView:
         """List marks first, then compressed, then archive indexes (the order readers rely on)."""
+        marks = [info.key for info in objects.list(f"{MARKS_PREFIX}{host}/")]
+        index = [
+            info.key
+            for tier in ("compressed", "archive")
+            for info in objects.list(f"index/{host}/{tier}/")
+        ]
+        return cls.from_keys(host, marks, index)
+
+    @classmethod
+    def from_keys(cls, host: str, mark_keys: Sequence[str], index_keys: Sequence[str]) -> TierView:
+        """The view from listed keys: marks (listed first) and index keys of any tier
+        (keys that are not compressed or archive index segments are ignored)."""
         marked = set()
-        for info in objects.list(f"{MARKS_PREFIX}{host}/"):
-            parsed = parse_mark_key(info.key, host)
+        for key in mark_keys:
+            parsed = parse_mark_key(key, host)
             if parsed is not None:
                 marked.add((parsed[0], parsed[1]))
         items: dict[Tier, list[TierItem]] = {"compressed": [], "archive": []}
-        for tier in ("compressed", "archive"):
-            for info in objects.list(f"index/{host}/{tier}/"):
-                item = parse_tier_index_key(info.key, host, tier)
+        for key in index_keys:
+            for tier in ("compressed", "archive"):
+                item = parse_tier_index_key(key, host, tier)
                 if item is not None:
                     items[tier].append(item)
         return cls(
@@ -166,10 +178,19 @@ class TierReader:
     listings) is cached until ``refresh``; the last two decoded tier objects are kept.
     """
 
-    def __init__(self, objects: ObjectStore, host: str, config: SnapshotConfig) -> None:
+    def __init__(
+        self,
+        objects: ObjectStore,
+        host: str,
+        config: SnapshotConfig,
+        loader: Callable[[], TierView] | None = None,
+    ) -> None:
         self.objects = objects
         self.host = host
         self.config = config
+        # ``loader`` lets the stream list marks and every tier's index in two requests,
+        # sharing the listing with its raw groups; the default lists three prefixes.
+        self._loader = loader or (lambda: TierView.load(objects, host))
         self._view: TierView | None = None
         self._segments: dict[str, TierSegment] = {}
         self._decoded: OrderedDict[str, dict[tuple[int, int], ProfileSnapshot]] = OrderedDict()
@@ -184,7 +205,7 @@ class TierReader:
         """The current view (loaded on first use)."""
         with self._lock:
             if self._view is None:
-                self._view = TierView.load(self.objects, self.host)
+                self._view = self._loader()
             return self._view
 
     def next_seq(self) -> int:

@@ -173,3 +173,13 @@ def test_random_mutations_never_crash_or_lie(data: st.DataObject) -> None:
     except CorruptError:
         return
     assert out == snap  # only an unchanged object may decode
+
+
+def test_meta_nested_too_deep_is_a_corrupt_error() -> None:
+    """json.loads raises RecursionError on deep nesting: it must come out typed."""
+    data = encode_keyframe(_snap())
+    meta = b"[" * 100_000
+    raw = struct.pack("<I", len(meta)) + meta
+    payload = zstandard.ZstdCompressor().compress(raw)
+    with pytest.raises(CorruptError, match="malformed payload"):
+        decode(_refit(data, payload, decoded_size=len(raw)))

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from snapcloud.codec import decode, encode_delta, encode_keyframe, read_header
+from snapcloud.errors import ValidationError
 from snapcloud.models import MetricSeries, ProfileSnapshot
 from snapcloud.synth import host_snapshots
 from tests.strategies import SPECIAL_BITS, snapshots
@@ -99,3 +101,53 @@ def test_fleet_like_stream_round_trips_and_compresses() -> None:
         _assert_bit_exact(decode(data, base=base), s)
     samples = sum(s.sample_count for s in snaps)
     assert total / samples < 2.0  # bytes per sample; raw is 16
+
+
+def _only(snap: ProfileSnapshot, names: set[str]) -> list[MetricSeries]:
+    return [m for m in snap.metrics if m.name in names]
+
+
+@settings(max_examples=120, deadline=None)
+@given(snapshots(), snapshots(), st.data())
+def test_partial_decode_gives_exactly_the_chosen_metrics(
+    base: ProfileSnapshot, snap: ProfileSnapshot, data: st.DataObject
+) -> None:
+    """Decoding some metrics of a keyframe and of a delta against that partial keyframe
+    gives the same series, bit for bit, as a full decode filtered afterwards."""
+    snap = snap.with_seq(base.seq + 1)
+    pool = sorted({m.name for m in base.metrics} | {m.name for m in snap.metrics})
+    names = set(data.draw(st.lists(st.sampled_from(pool), unique=True))) if pool else set()
+    names.add("no-such-metric")
+    kf, delta = encode_keyframe(base), encode_delta(snap, base)
+    part_base = decode(kf, metrics=names)
+    part = decode(delta, base=part_base, metrics=names)
+    for got, want in ((part_base, base), (part, snap)):
+        assert got.header_dict() == want.with_metrics(_only(want, names)).header_dict()
+        expected = _only(want, names)
+        assert [m.name for m in got.metrics] == [m.name for m in expected]
+        for x, y in zip(got.metrics, expected, strict=True):
+            assert (x.kind, x.unit) == (y.kind, y.unit)
+            assert x.timestamps.tobytes() == y.timestamps.tobytes(), x.name
+            assert x.values.tobytes() == y.values.tobytes(), x.name
+    # a delta decoded in full against a full base agrees; against the partial base it
+    # can only be decoded for metrics that base holds
+    assert decode(delta, base=decode(kf)) == snap
+
+
+def test_partial_decode_of_a_fleet_stream() -> None:
+    snaps = host_snapshots(0, 6)
+    kf = encode_keyframe(snaps[0])
+    blobs = [encode_delta(s.with_seq(i), snaps[0]) for i, s in enumerate(snaps[1:], 1)]
+    names = {"gpu.3.power_mw", "cpu.7.util", "disk.read_bytes"}
+    base = decode(kf, metrics=names)
+    assert {m.name for m in base.metrics} == names
+    for i, blob in enumerate(blobs, 1):
+        got = decode(blob, base=base, metrics=names)
+        want = snaps[i].with_seq(i)
+        assert [m.name for m in got.metrics] == [m.name for m in _only(want, names)]
+        assert all(
+            x.values.tobytes() == y.values.tobytes()
+            for x, y in zip(got.metrics, _only(want, names), strict=True)
+        )
+    with pytest.raises(ValidationError, match="cannot encode against a partially decoded"):
+        encode_delta(snaps[1].with_seq(1), base)

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_pynvml import GIB, H100_RESERVED, H100_TOTAL, NVMLError_Timeout, make_fake_nvml
 
 from snapcloud.collectors import Collector, GpuCollector, Sample
+from snapcloud.collectors import _nvml as nvml_module
 from snapcloud.collectors import gpu as gpu_module
 from snapcloud.errors import ValidationError
 from snapcloud.models import validate_metric_name
@@ -605,7 +606,7 @@ def test_main_without_nvml_prints_the_reason(capsys: pytest.CaptureFixture[str])
 
 def test_docs_list_every_field() -> None:
     text = DOCS.read_text(encoding="utf-8")
-    fields = gpu_module._FIELDS
+    fields = nvml_module._FIELDS
     for f in fields:
         for suffix, kind, unit in f.outputs:
             row = next((line for line in text.splitlines() if f"`{suffix}`" in line), None)

@@ -68,7 +68,9 @@ def test_refresh_reads_the_index_and_at_most_two_objects(fleet: Fleet) -> None:
     entry = repo.refresh_catalog("gpu-node-0004")
     data = [k for k in keys if k.startswith("raw/")]
     assert 1 <= len(data) <= 2  # the latest snapshot (its keyframe and itself) for labels
-    assert sum(k.startswith("index/") for k in keys) == 3  # 12 snapshots, groups of 5
+    # 12 snapshots, groups of 5: three segments, and the open group's once more inside the
+    # conditional update (read after the entry it replaces, so a stale view never wins)
+    assert sum(k.startswith("index/") for k in keys) == 4
     assert counting.counts()["put"] == 1
     assert entry.labels["gpu.model"] == H100 and entry.labels["rack"] == "r1"
     assert entry.tiers["raw"].snapshots == 12
@@ -208,3 +210,42 @@ def test_hosts_without_an_entry_match_on_host_alone(
     refreshed = list_hosts(small_repo, refresh=True)
     assert [e.host for e in refreshed.entries] == ["gpu-node-0007", "gpu-node-0008"]
     assert refreshed.entries[0].user_labels == {"team": "a"}
+
+
+class _RaceOnCatalogRead(CountingStore):
+    """The first read of ``key`` lets ``race`` run first: another writer and refresher
+    act between this refresher's index listing and its conditional catalog update."""
+
+    def __init__(self, inner: MemoryStore, key: str, race: Any) -> None:
+        super().__init__(inner)
+        self.key, self.race = key, race
+
+    def get(self, key: str, **kw: Any) -> Any:
+        if key == self.key and self.race is not None:
+            race, self.race = self.race, None
+            race()
+        return super().get(key, **kw)
+
+
+def test_a_refresher_with_an_older_view_never_overwrites_newer_statistics() -> None:
+    """Found by the concurrency tests: refresh_catalog listed the index before its
+    conditional update, so a slow refresher could write back older statistics."""
+    host = "gpu-node-0007"
+    memory = MemoryStore()
+    writer = Repository(memory, CONFIG)
+    snaps = host_snapshots(7, 8)
+    stream = writer.stream(host, create=True)
+    for s in snaps[:6]:
+        stream.append(s)
+    writer.refresh_catalog(host)
+
+    def other_writer_and_refresher() -> None:
+        for s in snaps[6:]:
+            stream.append(s)
+        assert writer.refresh_catalog(host).tiers["raw"].snapshots == 8
+
+    slow = Repository(
+        _RaceOnCatalogRead(memory, catalog_key(host), other_writer_and_refresher), CONFIG
+    )
+    assert slow.refresh_catalog(host).tiers["raw"].snapshots == 8
+    assert writer.catalog().get(host).tiers["raw"].snapshots == 8  # type: ignore[union-attr]

@@ -7,7 +7,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from snapcloud.errors import MemoryExceeded, ValidationError
+from snapcloud.backends import CountingStore, GetResult, ObjectStore
+from snapcloud.errors import (
+    BackendError,
+    MemoryExceeded,
+    QueryIncomplete,
+    RetryableBackendError,
+    ValidationError,
+)
 from snapcloud.models import SnapshotConfig
 from snapcloud.query import (
     AGGREGATIONS,
@@ -368,3 +375,30 @@ def test_a_selection_matching_nothing_is_empty_not_an_error(fleet: Fleet) -> Non
     assert result.rows == [] and result.stats.objects == 0
     late = Selector(metrics=("cpu.util",), start_ns=T0 + 10**15)
     assert run_query(fleet.repo, late).rows == []
+
+
+class _FailingGets(CountingStore):
+    """Every ``get`` of one key fails as a backend that gave up retrying would."""
+
+    def __init__(self, inner: ObjectStore, bad_key: str) -> None:
+        super().__init__(inner)
+        self.bad_key = bad_key
+
+    def get(self, key: str, *, byte_range: tuple[int, int] | None = None) -> GetResult:
+        if key == self.bad_key:
+            raise RetryableBackendError("S3 get failed after 5 attempts: SlowDown", key=key)
+        return super().get(key, byte_range=byte_range)
+
+
+def test_a_query_that_cannot_read_an_object_names_it(fleet: Fleet) -> None:
+    sel = Selector(metrics=("gpu.0.power_mw",), hosts=("gpu-node-0003",))
+    planned = [
+        e.key for hp in plan_query(fleet.repo, sel).hosts for u in hp.units() for e in u.entries
+    ]
+    bad = planned[len(planned) // 2]
+    broken = Repository(_FailingGets(fleet.repo.objects.inner, bad), fleet.repo.config)
+    with pytest.raises(QueryIncomplete, match="could not read 1 object") as info:
+        run_query(broken, sel, aggs=("mean",))
+    assert info.value.keys == (bad,)
+    assert bad in str(info.value) and info.value.host == "gpu-node-0003"
+    assert isinstance(info.value, BackendError)

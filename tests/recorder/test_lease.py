@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from snapcloud.backends import GetResult, MemoryStore
-from snapcloud.errors import LeaseHeld, RetryableBackendError
+from snapcloud.errors import LeaseHeld, PreconditionFailed, RetryableBackendError
 from snapcloud.recorder import Backoff, Lease, LeaseKeeper, lease_key
 from tests.recorder.fakes import FlakyStore
 
@@ -175,3 +175,33 @@ def test_backoff_is_capped_exponential_with_jitter() -> None:
     assert len({round(d, 6) for d in delays}) == len(delays)
     assert max(delays) <= 10.0
     assert Backoff(0.5, 10.0).delay(10_000) <= 10.0
+
+
+class _ReleaseReplyLost(MemoryStore):
+    """The release marker's put lands, its reply is lost and the retry fails its if-match."""
+
+    armed = False
+
+    def put(
+        self, key: str, data: bytes, *, if_absent: bool = False, if_match: str | None = None
+    ) -> str:
+        etag = super().put(key, data, if_absent=if_absent, if_match=if_match)
+        if self.armed and if_match is not None:
+            self.armed = False
+            raise PreconditionFailed(f"if-match failed on the retry of {key}", key=key)
+        return etag
+
+
+def test_release_whose_reply_was_lost_still_releases() -> None:
+    """Found by the fault proxy: the retry of a landed release got 412 and release()
+    reported the lease lost, leaving our own expired marker behind."""
+    store, clock = _ReleaseReplyLost(), Clock()
+    lease = Lease(store, KEY, "me", ttl_s=60, clock=clock)
+    lease.acquire()
+    store.armed = True
+    assert lease.release() is True
+    assert store.head(KEY) is None
+    rival = Lease(store, KEY, "rival", ttl_s=60, clock=clock)
+    rival.acquire()
+    assert lease.release() is False  # not ours any more: left alone
+    assert json.loads(store.get(KEY).data)["owner"] == "rival"

@@ -21,7 +21,7 @@ from snapcloud.errors import (
     SnapshotNotFound,
     ValidationError,
 )
-from snapcloud.index import segment_key
+from snapcloud.index import data_key, segment_key
 from snapcloud.models import MetricSeries, ProfileSnapshot, SnapshotConfig, SnapshotQuery
 from snapcloud.store import IncrementalSnapshotStore, Repository
 from snapcloud.synth import host_snapshots
@@ -218,17 +218,45 @@ def test_verify_and_repair_rebuild_the_index(snaps: list[ProfileSnapshot]) -> No
         assert fresh.get(i) == s.with_seq(i)
 
 
-def test_orphan_object_is_not_an_error_and_is_overwritten(snaps: list[ProfileSnapshot]) -> None:
+def test_orphan_object_is_not_an_error_and_is_never_overwritten(
+    snaps: list[ProfileSnapshot],
+) -> None:
     objects = MemoryStore()
+    repo = Repository(objects, CONFIG)
     stream = IncrementalSnapshotStore(objects, snaps[0].host, CONFIG)
     stream.append(snaps[0])
-    # An append that died between its object and its segment write:
-    key = "raw/" + snaps[0].host + "/2026/01/01/000000000001.d000000000000.snap"
+    # An append of another snapshot as seq 1 that died between its object and its segment:
+    other = snaps[2].with_seq(1)
+    key = data_key(snaps[0].host, 1, 0, other.window_start, other.checksum)
     objects.put(key, b"partial garbage")
     fresh = IncrementalSnapshotStore(objects, snaps[0].host, CONFIG)
     assert fresh.next_seq == 1
-    fresh.append(snaps[1])
+    entry = fresh.append(snaps[1])
+    assert entry.key != key and objects.get(key).data == b"partial garbage"  # left alone
     assert fresh.get(1) == snaps[1].with_seq(1)
+    (report,) = repo.verify()
+    # unreadable bytes are reported by key, indexed or not (verify finds any changed byte)
+    assert [p.key for p in report.problems] == [key]
+
+
+def test_a_delta_whose_keyframe_is_gone_is_an_orphan_when_unindexed(
+    snaps: list[ProfileSnapshot],
+) -> None:
+    """What a lifecycle rule or an operator can leave: a group's segment and keyframe
+    deleted, its deltas still there. Garbage to collect, not damage."""
+    objects = MemoryStore()
+    repo = Repository(objects, CONFIG)
+    stream = repo.stream(snaps[0].host, create=True)
+    entries = [stream.append(s) for s in snaps[:6]]
+    objects.delete(segment_key(stream.host, 0))
+    objects.delete(entries[0].key)
+    (report,) = repo.verify()
+    assert report.ok, report.problems
+    assert report.orphans == sorted(e.key for e in entries[1:4])
+    # the same deltas while an index entry still names them: damage, reported by key
+    objects.put(segment_key(stream.host, 0), b"{}")
+    (report,) = repo.verify()
+    assert not report.ok
 
 
 def test_reopen_in_a_new_process(tmp_path: Path, snaps: list[ProfileSnapshot]) -> None:
