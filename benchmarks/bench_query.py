@@ -286,7 +286,8 @@ def main() -> None:
         f"\nRequests vs the layout's minimum: {st.total_requests} made / {st.min_requests} "
         f"minimum (segment reads + {st.objects} objects) = **{st.request_ratio:.2f}x**; "
         f"of the {st.total_requests - st.min_requests} extra, {lists} are listings "
-        f"(index/ once, then the stream's index listings per host). Planning took "
+        f"(a selection of every host lists marks/deletions/ and index/ once for the "
+        f"fleet; a selection by host lists both per host). Planning took "
         f"{st.plan_seconds:.2f} s.\n"
     )
     if lat:

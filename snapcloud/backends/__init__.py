@@ -5,6 +5,7 @@ from __future__ import annotations
 from snapcloud.backends._base import GetResult, ObjectInfo, ObjectStore
 from snapcloud.backends._counting import CountingStore
 from snapcloud.backends._file import FileStore
+from snapcloud.backends._forwarding import ForwardingStore
 from snapcloud.backends._keys import check_key
 from snapcloud.backends._memory import MemoryStore
 from snapcloud.backends._s3 import S3Store, secret_redacting_filter
@@ -13,6 +14,7 @@ from snapcloud.backends._url import default_store_path, open_store
 __all__ = [
     "CountingStore",
     "FileStore",
+    "ForwardingStore",
     "GetResult",
     "MemoryStore",
     "ObjectInfo",

@@ -126,18 +126,29 @@ class IncrementalSnapshotStore:
         mark that retires the lower tier, so a reader that sees a mark sees its successor.
         """
         marks = [info.key for info in self.objects.list(f"{MARKS_PREFIX}{self.host}/")]
+        index = [info.key for info in self.objects.list(f"index/{self.host}/")]
+        self.seed_listing(marks, index)
+
+    def seed_listing(self, mark_keys: list[str], index_keys: list[str]) -> None:
+        """Take the stream's index from keys listed by someone else, in the order of
+        ``_list_index``: its deletion marks listed first, then ``index/{host}/``.
+
+        A fleet query lists ``marks/deletions/`` and ``index/`` once for every host
+        instead of twice per host, and hands each stream its share.
+        """
         raw = segment_prefix(self.host)
         bases: list[int] = []
         others: list[str] = []
-        for info in self.objects.list(f"index/{self.host}/"):
-            if info.key.startswith(raw):
-                name = info.key[len(raw) :]
+        for key in index_keys:
+            if key.startswith(raw):
+                name = key[len(raw) :]
                 if name.endswith(".json") and name[:-5].isdigit():
                     bases.append(int(name[:-5]))
             else:
-                others.append(info.key)
-        self._bases = sorted(bases)
-        self._tier_view = TierView.from_keys(self.host, marks, others)
+                others.append(key)
+        with self._lock:
+            self._bases = sorted(bases)
+            self._tier_view = TierView.from_keys(self.host, mark_keys, others)
 
     def _list_tiers(self) -> TierView:
         """The tier view for ``TierReader``: from the listing the raw groups came from,

@@ -402,3 +402,32 @@ def test_a_query_that_cannot_read_an_object_names_it(fleet: Fleet) -> None:
     assert info.value.keys == (bad,)
     assert bad in str(info.value) and info.value.host == "gpu-node-0003"
     assert isinstance(info.value, BackendError)
+
+
+def test_a_fleet_wide_selection_lists_once_and_answers_as_per_host_listings() -> None:
+    """Selecting every host lists ``marks/deletions/`` and ``index/`` once for the fleet
+    (not twice per host); the answer is the one the per-host listings give, across the
+    raw and compressed tiers, and matches the input."""
+    from snapcloud.backends import MemoryStore
+    from snapcloud.retention import Compactor
+    from tests.retention.scenario import CONFIG as TIERS
+    from tests.retention.scenario import HOUR, write_host
+    from tests.retention.scenario import T0 as R0
+
+    memory = MemoryStore()
+    written = {h: write_host(memory, h, 16) for h in ("tier-a", "tier-b", "tier-c")}
+    Compactor(memory, TIERS).run(R0 + 14 * HOUR)  # groups ending by 8 h: compressed tier
+    assert any(k.startswith("compressed/") for k in (i.key for i in memory.list("")))
+    counting = CountingStore(memory)
+    repo = Repository(counting, TIERS)
+    kw: dict[str, Any] = {"aggs": ("count", "sum", "max"), "group_by": ("host",)}
+    fleet = run_query(repo, Selector(metrics=("*",)), **kw)
+    fleet_lists = counting.counts()["list"]
+    counting.reset()
+    per_host = run_query(repo, Selector(metrics=("*",), hosts=tuple(written)), **kw)
+    assert fleet.rows == per_host.rows and len(fleet.rows) > 0
+    assert fleet_lists == 2  # marks/deletions/, index/
+    assert counting.counts()["list"] == 2 * len(written) and counting.counts()["list_dirs"] == 1
+    for row in fleet.records():
+        values = np.concatenate([s.metric(row["metric"]).values for s in written[row["host"]]])
+        assert row["count"] == int(np.count_nonzero(~np.isnan(values)))

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import builtins
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from snapcloud.backends import GetResult, MemoryStore, ObjectInfo
+from snapcloud.backends import ForwardingStore, MemoryStore
 from snapcloud.collectors import Sample
 from snapcloud.errors import RetryableBackendError
 from snapcloud.models import MetricSeries, ProfileSnapshot
@@ -78,11 +77,11 @@ class FakeCollector:
         self.closed = True
 
 
-class FlakyStore:
+class FlakyStore(ForwardingStore):
     """Wraps a ``MemoryStore``; puts fail while ``failing`` (optionally after landing)."""
 
     def __init__(self, inner: MemoryStore | None = None) -> None:
-        self.inner = inner or MemoryStore()
+        super().__init__(inner or MemoryStore())
         self.description = "flaky " + self.inner.description
         self.failing = 0  # how many more puts fail
         self.fail_after_write = False  # land the put, then raise (a lost reply)
@@ -99,24 +98,6 @@ class FlakyStore:
                 self.inner.put(key, data, if_absent=if_absent, if_match=if_match)
             raise RetryableBackendError(f"injected failure putting {key}", key=key)
         return self.inner.put(key, data, if_absent=if_absent, if_match=if_match)
-
-    def get(self, key: str, *, byte_range: tuple[int, int] | None = None) -> GetResult:
-        return self.inner.get(key, byte_range=byte_range)
-
-    def head(self, key: str) -> ObjectInfo | None:
-        return self.inner.head(key)
-
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        return self.inner.list(prefix)
-
-    def list_dirs(self, prefix: str) -> builtins.list[str]:
-        return self.inner.list_dirs(prefix)
-
-    def delete(self, key: str) -> None:
-        self.inner.delete(key)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 @dataclass

@@ -42,7 +42,7 @@ import boto3
 import numpy as np
 import pytest
 
-from snapcloud.backends import GetResult, ObjectInfo, ObjectStore
+from snapcloud.backends import ForwardingStore, ObjectStore
 from snapcloud.cli import main
 from snapcloud.errors import ConflictError, LeaseHeld, SnapcloudError
 from snapcloud.index import Catalog
@@ -461,13 +461,12 @@ def test_two_writers_racing_on_one_stream_lose_and_duplicate_nothing(
     assert_verify_clean(endpoint, bucket, capsys)
 
 
-class GatedStore:
+class GatedStore(ForwardingStore):
     """Delegates to ``inner``; the first put whose key ends with ``suffix`` waits on ``gate``
     after signalling ``reached`` (to force one interleaving of two writers)."""
 
     def __init__(self, inner: ObjectStore, suffix: str, *, before: bool) -> None:
-        self.inner = inner
-        self.description = inner.description
+        super().__init__(inner)
         self.suffix = suffix
         self.before = before
         self.reached = threading.Event()
@@ -489,24 +488,6 @@ class GatedStore:
         if not self.before:
             self._hold(key)
         return etag
-
-    def get(self, key: str, *, byte_range: tuple[int, int] | None = None) -> GetResult:
-        return self.inner.get(key, byte_range=byte_range)
-
-    def head(self, key: str) -> ObjectInfo | None:
-        return self.inner.head(key)
-
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        return self.inner.list(prefix)
-
-    def list_dirs(self, prefix: str) -> list[str]:
-        return self.inner.list_dirs(prefix)
-
-    def delete(self, key: str) -> None:
-        self.inner.delete(key)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def test_a_writer_that_lost_the_race_for_a_seq_gets_conflict_error(
