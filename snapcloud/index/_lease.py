@@ -59,7 +59,15 @@ from snapcloud.errors import (
     ValidationError,
 )
 
-__all__ = ["Backoff", "Lease", "LeaseInfo", "LeaseKeeper", "default_owner", "lease_key"]
+__all__ = [
+    "Backoff",
+    "Lease",
+    "LeaseInfo",
+    "LeaseKeeper",
+    "dead_local_holder",
+    "default_owner",
+    "lease_key",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -70,6 +78,19 @@ _ACQUIRE_ROUNDS = 4  # each lost race re-reads the holder; more rounds than race
 def lease_key(host: str) -> str:
     """The object key of a host stream's writer lease."""
     return f"marks/leases/{host}.json"
+
+
+def dead_local_holder(holder: LeaseInfo) -> bool:
+    """Whether a lease holder is a process on this machine that no longer runs (its
+    owner id is ``hostname:pid:...``): such a lease can be taken at once, not after it
+    expires. A reused pid only makes the caller wait for expiry, never steal wrongly."""
+    import psutil
+
+    host, _, rest = holder.owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    return not psutil.pid_exists(int(pid_text))
 
 
 def default_owner() -> str:

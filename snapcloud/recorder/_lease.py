@@ -11,8 +11,17 @@ from snapcloud.index._lease import (
     Lease,
     LeaseInfo,
     LeaseKeeper,
+    dead_local_holder,
     default_owner,
     lease_key,
 )
 
-__all__ = ["Backoff", "Lease", "LeaseInfo", "LeaseKeeper", "default_owner", "lease_key"]
+__all__ = [
+    "Backoff",
+    "Lease",
+    "LeaseInfo",
+    "LeaseKeeper",
+    "dead_local_holder",
+    "default_owner",
+    "lease_key",
+]

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import random
 import re
-import socket
 import threading
 import time
 import uuid
@@ -45,8 +43,8 @@ from snapcloud.recorder._fingerprint import Fingerprinter
 from snapcloud.recorder._lease import (
     Backoff,
     Lease,
-    LeaseInfo,
     LeaseKeeper,
+    dead_local_holder,
     default_owner,
     lease_key,
 )
@@ -161,17 +159,6 @@ class SealedWindow:
     status: RecorderStatus
 
 
-def _dead_local_holder(holder: LeaseInfo) -> bool:
-    """Whether a lease holder is a recorder process on this machine that no longer runs."""
-    import psutil
-
-    host, _, rest = holder.owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
-        return False
-    return not psutil.pid_exists(int(pid_text))
-
-
 class Recorder:
     """Records the stream of ``host`` in ``repo`` from ``collectors`` until stopped.
 
@@ -218,7 +205,7 @@ class Recorder:
         rng = rng or random.Random()
         self._backoff = Backoff(self.config.backoff_base_s, self.config.backoff_cap_s, rng)
         self.keeper = LeaseKeeper(
-            self.lease, steal_if=_dead_local_holder, backoff=self._backoff, on_lost=self._lost
+            self.lease, steal_if=dead_local_holder, backoff=self._backoff, on_lost=self._lost
         )
         self.spool_dir = Path(self.config.spool_dir or default_spool_dir(self.host))
         self.on_window = on_window

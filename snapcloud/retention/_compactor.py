@@ -31,6 +31,7 @@ from snapcloud import codec
 from snapcloud.backends import CountingStore, ObjectStore
 from snapcloud.errors import ChecksumMismatch, CorruptError, ObjectNotFound, PreconditionFailed
 from snapcloud.index import parse_data_key
+from snapcloud.index._lease import dead_local_holder
 from snapcloud.models import ProfileSnapshot, SnapshotConfig, validate_host
 from snapcloud.retention._downsample import Downsampler
 from snapcloud.retention._lease import COMPACTOR_LEASE_KEY, Lease
@@ -167,7 +168,8 @@ class Compactor:
             lease = Lease(
                 self.raw_objects, COMPACTOR_LEASE_KEY, self.owner, self.lease_ttl_s, self.clock
             )
-            lease.acquire()
+            # a compactor killed on this machine is taken over at once, not after its TTL
+            lease.acquire(steal_if=dead_local_holder)
         report = CompactionReport(now_ns=now, dry_run=dry_run)
         would: dict[str, int] = {}
         try:

@@ -4,6 +4,10 @@ deletion order, dry runs, idempotence, the lease, orphans, storage per tier."""
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -323,3 +327,21 @@ def test_repository_finds_a_host_and_its_next_seq_across_tiers() -> None:
         objects.delete(info.key)
     stream = Repository(objects, CONFIG).stream(HOST)
     assert stream.next_seq == 4
+
+
+def test_a_lease_left_by_a_dead_compactor_on_this_machine_is_taken_at_once() -> None:
+    """A SIGKILLed compactor no longer blocks the next run for its whole TTL; a live
+    holder (or one on another machine) still does."""
+    objects = MemoryStore()
+    originals = write_host(objects, HOST, 16)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    here = socket.gethostname()
+    Lease(objects, COMPACTOR_LEASE_KEY, f"{here}:{dead.pid}:x", ttl_s=600).acquire()
+    Compactor(objects, CONFIG).run(T0 + 12 * HOUR)
+    check_reads(objects, HOST, originals)
+    for owner in (f"{here}:{os.getppid()}:x", f"other-machine:{dead.pid}:x"):
+        objects.delete(COMPACTOR_LEASE_KEY)
+        Lease(objects, COMPACTOR_LEASE_KEY, owner, ttl_s=600).acquire()
+        with pytest.raises(LeaseHeld):
+            Compactor(objects, CONFIG).run(T0 + 12 * HOUR)
