@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 from collections.abc import Iterator
@@ -249,3 +250,23 @@ def test_a_refresher_with_an_older_view_never_overwrites_newer_statistics() -> N
     )
     assert slow.refresh_catalog(host).tiers["raw"].snapshots == 8
     assert writer.catalog().get(host).tiers["raw"].snapshots == 8  # type: ignore[union-attr]
+
+
+def test_entries_written_with_sorted_keys_still_read(small_repo: Repository) -> None:
+    """The catalog wrote its entries with sorted keys before the shared checked-JSON
+    writer; the written-form check must keep reading them (key order is the writer's)."""
+    host = "gpu-node-0007"
+    entry = small_repo.refresh_catalog(host)
+    key = catalog_key(host)
+    body = json.loads(small_repo.objects.get(key).data)
+    old_form = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+    assert old_form != small_repo.objects.get(key).data
+    small_repo.objects.put(key, old_form)
+    assert small_repo.catalog().get(host) == entry
+    (report,) = small_repo.verify(host)
+    assert report.ok, report.problems
+    # a byte that parses the same is still a changed byte
+    spaced = old_form.replace(b'"host":', b'"host": ', 1)
+    small_repo.objects.put(key, spaced)
+    with pytest.raises(ChecksumMismatch, match="written form"):
+        small_repo.catalog().get(host)
