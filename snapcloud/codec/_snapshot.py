@@ -226,6 +226,26 @@ class _PartialBase(_BaseInfo):
         raise ValidationError("cannot encode against a partially decoded keyframe", field="base")
 
 
+def _needed(
+    names: list[str], wanted: frozenset[str], info: _BaseInfo | None
+) -> npt.NDArray[np.bool_] | None:
+    """Which metrics of the table ``names`` are wanted; ``None`` when all are (a full
+    decode). Cached on the base when the table is the base's (a delta's usual case)."""
+    cache: dict[frozenset[str], npt.NDArray[np.bool_] | None] | None = None
+    if info is not None:
+        cache = info.__dict__.setdefault("_needed", {})
+        if wanted in cache:
+            return cache[wanted]
+    need: npt.NDArray[np.bool_] | None = np.fromiter(
+        (nm in wanted for nm in names), dtype=np.bool_, count=len(names)
+    )
+    if need is not None and need.all():
+        need = None  # every metric wanted: a full decode, checked in full
+    if cache is not None:
+        cache[wanted] = need
+    return need
+
+
 def _kind_names(kinds: Any) -> list[str]:
     if not isinstance(kinds, str):
         raise CorruptError("metric kinds are not a string")
@@ -548,11 +568,7 @@ def _decode_payload(
         time_of = [times[g] for g in of.tolist()]
         time_size = np.array([t.size for t in times], dtype=np.int64)[of]
     # Which metrics to rebuild: all, or those named in ``wanted``.
-    need: npt.NDArray[np.bool_] | None = None
-    if wanted is not None:
-        need = np.fromiter((nm in wanted for nm in names), dtype=np.bool_, count=count)
-        if need.all():
-            need = None  # every metric wanted: a full decode, checked in full
+    need = None if wanted is None else _needed(names, wanted, info if "t" not in meta else None)
     values: list[tf.F64 | None] = [None] * count
     placed: list[npt.NDArray[np.intp]] = []
     if "same" in meta:

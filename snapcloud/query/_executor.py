@@ -24,18 +24,16 @@ from collections.abc import Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
-from snapcloud import codec
 from snapcloud.backends import ObjectStore
 from snapcloud.errors import (
     BackendError,
-    ChecksumMismatch,
     MemoryExceeded,
-    ObjectNotFound,
     QueryIncomplete,
 )
 from snapcloud.index import IndexEntry
 from snapcloud.models import ProfileSnapshot, SnapshotConfig
 from snapcloud.query._planner import HostPlan, QueryPlan
+from snapcloud.store import decode_entry, fetch_entry
 
 __all__ = ["Budget", "Fetched", "fetch_plan"]
 
@@ -129,14 +127,7 @@ def _get(objects: ObjectStore, host: str, entries: list[IndexEntry]) -> list[byt
     out = []
     for entry in entries:
         try:
-            out.append(objects.get(entry.key).data)
-        except ObjectNotFound:
-            raise ObjectNotFound(
-                f"index entry {entry.seq} of host {host!r} names missing object {entry.key}",
-                key=entry.key,
-                host=host,
-                seq=entry.seq,
-            ) from None
+            out.append(fetch_entry(objects, host, entry, f"index entry {entry.seq}"))
         except QueryIncomplete:
             raise
         except BackendError as err:
@@ -155,32 +146,6 @@ def _read_tier(hp: HostPlan, entries: list[IndexEntry]) -> list[ProfileSnapshot]
         except BackendError as err:
             raise _unreadable(hp.host, [entry], err) from err
     return out
-
-
-def _decode(
-    config: SnapshotConfig,
-    host: str,
-    entry: IndexEntry,
-    data: bytes,
-    base: ProfileSnapshot | None,
-    wanted: frozenset[str],
-) -> ProfileSnapshot:
-    # Only the selected metrics are rebuilt: the frame checksum covers every stored
-    # byte, and the object's content checksum must be the one its index entry names.
-    snap = codec.decode(
-        data,
-        base=base,
-        max_decoded_size=config.max_decoded_bytes,
-        verify=config.verify_checksums,
-        key=entry.key,
-        metrics=wanted,
-    )
-    stored = snap._cache.get("stored_checksum")
-    if stored != entry.checksum or snap.seq != entry.seq or snap.host != host:
-        raise ChecksumMismatch(
-            f"object {entry.key} does not hold what its index entry says", key=entry.key
-        )
-    return snap
 
 
 def trim(
@@ -243,11 +208,11 @@ def fetch_plan(
                 if base is not None:
                     budget.finish(base.raw_bytes)
                 base = None  # drop the old keyframe before decoding the next
-                base = _decode(config, host, entry, data, None, task.host.wanted)
+                base = decode_entry(config, host, entry, data, None, task.host.wanted)
                 budget.start(base.raw_bytes)
                 snap = base
             else:
-                snap = _decode(config, host, entry, data, base, task.host.wanted)
+                snap = decode_entry(config, host, entry, data, base, task.host.wanted)
             if output:
                 yield Fetched(
                     task.host, entry, trim(snap, task.host.wanted, sel.start_ns, sel.end_ns)

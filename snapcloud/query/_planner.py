@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from snapcloud.backends import ObjectStore
 from snapcloud.errors import MemoryExceeded, ValidationError
@@ -59,9 +60,9 @@ class HostPlan:
     segments_read: int
     stream: IncrementalSnapshotStore | None = field(default=None, compare=False, repr=False)
 
-    @property
+    @cached_property
     def wanted(self) -> frozenset[str]:
-        """The resolved metric names, as a set."""
+        """The resolved metric names, as a set (built once: the executor asks per object)."""
         return frozenset(self.metrics)
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from snapcloud.store._read import decode_entry, fetch_entry
 from snapcloud.store._repo import Repository
 from snapcloud.store._stream import IncrementalSnapshotStore, StreamStats
 from snapcloud.store._tiers import MARKS_PREFIX
@@ -14,5 +15,7 @@ __all__ = [
     "Repository",
     "StreamStats",
     "VerifyReport",
+    "decode_entry",
+    "fetch_entry",
     "verify_stream",
 ]

@@ -41,6 +41,7 @@ from snapcloud.errors import (
 from snapcloud.errors import ConflictError as _Conflict
 from snapcloud.index import IndexEntry, IndexSegment, data_key, segment_key, segment_prefix
 from snapcloud.models import ProfileSnapshot, SnapshotConfig, SnapshotQuery, validate_host
+from snapcloud.store._read import decode_entry, fetch_entry
 from snapcloud.store._tiers import (
     MARKS_PREFIX,
     TierReader,
@@ -412,27 +413,8 @@ class IncrementalSnapshotStore:
         return snap
 
     def _read(self, entry: IndexEntry, base: ProfileSnapshot | None) -> ProfileSnapshot:
-        try:
-            data = self.objects.get(entry.key).data
-        except ObjectNotFound:
-            raise ObjectNotFound(
-                f"index entry {entry.seq} of host {self.host!r} names missing object {entry.key}",
-                key=entry.key,
-                host=self.host,
-                seq=entry.seq,
-            ) from None
-        snap = codec.decode(
-            data,
-            base=base,
-            max_decoded_size=self.config.max_decoded_bytes,
-            verify=self.config.verify_checksums,
-            key=entry.key,
-        )
-        if snap.checksum != entry.checksum or snap.seq != entry.seq or snap.host != self.host:
-            raise ChecksumMismatch(
-                f"object {entry.key} does not hold what its index entry says", key=entry.key
-            )
-        return snap
+        data = fetch_entry(self.objects, self.host, entry, f"index entry {entry.seq}")
+        return decode_entry(self.config, self.host, entry, data, base)
 
     def get(self, seq: int) -> ProfileSnapshot:
         """The snapshot ``seq``, bit-exact, from the tier serving it. At most two object

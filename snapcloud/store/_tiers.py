@@ -25,6 +25,7 @@ from snapcloud.backends import ObjectStore
 from snapcloud.errors import ChecksumMismatch, ObjectNotFound
 from snapcloud.index import IndexEntry
 from snapcloud.models import ProfileSnapshot, SnapshotConfig, SnapshotQuery
+from snapcloud.store._read import fetch_entry
 from snapcloud.store._tierfmt import (
     MARKS_PREFIX,
     META_RESOLUTION,
@@ -297,15 +298,7 @@ class TierReader:
                     return found
         item = self._item_of(entry.key)
         seg = self.segment(item)
-        try:
-            data = self.objects.get(entry.key).data
-        except ObjectNotFound:
-            raise ObjectNotFound(
-                f"tier index {item.key} of host {self.host!r} names missing object {entry.key}",
-                key=entry.key,
-                host=self.host,
-                seq=entry.seq,
-            ) from None
+        data = fetch_entry(self.objects, self.host, entry, f"tier index {item.key}")
         limit = self.config.max_decoded_bytes
         verify = self.config.verify_checksums
         if item.tier == "compressed":
