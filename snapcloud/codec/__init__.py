@@ -1,4 +1,4 @@
-"""Snapshot objects: keyframe and delta encoding, zstd, checksums (format v1).
+"""Snapshot objects: keyframe and delta encoding, zstd, checksums (format v2; v1 is read).
 
 ``encode_keyframe`` / ``encode_delta`` turn a ``ProfileSnapshot`` into object
 bytes; ``decode`` turns them back, bit for bit; ``read_header`` checks an
@@ -7,7 +7,13 @@ object's frame without decompressing it.
 
 from __future__ import annotations
 
-from snapcloud.codec._format import HEADER_SIZE, KIND_DELTA, KIND_KEYFRAME, VERSION, FrameHeader
+from snapcloud.codec._format import (
+    KIND_DELTA,
+    KIND_KEYFRAME,
+    READABLE_VERSIONS,
+    VERSION,
+    FrameHeader,
+)
 from snapcloud.codec._snapshot import (
     DEFAULT_MAX_DECODED,
     decode,
@@ -18,9 +24,9 @@ from snapcloud.codec._snapshot import (
 
 __all__ = [
     "DEFAULT_MAX_DECODED",
-    "HEADER_SIZE",
     "KIND_DELTA",
     "KIND_KEYFRAME",
+    "READABLE_VERSIONS",
     "VERSION",
     "FrameHeader",
     "decode",

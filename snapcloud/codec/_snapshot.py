@@ -31,15 +31,14 @@ from __future__ import annotations
 
 import json
 import struct
-import threading
 from collections.abc import Collection
 from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
-import zstandard
 
 from snapcloud.codec import _transforms as tf
+from snapcloud.codec import _zstd
 from snapcloud.codec._format import (
     KIND_DELTA,
     KIND_KEYFRAME,
@@ -61,24 +60,9 @@ __all__ = ["DEFAULT_MAX_DECODED", "decode", "encode_delta", "encode_keyframe", "
 DEFAULT_MAX_DECODED = 1 << 30
 _KIND_CODE = {"gauge": "g", "counter": "c"}
 _KIND_NAME = {"g": "gauge", "c": "counter"}
-_local = threading.local()
 _COMMON_KEYS = {"f", "l", "m", "t", "tg", "mt", "vg"}
 _KEYFRAME_KEYS = _COMMON_KEYS | {"h", "s", "w"}
 _DELTA_KEYS = _COMMON_KEYS | {"ds", "dw", "same"}
-
-
-def _compressor(level: int) -> zstandard.ZstdCompressor:
-    cache: dict[int, zstandard.ZstdCompressor] = _local.__dict__.setdefault("cctx", {})
-    if level not in cache:
-        cache[level] = zstandard.ZstdCompressor(level=level, write_content_size=True)
-    return cache[level]
-
-
-def _decompressor() -> zstandard.ZstdDecompressor:
-    if not hasattr(_local, "dctx"):
-        _local.dctx = zstandard.ZstdDecompressor()
-    dctx: zstandard.ZstdDecompressor = _local.dctx
-    return dctx
 
 
 # --------------------------------------------------------------------------- encode
@@ -102,7 +86,13 @@ def encode_delta(snapshot: ProfileSnapshot, base: ProfileSnapshot, *, level: int
     return _encode(snapshot, base, level)
 
 
-def _encode(snap: ProfileSnapshot, base: ProfileSnapshot | None, level: int) -> bytes:
+def _encode(
+    snap: ProfileSnapshot,
+    base: ProfileSnapshot | None,
+    level: int,
+    *,
+    dictionary: int = _zstd.CURRENT_DICTIONARY,
+) -> bytes:
     info = _info(base)
     if info is not None and info.partial:
         raise ValidationError("cannot encode against a partially decoded keyframe", field="base")
@@ -137,8 +127,9 @@ def _encode(snap: ProfileSnapshot, base: ProfileSnapshot | None, level: int) -> 
         content_checksum=snap.checksum,
         decoded_size=len(payload),
         payload_size=0,
+        dictionary=dictionary,
     )
-    return pack_frame(header, _compressor(level).compress(payload))
+    return pack_frame(header, _zstd.compress(payload, level, dictionary))
 
 
 def _predicted_window(window: tuple[int, int], ds: int) -> tuple[int, int]:
@@ -460,7 +451,13 @@ def decode(
             f"at {key}",
             key=key,
         )
-    raw = _decompress(payload, header.decoded_size, key)
+    raw = _zstd.decompress(
+        payload,
+        header.decoded_size,
+        version=header.version,
+        number=header.dictionary,
+        key=key,
+    )
     wanted = None if metrics is None else frozenset(metrics)
     try:
         snap = _decode_payload(raw, info, max_decoded_size, wanted, header)
@@ -490,21 +487,6 @@ def decode(
         )
     snap._checksum = header.content_checksum
     return snap
-
-
-def _decompress(payload: memoryview, size: int, key: str | None) -> bytes:
-    try:
-        declared = zstandard.frame_content_size(payload)
-        if declared != size:
-            raise CorruptError(
-                f"zstd frame declares {declared} bytes, header {size} at {key}", key=key
-            )
-        raw = _decompressor().decompress(payload, max_output_size=size)
-    except zstandard.ZstdError as exc:
-        raise CorruptError(f"zstd payload does not decompress at {key}: {exc}", key=key) from None
-    if len(raw) != size:
-        raise CorruptError(f"payload is {len(raw)} bytes, header says {size} at {key}", key=key)
-    return raw
 
 
 class _Reader:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 
 import crc32c
 import numpy as np
 import pytest
-import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from snapcloud.codec import HEADER_SIZE, decode, encode_delta, encode_keyframe
+from snapcloud.codec import _format, _zstd, decode, encode_delta, encode_keyframe
 from snapcloud.errors import (
     ChecksumMismatch,
     CorruptError,
@@ -38,12 +38,22 @@ def _snap(seq: int = 0, shift: int = 0) -> ProfileSnapshot:
 
 def _refit(data: bytes, payload: bytes, decoded_size: int | None = None) -> bytes:
     """A well-framed object around ``payload`` (valid frame checksum), header kept."""
-    head = bytearray(data[:HEADER_SIZE])
+    header, _ = _format.unpack_frame(data)
     if decoded_size is not None:
-        struct.pack_into("<Q", head, 32, decoded_size)
-    struct.pack_into("<Q", head, 40, len(payload))
-    body = bytes(head) + payload
-    return body + struct.pack("<I", crc32c.crc32c(body))
+        header = dataclasses.replace(header, decoded_size=decoded_size)
+    return _format.pack_frame(header, payload)
+
+
+def _payload(data: bytes) -> bytes:
+    """The decompressed payload of an object."""
+    header, payload = _format.unpack_frame(data)
+    return _zstd.decompress(
+        payload, header.decoded_size, version=2, number=header.dictionary, key=None
+    )
+
+
+def _compress(raw: bytes) -> bytes:
+    return _zstd.compress(raw, 3)
 
 
 def test_every_single_byte_change_is_detected() -> None:
@@ -70,9 +80,9 @@ def test_foreign_bytes() -> None:
 
 def test_unknown_version() -> None:
     data = bytearray(encode_keyframe(_snap()))
-    data[4] = 2
+    data[4] = 3
     body = bytes(data[:-4])
-    with pytest.raises(UnknownFormat, match="version 2"):
+    with pytest.raises(UnknownFormat, match="version 3"):
         decode(body + struct.pack("<I", crc32c.crc32c(body)))
 
 
@@ -96,7 +106,7 @@ def test_declared_size_over_limit_is_refused_before_decompressing() -> None:
 
 def test_zstd_bomb_is_refused() -> None:
     data = encode_keyframe(_snap())
-    bomb = zstandard.ZstdCompressor().compress(b"\0" * (64 << 20))
+    bomb = _compress(b"\0" * (64 << 20))
     with pytest.raises(OversizedObject):
         decode(_refit(data, bomb, decoded_size=64 << 20), max_decoded_size=1 << 20)
     # A header that under-declares the frame's size is caught too.
@@ -108,9 +118,9 @@ def test_content_checksum_catches_a_reframed_payload() -> None:
     """A payload changed and re-framed with a valid frame CRC still fails the content check."""
     snap = _snap()
     data = encode_keyframe(snap)
-    raw = bytearray(zstandard.ZstdDecompressor().decompress(data[HEADER_SIZE:-4]))
+    raw = bytearray(_payload(data))
     raw[-1] ^= 0x40  # last byte of the last section: a value bit
-    payload = zstandard.ZstdCompressor().compress(bytes(raw))
+    payload = _compress(bytes(raw))
     with pytest.raises(ChecksumMismatch):
         decode(_refit(data, payload, decoded_size=len(raw)))
 
@@ -142,13 +152,13 @@ def _meta_mutations() -> list[dict[str, object]]:
 @pytest.mark.parametrize("change", _meta_mutations())
 def test_malformed_meta_gives_corrupt_error(change: dict[str, object]) -> None:
     data = encode_keyframe(_snap())
-    raw = zstandard.ZstdDecompressor().decompress(data[HEADER_SIZE:-4])
+    raw = _payload(data)
     (n,) = struct.unpack_from("<I", raw)
     meta = json.loads(raw[4 : 4 + n])
     meta.update(change)
     new_meta = json.dumps(meta).encode()
     new_raw = struct.pack("<I", len(new_meta)) + new_meta + raw[4 + n :]
-    payload = zstandard.ZstdCompressor().compress(new_raw)
+    payload = _compress(new_raw)
     with pytest.raises(CorruptError):
         decode(_refit(data, payload, decoded_size=len(new_raw)))
 
@@ -180,6 +190,6 @@ def test_meta_nested_too_deep_is_a_corrupt_error() -> None:
     data = encode_keyframe(_snap())
     meta = b"[" * 100_000
     raw = struct.pack("<I", len(meta)) + meta
-    payload = zstandard.ZstdCompressor().compress(raw)
+    payload = _compress(raw)
     with pytest.raises(CorruptError, match="malformed payload"):
         decode(_refit(data, payload, decoded_size=len(raw)))

@@ -11,6 +11,7 @@ failure repeats; its falsifying example is the seed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import struct
@@ -29,6 +30,7 @@ from hypothesis import strategies as st
 from snapcloud import codec
 from snapcloud.backends import FileStore, MemoryStore
 from snapcloud.cli import main
+from snapcloud.codec import _format
 from snapcloud.errors import (
     BackendError,
     CorruptError,
@@ -257,12 +259,10 @@ def test_tier_object_bombs_and_versions(corpus: dict[str, bytes], kind: str) -> 
         with pytest.raises(CorruptError):
             read(body + struct.pack("<I", crc32c.crc32c(body)))
     # A frame inside that is itself a bomb: its header declares more than the limit.
-    frame = bytearray(frames[: sizes[0]])
-    struct.pack_into("<Q", frame, 32, 1 << 40)
-    fb = bytes(frame[:-4])
-    frame_bad = fb + struct.pack("<I", crc32c.crc32c(fb))
+    header, payload = _format.unpack_frame(frames[: sizes[0]])
+    frame_bad = _format.pack_frame(dataclasses.replace(header, decoded_size=1 << 40), payload)
     with pytest.raises(OversizedObject):
-        read(_tier_pack(head, sizes, toc_z, frame_bad + frames[sizes[0] :]))
+        read(_tier_pack(head, [len(frame_bad), *sizes[1:]], toc_z, frame_bad + frames[sizes[0] :]))
 
 
 JSON = st.recursive(
