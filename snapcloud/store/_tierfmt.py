@@ -23,7 +23,7 @@ Tier object, format 1::
     12      4     frame count n
     16      8n    frame sizes, u64 LE
     16+8n   T     table of contents
-    ...           n frames, each a format-v1 snapshot object (``snapcloud.codec``)
+    ...           n frames, each a snapshot object (``snapcloud.codec``, format 1 or 2)
     end-4   4     CRC32C of every byte before it
 
 A compressed object holds its group as *merged* frames: each distinct metric
@@ -50,6 +50,7 @@ from typing import Any, Literal
 
 import crc32c
 import numpy as np
+import numpy.typing as npt
 import zstandard
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -588,7 +589,11 @@ def decode_compressed(
         out: dict[int, ProfileSnapshot] = {}
         for fr in sorted(need):
             merged = codec.decode(frames[fr], max_decoded_size=max_decoded, verify=verify, key=key)
-            arrays = {m.name: m for m in merged.metrics}
+            arrays = {
+                int(m.name[1:]): (m.timestamps, m.values, m.values.size) for m in merged.metrics
+            }
+            if [f"m{i}" for i in arrays] != [m.name for m in merged.metrics]:
+                raise CorruptError(f"merged series misnamed at {key}", key=key)
             offsets: dict[int, int] = {}
             for mem in members:
                 if mem["fr"] != fr:
@@ -600,7 +605,7 @@ def decode_compressed(
                     )
                 snap._checksum = int(mem["c"])
                 out[snap.seq] = snap
-            if any(offsets.get(int(name[1:]), 0) != len(m) for name, m in arrays.items()):
+            if any(offsets.get(i, 0) != size for i, (_, _, size) in arrays.items()):
                 raise CorruptError(f"merged series longer than their snapshots at {key}", key=key)
     except CorruptError:
         raise
@@ -613,23 +618,28 @@ def _cut(
     host: str,
     mem: dict[str, Any],
     table: list[tuple[str, str, str]],
-    arrays: dict[str, MetricSeries],
+    arrays: dict[int, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], int]],
     offsets: dict[int, int],
 ) -> ProfileSnapshot:
-    """Cut one snapshot out of its frame's merged series, advancing ``offsets``."""
+    """Cut one snapshot out of its frame's merged series, advancing ``offsets``.
+
+    ``arrays`` maps a table ident to its merged timestamps, values and length. This
+    runs once per metric of every snapshot a scan of the tier reads, so it does no
+    more per metric than two slices and one object.
+    """
     metrics = []
+    append = metrics.append
+    trusted = MetricSeries.trusted
+    get = offsets.get
     for ident, length in mem["t"]:
         name, kind, unit = table[ident]
-        src = arrays[f"m{ident}"]
-        lo = offsets.get(ident, 0)
-        if length < 0 or lo + length > len(src):
+        ts, vs, size = arrays[ident]
+        lo = get(ident, 0)
+        hi = lo + length
+        if length < 0 or hi > size:
             raise CorruptError("merged series shorter than its snapshots")
-        offsets[ident] = lo + length
-        metrics.append(
-            MetricSeries.trusted(
-                name, kind, unit, src.timestamps[lo : lo + length], src.values[lo : lo + length]
-            )
-        )
+        offsets[ident] = hi
+        append(trusted(name, kind, unit, ts[lo:hi], vs[lo:hi]))
     start, end = mem["w"]
     return ProfileSnapshot.trusted(
         host=host,
