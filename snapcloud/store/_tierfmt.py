@@ -627,7 +627,7 @@ def _cut(
     runs once per metric of every snapshot a scan of the tier reads, so it does no
     more per metric than two slices and one object.
     """
-    metrics = []
+    metrics: list[MetricSeries] = []
     append = metrics.append
     trusted = MetricSeries.trusted
     get = offsets.get
