@@ -29,6 +29,7 @@ that nothing is left over.
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 import threading
@@ -899,57 +900,73 @@ def _small_ints(raw: Any, size: int, hi: int, what: str) -> npt.NDArray[np.int8]
     return np.frombuffer(data, dtype=np.int8)
 
 
-def _read_width_classes(
-    reader: _Reader,
-    widths: npt.NDArray[np.int8],
-    n: int,
-    chosen: tf.BoolArr | None,
-    *,
-    zero_rows: bool,
-) -> tuple[tf.U64, npt.NDArray[np.intp]]:
-    """The codes of the rows, grouped by width, and each one's row (index into ``widths``).
+#: Width-class layouts up to this many blocks get their block index cached (16 bytes a
+#: block); larger ones are copied a class at a time.
+_CACHED_BLOCKS = 4096
 
-    ``chosen``: of those rows only; ``zero_rows``: rows of width 0 (all codes zero)
-    too. The sections of widths 1..8 lie back to back, so they are taken as one;
-    a class's section holds its rows in row order, so rows grouped by width (a
-    stable argsort) line up with the sections, and each byte plane of a class is
-    copied into one slice of the result: no per-class scatter.
+
+@functools.lru_cache(maxsize=256)
+def _class_blocks(counts: tuple[int, ...]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Where the ``n``-byte blocks of width classes 1..8 go: for each block, in stored
+    order, its row among the rows sorted by width, and its byte plane.
+
+    Class ``w`` holds its ``counts[w]`` rows as ``w`` planes one after another,
+    and the classes follow each other. The answer depends on the class sizes
+    only, which repeat from snapshot to snapshot, hence the cache.
+    """
+    ks = np.array(counts[1:9], dtype=np.intp)
+    sizes = ks * np.arange(1, 9)  # blocks per class
+    cls = np.repeat(np.arange(8), sizes)  # class (width - 1) of each block
+    local = np.arange(int(sizes.sum())) - (np.cumsum(sizes) - sizes)[cls]
+    first = counts[0] + np.cumsum(ks) - ks  # first sorted row of each class
+    row, plane = first[cls] + local % ks[cls], local // ks[cls]
+    row.flags.writeable = plane.flags.writeable = False
+    return row, plane
+
+
+def _read_width_classes(
+    reader: _Reader, widths: npt.NDArray[np.int8], n: int, chosen: tf.BoolArr | None
+) -> tf.U64:
+    """The codes of every row (``chosen``: of those rows only), in row order.
+
+    The sections of widths 1..8 lie back to back and are whole blocks of ``n``
+    bytes (one byte plane of one row), class after class, each class's rows in
+    row order; so the rows sorted by width (a stable argsort) line up with them.
+    Every block is copied to its row and plane by one scatter (per class, for
+    layouts too large to cache): a copy per byte plane would cost a numpy call each.
     """
     counts = np.bincount(widths, minlength=9).tolist()
-    planes = np.frombuffer(reader.take(n * sum(w * k for w, k in enumerate(counts))), np.uint8)
+    blocks_in = [k * w for w, k in enumerate(counts)]
+    total = sum(blocks_in)
+    blocks = np.frombuffer(reader.take(n * total), dtype=np.uint8).reshape(total, n)
     by_width = np.argsort(widths, kind="stable")
-    skip = 0 if zero_rows else counts[0]
-    kept = counts
-    if chosen is None:
-        rows = by_width[skip:]
-        wanted = None
+    slot = None if chosen is None else np.cumsum(chosen) - 1  # a row's place among the chosen
+    size = widths.size if chosen is None else int(np.count_nonzero(chosen))
+    out = np.zeros((size, n, 8), dtype=np.uint8)
+    if n == 0 or total == 0:
+        pass
+    elif total <= _CACHED_BLOCKS:
+        sorted_row, plane = _class_blocks(tuple(counts))
+        row = by_width[sorted_row]
+        if chosen is not None and slot is not None:
+            keep = chosen[row]
+            row, plane, blocks = slot[row[keep]], plane[keep], blocks[keep]
+        out[row, :, plane] = blocks
     else:
-        wanted = chosen[by_width]
-        wanted[:skip] = False
-        rows = by_width[wanted]
-        kept = np.bincount(widths[chosen], minlength=9).tolist()
-    out = np.zeros((rows.size * n, 8), dtype=np.uint8)
-    first, offset = counts[0], 0  # in the width-sorted rows, in the sections
-    at = kept[0] if zero_rows else 0  # in the result
-    for w in range(1, 9):
-        k = counts[w]
-        if not k:
-            continue
-        block = planes[offset : offset + k * n * w].reshape(w, k, n)
-        if wanted is not None and kept[w] < k:
-            block = block[:, wanted[first : first + k], :]
-        tf.planes_into(out[at * n : (at + kept[w]) * n], block.reshape(w, kept[w] * n))
-        first += k
-        offset += k * n * w
-        at += kept[w]
-    return out.view("<u8").reshape(rows.size, n), rows
-
-
-def _slots(rows: npt.NDArray[np.intp], size: int) -> npt.NDArray[np.intp]:
-    """For each of ``size`` rows its position in ``rows``, or -1."""
-    slot = np.full(size, -1, dtype=np.intp)
-    slot[rows] = np.arange(rows.size)
-    return slot
+        first, offset = counts[0], 0
+        for w in range(1, 9):
+            k = counts[w]
+            if not k:
+                continue
+            block = blocks[offset : offset + k * w].reshape(w, k, n).transpose(1, 0, 2)
+            row = by_width[first : first + k]
+            if chosen is not None and slot is not None:
+                keep = chosen[row]
+                row, block = slot[row[keep]], block[keep]
+            out[row[:, None], :, np.arange(w)] = block
+            first += k
+            offset += k * w
+    return out.view("<u8").reshape(size, n)
 
 
 def _decode_matrix(
@@ -961,12 +978,7 @@ def _decode_matrix(
     picked: npt.NDArray[np.intp] | None = None,
 ) -> list[tuple[npt.NDArray[np.intp], tf.F64]]:
     """The rows of one value group, as ``(positions in the group, values as matrix rows)``
-    for its integer rows and for its raw rows (``picked``: only those positions).
-
-    Integer rows come out grouped by width, the order their byte planes are stored
-    in; every later step works on them in that order, and the positions say where
-    each one goes.
-    """
+    for its integer rows and for its raw rows (``picked``: only those positions)."""
     ir, d, o, w, nx, xw, cw = desc
     _check_count(rows * n, limit)
     if ir is None:
@@ -990,17 +1002,18 @@ def _decode_matrix(
     decimals = _small_ints(d, ni, tf.MAX_DECIMALS, "decimal scale")
     orders = _small_ints(o, ni, 2, "difference order")
     widths = _small_ints(w, ni, 8, "width")
-    codes, order = _read_width_classes(reader, widths, n, chosen_i, zero_rows=True)
-    ints = tf.undo_orders(tf.unzigzag(codes), orders[order])
-    ivals = tf.ints_to_floats(ints, decimals[order])
-    slot: npt.NDArray[np.intp] | None = None  # int row -> its row in ivals
-    if cw != 0:
+    codes = _read_width_classes(reader, widths, n, chosen_i)
+    if chosen_i is not None:
+        decimals, orders = decimals[chosen_i], orders[chosen_i]
+    ivals = tf.ints_to_floats(tf.undo_orders(tf.unzigzag(codes), orders), decimals)
+    if cw != 0:  # only rows of a width above 0 have corrections
         cwidths = _small_ints(cw, ni, 8, "correction width")
-        corr, corr_rows = _read_width_classes(reader, cwidths, n, chosen_i, zero_rows=False)
-        if corr_rows.size:
-            slot = _slots(order, ni)
+        has = cwidths > 0 if chosen_i is None else (cwidths > 0) & chosen_i
+        corr = _read_width_classes(reader, cwidths, n, has)
+        if corr.size:
+            at = np.flatnonzero(has) if chosen_i is None else (np.cumsum(chosen_i) - 1)[has]
             bits = ivals.view(np.int64)
-            bits[slot[corr_rows]] += tf.unzigzag(corr)
+            bits[at] += tf.unzigzag(corr)
     if not isinstance(nx, int) or not 0 <= nx <= ni * n:
         raise CorruptError("exception count out of range")
     if nx:
@@ -1008,12 +1021,13 @@ def _decode_matrix(
         raw_bits = np.frombuffer(reader.take(8 * nx), dtype="<u8")
         if int(pos.max()) >= ni * n:
             raise CorruptError("exception position out of range")
-        at = (_slots(order, ni) if slot is None else slot)[pos // n]
         if chosen_i is not None:
-            ok = at >= 0
-            at, pos, raw_bits = at[ok], pos[ok], raw_bits[ok]
-        ivals.reshape(-1).view(np.uint64)[at * n + pos % n] = raw_bits
-    out = [(int_rows[order], ivals)]
+            row = pos // n
+            ok = chosen_i[row]
+            pos = (np.cumsum(chosen_i) - 1)[row[ok]] * n + pos[ok] % n
+            raw_bits = raw_bits[ok]
+        ivals.reshape(-1).view(np.uint64)[pos] = raw_bits
+    out = [(int_rows if chosen_i is None else int_rows[chosen_i], ivals)]
     if not isinstance(xw, int) or not 0 <= xw <= 8:
         raise CorruptError("raw plane width out of range")
     nr = raw_rows.size
