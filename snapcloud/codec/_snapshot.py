@@ -449,7 +449,7 @@ def _unchanged_rows(
         equal = np.zeros(len(ks), dtype=np.bool_)
         if has.any():
             equal[has] = np.all(matrix[has].view(np.int64) == base_mat[base_rows[has]], axis=1)
-    for r in np.flatnonzero(equal).tolist():
+    for r in equal.nonzero()[0].tolist():
         same.append([ks[r], js[r]])
     keep: tf.BoolArr = ~equal
     return keep
@@ -475,11 +475,11 @@ def _encode_matrix(values: tf.F64, sections: list[bytes]) -> list[Any]:
     n = values.shape[1]
     decimals, ints, corr, near, counts = tf.find_decimals(values)
     is_int = counts * 2 >= n
-    int_rows = np.flatnonzero(is_int)
-    raw_rows = np.flatnonzero(~is_int)
+    int_rows = is_int.nonzero()[0]
+    raw_rows = (~is_int).nonzero()[0]
     near_i = near[int_rows]
     iv = ints[int_rows]
-    gaps = np.flatnonzero(counts[int_rows] < n)  # rows with exceptions to fill over
+    gaps = (counts[int_rows] < n).nonzero()[0]  # rows with exceptions to fill over
     if gaps.size:
         iv[gaps] = tf.fill_forward(iv[gaps], near_i[gaps])
     if n > 1:
@@ -690,7 +690,7 @@ def _decode_payload(
         placed.append(rows)
         picked = None if need is None else np.flatnonzero(need[rows])
         for at, vals in _decode_matrix(n, rows.size, desc, reader, limit, picked):
-            decoded.append((rows[at], vals))
+            decoded.append((rows if at is None else rows[at], vals))
     reader.finish()
     # Indices are in range: as many as metrics, none twice, means each metric once.
     if sum(p.size for p in placed) != count or (
@@ -771,7 +771,7 @@ def _decode_payload(
                 if own_table
                 else info.checksum_table(n_all)  # type: ignore[union-attr]
             ),
-            timestamps=np.tile(times[0], count) if count else None,
+            timestamps=_repeated(times[0], count) if count else None,
             values=full,
         )
     snap._cache["stored_checksum"] = header.content_checksum
@@ -789,6 +789,13 @@ def _decode_payload(
             {i: m.values for i, m in zip(kept, metrics, strict=True)},
         )
     return snap
+
+
+def _repeated(ts: tf.I64, count: int) -> tf.I64:
+    """``count`` copies of ``ts`` back to back (``np.tile`` in two calls, not twenty)."""
+    out = np.empty((count, ts.size), dtype=np.int64)
+    out[...] = ts
+    return out
 
 
 def _indices(raw: Any, size: int) -> npt.NDArray[np.intp]:
@@ -883,6 +890,9 @@ def _check_count(samples: int, limit: int) -> None:
         raise OversizedObject(f"declares {samples} samples, over the decode limit")
 
 
+_UP_TO = [bytes(range(hi + 1)) for hi in range(128)]  # the byte values 0..hi
+
+
 def _small_ints(raw: Any, size: int, hi: int, what: str) -> npt.NDArray[np.int8]:
     """A JSON list of ``size`` integers in ``0..hi`` (``hi`` < 128) as an int8 array.
 
@@ -895,7 +905,7 @@ def _small_ints(raw: Any, size: int, hi: int, what: str) -> npt.NDArray[np.int8]
         data = bytes(raw)  # ints in 0..255, or an error
     except (TypeError, ValueError):
         raise CorruptError(f"{what} out of range 0..{hi}") from None
-    if size and max(data) > hi:
+    if data.translate(None, _UP_TO[hi]):  # what is left is over hi
         raise CorruptError(f"{what} out of range 0..{hi}")
     return np.frombuffer(data, dtype=np.int8)
 
@@ -976,9 +986,10 @@ def _decode_matrix(
     reader: _Reader,
     limit: int,
     picked: npt.NDArray[np.intp] | None = None,
-) -> list[tuple[npt.NDArray[np.intp], tf.F64]]:
+) -> list[tuple[npt.NDArray[np.intp] | None, tf.F64]]:
     """The rows of one value group, as ``(positions in the group, values as matrix rows)``
-    for its integer rows and for its raw rows (``picked``: only those positions)."""
+    for its integer rows and for its raw rows (``picked``: only those positions);
+    positions ``None``: every row of the group, in order."""
     ir, d, o, w, nx, xw, cw = desc
     _check_count(rows * n, limit)
     if ir is None:
@@ -991,7 +1002,7 @@ def _decode_matrix(
             raise CorruptError("integer row list is not sorted, unique and in range")
         is_raw = np.ones(rows, dtype=np.bool_)
         is_raw[int_rows] = False
-        raw_rows = np.flatnonzero(is_raw)
+        raw_rows = is_raw.nonzero()[0]
     ni = int_rows.size
     chosen_i = pick_r = None
     if picked is not None:
@@ -1005,13 +1016,13 @@ def _decode_matrix(
     codes = _read_width_classes(reader, widths, n, chosen_i)
     if chosen_i is not None:
         decimals, orders = decimals[chosen_i], orders[chosen_i]
-    ivals = tf.ints_to_floats(tf.undo_orders(tf.unzigzag(codes), orders), decimals)
+    ivals = tf.ints_to_floats(tf.undo_orders(tf.unzigzag(codes, inplace=True), orders), decimals)
     if cw != 0:  # only rows of a width above 0 have corrections
         cwidths = _small_ints(cw, ni, 8, "correction width")
         has = cwidths > 0 if chosen_i is None else (cwidths > 0) & chosen_i
         corr = _read_width_classes(reader, cwidths, n, has)
         if corr.size:
-            at = np.flatnonzero(has) if chosen_i is None else (np.cumsum(chosen_i) - 1)[has]
+            at = has.nonzero()[0] if chosen_i is None else (np.cumsum(chosen_i) - 1)[has]
             bits = ivals.view(np.int64)
             bits[at] += tf.unzigzag(corr)
     if not isinstance(nx, int) or not 0 <= nx <= ni * n:
@@ -1027,7 +1038,10 @@ def _decode_matrix(
             pos = (np.cumsum(chosen_i) - 1)[row[ok]] * n + pos[ok] % n
             raw_bits = raw_bits[ok]
         ivals.reshape(-1).view(np.uint64)[pos] = raw_bits
-    out = [(int_rows if chosen_i is None else int_rows[chosen_i], ivals)]
+    if chosen_i is not None:
+        out: list[tuple[npt.NDArray[np.intp] | None, tf.F64]] = [(int_rows[chosen_i], ivals)]
+    else:
+        out = [(None if ir is None else int_rows, ivals)]
     if not isinstance(xw, int) or not 0 <= xw <= 8:
         raise CorruptError("raw plane width out of range")
     nr = raw_rows.size

@@ -25,11 +25,15 @@ def zigzag(x: I64) -> U64:
     return ((x << 1) ^ (x >> 63)).view(np.uint64)
 
 
-def unzigzag(u: U64) -> I64:
-    """Inverse of :func:`zigzag`."""
+def unzigzag(u: U64, *, inplace: bool = False) -> I64:
+    """Inverse of :func:`zigzag`; ``inplace``: in ``u``'s memory (one new array, not three)."""
     sign = (u & np.uint64(1)).view(np.int64)
     np.negative(sign, out=sign)  # 0 or -1: all ones
-    out: I64 = (u >> np.uint64(1)).view(np.int64)
+    if inplace:
+        u >>= np.uint64(1)
+        out: I64 = u.view(np.int64)
+    else:
+        out = (u >> np.uint64(1)).view(np.int64)
     out ^= sign
     return out
 
@@ -124,7 +128,7 @@ def undo_orders(codes: I64, orders: npt.NDArray[np.int8]) -> I64:
         if todo == codes.shape[0]:
             np.cumsum(codes, axis=1, dtype=np.int64, out=codes)
         elif todo:
-            rows = np.flatnonzero(orders >= order)
+            rows = (orders >= order).nonzero()[0]
             codes[rows] = np.cumsum(codes[rows], axis=1, dtype=np.int64)
     return codes
 
@@ -158,7 +162,7 @@ def find_decimals(values: F64) -> tuple[npt.NDArray[np.int8], I64, I64, BoolArr,
         ints, diff, near, best_cnt = _near_at(values, bits, finite, 0)
         corr = np.where(near, diff, 0)
         best_d = np.zeros(rows, dtype=np.int8)
-        todo = np.flatnonzero(best_cnt < n)
+        todo = (best_cnt < n).nonzero()[0]
         for d in range(1, MAX_DECIMALS + 1):
             if todo.size == 0:
                 break
