@@ -671,10 +671,12 @@ def _decode_payload(
     # Which metrics to rebuild: all, or those named in ``wanted``.
     need = None if wanted is None else _needed(names, wanted, info if "t" not in meta else None)
     same_i = same_j = _NO_ROWS
+    same_in_place = False  # every unchanged metric has its base's place (and table)
     if "same" in meta:
         if info is None:
             raise CorruptError("keyframe refers to a base for values")
         same_i, same_j = _same_pairs(meta["same"], count, len(info.facts["t"][0]))
+        same_in_place = "t" not in meta and bool((same_i == same_j).all())
     # Every value group's rows: (metric positions, their values as matrix rows).
     decoded: list[tuple[npt.NDArray[np.intp], tf.F64]] = []
     placed = [same_i]
@@ -702,17 +704,23 @@ def _decode_payload(
     full: tf.F64 | None = None
     if time_size is None and need is None and not (info is not None and info.partial):
         # The usual case: every value in one matrix, which the checksum reads as is.
-        full = np.empty((count, n_all), dtype=np.float64)
-        for at, vals in decoded:
-            full[at] = vals
-        if same_i.size:
+        if not same_i.size:
+            full = np.empty((count, n_all), dtype=np.float64)
+        else:
             assert info is not None
             base_mat, base_row = info.matrix(n_all)
-            src = base_row[same_j]
-            if int(src.min()) < 0:
-                bad = names[int(same_i[np.argmin(src)])]
-                raise CorruptError(f"metric {bad!r}: base values of the wrong length")
-            full[same_i] = base_mat[src].view(np.float64)
+            if same_in_place and base_mat.shape[0] == count:
+                # Unchanged metrics keep their base rows: start from the base's matrix.
+                full = base_mat.view(np.float64).copy()
+            else:
+                src = base_row[same_j]
+                if int(src.min()) < 0:
+                    bad = names[int(same_i[np.argmin(src)])]
+                    raise CorruptError(f"metric {bad!r}: base values of the wrong length")
+                full = np.empty((count, n_all), dtype=np.float64)
+                full[same_i] = base_mat[src].view(np.float64)
+        for at, vals in decoded:
+            full[at] = vals
         full.flags.writeable = False
         values = list(full)
         if same_i.size:  # share the base's arrays, as a delta's unchanged metrics always did
