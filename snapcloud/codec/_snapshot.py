@@ -71,7 +71,9 @@ __all__ = ["DEFAULT_MAX_DECODED", "decode", "encode_delta", "encode_keyframe", "
 DEFAULT_MAX_DECODED = 1 << 30
 _KIND_CODE = {"gauge": "g", "counter": "c"}
 _KIND_NAME = {"g": "gauge", "c": "counter"}
-_GET_NAME, _GET_KIND, _GET_UNIT = (attrgetter(a) for a in ("name", "kind", "unit"))
+_GET_NAME, _GET_KIND, _GET_UNIT, _GET_VALUES, _GET_TIMES = (
+    attrgetter(a) for a in ("name", "kind", "unit", "values", "timestamps")
+)
 _local = threading.local()
 _COMMON_KEYS = {"f", "l", "m", "t", "tg", "mt", "vg"}
 _KEYFRAME_KEYS = _COMMON_KEYS | {"h", "s", "w"}
@@ -166,7 +168,7 @@ def _predicted_window(window: tuple[int, int], ds: int) -> tuple[int, int]:
 
 def _facts(snap: ProfileSnapshot) -> dict[str, Any]:
     ms = snap.metrics
-    kinds = "".join([_KIND_CODE[k] for k in map(_GET_KIND, ms)])
+    kinds = "".join(map(_KIND_CODE.__getitem__, map(_GET_KIND, ms)))
     table = [list(map(_GET_NAME, ms)), kinds, list(map(_GET_UNIT, ms))]
     return {"f": snap.fingerprint, "l": snap.labels, "m": snap.metadata, "t": table}
 
@@ -333,7 +335,7 @@ def _stack(rows: list[npt.NDArray[Any]], n: int, dtype: type[Any] = np.float64) 
 def _unique_times(metrics: tuple[MetricSeries, ...]) -> tuple[list[tf.I64], list[int]]:
     """The distinct timestamp arrays, and for each metric the index of its array."""
     if metrics:  # the usual case: one array, shared or repeated, checked in two numpy calls
-        stamps = [m.timestamps for m in metrics]
+        stamps = list(map(_GET_TIMES, metrics))
         first = stamps[0]
         if set(map(len, stamps)) == {first.size} and bool(
             (_stack(stamps, first.size, np.int64) == first).all()
@@ -386,9 +388,9 @@ def _encode_times(
 def _match_base_times(ts: tf.I64, base_groups: list[tf.I64]) -> tuple[int, int] | None:
     for i, b in enumerate(base_groups):
         if b.size == ts.size and ts.size:
-            shift = ts[0] - b[0]
-            if bool(np.all(ts - b == shift)):
-                return i, int(shift)
+            gap = ts - b  # wrapping int64, like the shift it is compared with
+            if bool((gap == gap[0]).all()):
+                return i, int(gap[0])
     return None
 
 
@@ -399,7 +401,7 @@ def _encode_values(
     sections: list[bytes],
 ) -> tuple[list[list[Any]], list[list[int]]]:
     """Group metrics by length, drop rows equal to the base's, encode the rest as matrices."""
-    values = [m.values for m in metrics]
+    values = list(map(_GET_VALUES, metrics))
     lengths = list(map(len, values))
     by_len: dict[int, list[int]] = {}
     if len(set(lengths)) == 1:
@@ -409,42 +411,46 @@ def _encode_values(
             by_len.setdefault(size, []).append(k)
     groups: list[list[Any]] = []
     same: list[list[int]] = []
-    # Each metric's index in the base's table (-1: none), all at once when the tables match.
-    if info is None:
-        in_base: list[int] = []
-    elif names == info.facts["t"][0]:
-        in_base = list(range(len(metrics)))
-    else:
+    # Each metric's index in the base's table (-1: none); None: the tables match.
+    in_base: list[int] | None = None
+    if info is not None and names != info.facts["t"][0]:
         in_base = [info.index.get(name, -1) for name in names]
     for n, ks in by_len.items():
-        matrix = _stack([values[k] for k in ks], n)
-        keep = np.ones(len(ks), dtype=np.bool_)
+        matrix = _stack(values if len(ks) == len(values) else [values[k] for k in ks], n)
+        rows = ks
         if info is not None:
-            keep = _unchanged_rows(matrix, [in_base[k] for k in ks], info, n, ks, same)
-        if not keep.any():
-            continue
-        rows = [k for k, kept in zip(ks, keep.tolist(), strict=True) if kept]
+            js = None if in_base is None else [in_base[k] for k in ks]
+            keep = _unchanged_rows(matrix, js, info, n, ks, same)
+            if not keep.all():
+                if not keep.any():
+                    continue
+                matrix = matrix[keep]
+                rows = [k for k, kept in zip(ks, keep.tolist(), strict=True) if kept]
         all_rows = len(rows) == len(metrics)  # then rows are 0..count-1 in order
-        groups.append([n, None if all_rows else rows, *_encode_matrix(matrix[keep], sections)])
+        groups.append([n, None if all_rows else rows, *_encode_matrix(matrix, sections)])
     return groups, same
 
 
 def _unchanged_rows(
     matrix: tf.F64,
-    js: list[int],
+    js: list[int] | None,
     info: _BaseInfo,
     n: int,
     ks: list[int],
     same: list[list[int]],
 ) -> tf.BoolArr:
     """Mark rows whose bits equal the base metric of the same name (``js``: its index in
-    the base's table, or -1); record them in ``same``."""
+    the base's table, or -1; ``None``: the rows are the base's metrics, in its order);
+    record them in ``same``. Returns the rows to keep."""
     base_mat, row_of = info.matrix(n)
-    known = np.array(js, dtype=np.intp)
-    base_rows = np.where(known >= 0, row_of[known], -1) if row_of.size else known
-    if base_rows.size and int(base_rows.min()) >= 0:  # every row has a base row
-        equal = (matrix.view(np.int64) == base_mat[base_rows]).all(axis=1)
+    if js is None and len(ks) == base_mat.shape[0] == row_of.size:  # all n long, in order
+        equal = (matrix.view(np.int64) == base_mat).all(axis=1)
+        js = ks
     else:
+        if js is None:
+            js = ks
+        known = np.array(js, dtype=np.intp)
+        base_rows = np.where(known >= 0, row_of[known], -1) if row_of.size else known
         has = base_rows >= 0
         equal = np.zeros(len(ks), dtype=np.bool_)
         if has.any():
@@ -455,17 +461,56 @@ def _unchanged_rows(
     return keep
 
 
+#: Width-class layouts up to this many blocks get their block index cached (16 bytes a
+#: block); larger ones are copied a class at a time.
+_CACHED_BLOCKS = 4096
+
+
+@functools.lru_cache(maxsize=256)
+def _class_blocks(counts: tuple[int, ...]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Where the ``n``-byte blocks of width classes 1..8 go: for each block, in stored
+    order, its row among the rows sorted by width, and its byte plane.
+
+    Class ``w`` holds its ``counts[w]`` rows as ``w`` planes one after another,
+    and the classes follow each other. The answer depends on the class sizes
+    only, which repeat from snapshot to snapshot, hence the cache.
+    """
+    ks = np.array(counts[1:9], dtype=np.intp)
+    sizes = ks * np.arange(1, 9)  # blocks per class
+    cls = np.repeat(np.arange(8), sizes)  # class (width - 1) of each block
+    local = np.arange(int(sizes.sum())) - (np.cumsum(sizes) - sizes)[cls]
+    first = counts[0] + np.cumsum(ks) - ks  # first sorted row of each class
+    row, plane = first[cls] + local % ks[cls], local // ks[cls]
+    row.flags.writeable = plane.flags.writeable = False
+    return row, plane
+
+
 def _width_classes(codes: tf.U64, sections: list[bytes]) -> list[int]:
-    """Append one byte-plane section per width 1..8 (rows of that width); return the widths."""
+    """Append the byte planes of the rows of widths 1..8 (class after class, each class
+    plane by plane, its rows in row order: one section per width, read back by
+    ``_read_width_classes``); return the widths.
+
+    The planes are gathered by one fancy index (per class, for layouts too large to
+    cache), where a byte-plane copy per class and plane would cost a call each.
+    """
     widths = tf.row_widths(codes)
     counts = np.bincount(widths, minlength=9).tolist()
-    # Rows grouped by width, in row order within a width: each class is then a slice.
-    grouped = codes[np.argsort(widths, kind="stable")] if counts[0] < widths.size else codes
-    first = counts[0]
-    for w in range(1, 9):
-        k = counts[w]
-        sections.append(tf.to_planes(grouped[first : first + k].ravel(), w) if k else b"")
-        first += k
+    total = sum(w * k for w, k in enumerate(counts))
+    rows, n = codes.shape
+    if total and n:
+        as_bytes = np.ascontiguousarray(codes, dtype="<u8").view(np.uint8).reshape(rows, n, 8)
+        by_width = np.argsort(widths, kind="stable")
+        if total <= _CACHED_BLOCKS:
+            sorted_row, plane = _class_blocks(tuple(counts))
+            sections.append(as_bytes[by_width[sorted_row], :, plane].tobytes())
+        else:
+            first = counts[0]
+            for w in range(1, 9):
+                k = counts[w]
+                if k:
+                    block = as_bytes[by_width[first : first + k, None], :, np.arange(w)]
+                    sections.append(block.transpose(1, 0, 2).tobytes())
+                    first += k
     out: list[int] = widths.tolist()
     return out
 
@@ -916,30 +961,6 @@ def _small_ints(raw: Any, size: int, hi: int, what: str) -> npt.NDArray[np.int8]
     if data.translate(None, _UP_TO[hi]):  # what is left is over hi
         raise CorruptError(f"{what} out of range 0..{hi}")
     return np.frombuffer(data, dtype=np.int8)
-
-
-#: Width-class layouts up to this many blocks get their block index cached (16 bytes a
-#: block); larger ones are copied a class at a time.
-_CACHED_BLOCKS = 4096
-
-
-@functools.lru_cache(maxsize=256)
-def _class_blocks(counts: tuple[int, ...]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
-    """Where the ``n``-byte blocks of width classes 1..8 go: for each block, in stored
-    order, its row among the rows sorted by width, and its byte plane.
-
-    Class ``w`` holds its ``counts[w]`` rows as ``w`` planes one after another,
-    and the classes follow each other. The answer depends on the class sizes
-    only, which repeat from snapshot to snapshot, hence the cache.
-    """
-    ks = np.array(counts[1:9], dtype=np.intp)
-    sizes = ks * np.arange(1, 9)  # blocks per class
-    cls = np.repeat(np.arange(8), sizes)  # class (width - 1) of each block
-    local = np.arange(int(sizes.sum())) - (np.cumsum(sizes) - sizes)[cls]
-    first = counts[0] + np.cumsum(ks) - ks  # first sorted row of each class
-    row, plane = first[cls] + local % ks[cls], local // ks[cls]
-    row.flags.writeable = plane.flags.writeable = False
-    return row, plane
 
 
 def _read_width_classes(

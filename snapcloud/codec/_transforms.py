@@ -112,9 +112,12 @@ def difference_orders(ints: I64) -> tuple[npt.NDArray[np.int8], I64]:
         prev, cur = by_order[order - 1], by_order[order]
         cur[:, :1] = prev[:, :1]
         np.subtract(prev[:, 1:], prev[:, :-1], out=cur[:, 1:])
-    mags = np.abs(by_order[:, :, 1:].astype(np.float64))
+    mags = by_order[:, :, 1:].astype(np.float64)
+    np.abs(mags, out=mags)
     mags += 1.0
-    costs = (mags.view(np.int64) >> 52).sum(axis=2)
+    exponents = mags.view(np.int64)
+    exponents >>= 52
+    costs = exponents.sum(axis=2)
     orders: npt.NDArray[np.int8] = np.argmin(costs, axis=0).astype(np.int8)
     return orders, by_order[orders, np.arange(k)]
 
@@ -153,7 +156,8 @@ def find_decimals(values: F64) -> tuple[npt.NDArray[np.int8], I64, I64, BoolArr,
     bits of ``values[i]`` (corrections are mostly zero); ``counts`` is ``near``
     per row. Rows already fully near at a scale are not tried at larger ones, so
     integer and one-decimal series cost one or two passes; the first pass, over
-    every row, fills the results whole.
+    every row, fills the results whole. Rows left after scale ``_SCALES_ONE_BY_ONE``
+    (noisy ones, mostly) are tried at every larger scale in one go.
     """
     rows, n = values.shape
     bits = values.view(np.int64)
@@ -165,6 +169,17 @@ def find_decimals(values: F64) -> tuple[npt.NDArray[np.int8], I64, I64, BoolArr,
         todo = (best_cnt < n).nonzero()[0]
         for d in range(1, MAX_DECIMALS + 1):
             if todo.size == 0:
+                break
+            if d > _SCALES_ONE_BY_ONE:
+                best = _best_scale(values[todo], bits[todo], finite[todo], d, best_cnt[todo])
+                if best is not None:
+                    rows, scale, cnt, cand, diff, good = best
+                    sel = todo[rows]
+                    best_d[sel] = scale
+                    best_cnt[sel] = cnt
+                    ints[sel] = cand
+                    corr[sel] = np.where(good, diff, 0)
+                    near[sel] = good
                 break
             cand, diff, good, cnt = _near_at(values[todo], bits[todo], finite[todo], d)
             better = cnt > best_cnt[todo]
@@ -178,6 +193,36 @@ def find_decimals(values: F64) -> tuple[npt.NDArray[np.int8], I64, I64, BoolArr,
                 near[sel] = good
             todo = todo[cnt < n]
     return best_d, ints, corr, near, best_cnt
+
+
+#: Scales tried row set by row set; rows left after it try all larger scales at once.
+_SCALES_ONE_BY_ONE = 2
+
+
+def _best_scale(
+    v: F64, bits: I64, finite: BoolArr, first: int, best_cnt: I64
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], I64, I64, I64, BoolArr] | None:
+    """Rows ``v`` read at every scale from ``first`` on at once (a ``scales x rows x n``
+    array): those whose most-near scale (the smallest, on a tie) beats ``best_cnt``, as
+    ``(rows, scale, count, ints, distances, near)``; ``None`` when no row improves.
+
+    The same arithmetic as one :func:`_near_at` per scale: what a row would get
+    trying the scales one by one, where a later scale wins only by more near values.
+    """
+    scales = _POW10[first:, None, None]
+    cand = np.rint(v * scales).astype(np.int64)
+    diff = bits - (cand.astype(np.float64) / scales).view(np.int64)
+    good = np.abs(diff) < NEAR_ULPS
+    good &= finite
+    cnt = good.sum(axis=2)
+    pick = cnt.argmax(axis=0)  # the first maximum: the smallest scale
+    rows = np.arange(v.shape[0])
+    top = cnt[pick, rows]
+    rows = (top > best_cnt).nonzero()[0]
+    if not rows.size:
+        return None
+    pick = pick[rows]
+    return rows, pick + first, top[rows], cand[pick, rows], diff[pick, rows], good[pick, rows]
 
 
 def _near_at(v: F64, bits: I64, finite: BoolArr, d: int) -> tuple[I64, I64, BoolArr, I64]:
