@@ -971,25 +971,50 @@ def _read_width_classes(
     The sections of widths 1..8 lie back to back and are whole blocks of ``n``
     bytes (one byte plane of one row), class after class, each class's rows in
     row order; so the rows sorted by width (a stable argsort) line up with them.
-    Every block is copied to its row and plane by one scatter (per class, for
-    layouts too large to cache): a copy per byte plane would cost a numpy call each.
     """
     counts = np.bincount(widths, minlength=9).tolist()
-    blocks_in = [k * w for w, k in enumerate(counts)]
-    total = sum(blocks_in)
-    blocks = np.frombuffer(reader.take(n * total), dtype=np.uint8).reshape(total, n)
+    to_row = np.argsort(widths, kind="stable")  # sorted row -> row
+    size = widths.size
+    if chosen is not None:  # sorted row -> its place among the chosen rows, or -1
+        to_row = np.where(chosen, np.cumsum(chosen) - 1, -1)[to_row]
+        size = int(np.count_nonzero(chosen))
+    return _scatter_classes(reader, counts, n, to_row, size, chosen is not None)
+
+
+def _read_nonzero_rows(
+    reader: _Reader, widths: npt.NDArray[np.int8], n: int
+) -> tuple[tf.U64, npt.NDArray[np.intp]]:
+    """The codes of the rows of a width above 0, in width order, and those rows (for
+    corrections: most rows have none)."""
+    counts = np.bincount(widths, minlength=9).tolist()
     by_width = np.argsort(widths, kind="stable")
-    slot = None if chosen is None else np.cumsum(chosen) - 1  # a row's place among the chosen
-    size = widths.size if chosen is None else int(np.count_nonzero(chosen))
+    skip = counts[0]  # the rows of width 0 sort first
+    to_row = np.arange(-skip, widths.size - skip)
+    codes = _scatter_classes(reader, counts, n, to_row, widths.size - skip, False)
+    return codes, by_width[skip:]
+
+
+def _scatter_classes(
+    reader: _Reader, counts: list[int], n: int, to_row: npt.NDArray[np.intp], size: int, drop: bool
+) -> tf.U64:
+    """Read the width-class sections of ``counts`` rows per width into ``size`` rows of
+    codes, width-sorted row ``i`` going to row ``to_row[i]`` (``drop``: -1 means none).
+
+    Every block (one byte plane of one row) is copied to its row and plane by one
+    scatter (one per class, for layouts too large to cache): a copy per byte plane
+    would cost a numpy call each.
+    """
+    total = sum(w * k for w, k in enumerate(counts))
+    blocks = np.frombuffer(reader.take(n * total), dtype=np.uint8).reshape(total, n)
     out = np.zeros((size, n, 8), dtype=np.uint8)
     if n == 0 or total == 0:
         pass
     elif total <= _CACHED_BLOCKS:
         sorted_row, plane = _class_blocks(tuple(counts))
-        row = by_width[sorted_row]
-        if chosen is not None and slot is not None:
-            keep = chosen[row]
-            row, plane, blocks = slot[row[keep]], plane[keep], blocks[keep]
+        row = to_row[sorted_row]
+        if drop:
+            keep = row >= 0
+            row, plane, blocks = row[keep], plane[keep], blocks[keep]
         out[row, :, plane] = blocks
     else:
         first, offset = counts[0], 0
@@ -998,10 +1023,10 @@ def _read_width_classes(
             if not k:
                 continue
             block = blocks[offset : offset + k * w].reshape(w, k, n).transpose(1, 0, 2)
-            row = by_width[first : first + k]
-            if chosen is not None and slot is not None:
-                keep = chosen[row]
-                row, block = slot[row[keep]], block[keep]
+            row = to_row[first : first + k]
+            if drop:
+                keep = row >= 0
+                row, block = row[keep], block[keep]
             out[row[:, None], :, np.arange(w)] = block
             first += k
             offset += k * w
@@ -1046,14 +1071,14 @@ def _decode_matrix(
     if chosen_i is not None:
         decimals, orders = decimals[chosen_i], orders[chosen_i]
     ivals = tf.ints_to_floats(tf.undo_orders(tf.unzigzag(codes, inplace=True), orders), decimals)
-    if cw != 0:  # only rows of a width above 0 have corrections
-        cwidths = _small_ints(cw, ni, 8, "correction width")
-        has = cwidths > 0 if chosen_i is None else (cwidths > 0) & chosen_i
-        corr = _read_width_classes(reader, cwidths, n, has)
-        if corr.size:
-            at = has.nonzero()[0] if chosen_i is None else (np.cumsum(chosen_i) - 1)[has]
+    if cw != 0:
+        corr, at = _read_nonzero_rows(reader, _small_ints(cw, ni, 8, "correction width"), n)
+        if chosen_i is not None:  # keep the chosen rows', at their places among the chosen
+            ok = chosen_i[at]
+            corr, at = corr[ok], (np.cumsum(chosen_i) - 1)[at[ok]]
+        if at.size:
             bits = ivals.view(np.int64)
-            bits[at] += tf.unzigzag(corr)
+            bits[at] += tf.unzigzag(corr, inplace=True)
     if not isinstance(nx, int) or not 0 <= nx <= ni * n:
         raise CorruptError("exception count out of range")
     if nx:
