@@ -946,11 +946,12 @@ def _check_count(samples: int, limit: int) -> None:
 _UP_TO = [bytes(range(hi + 1)) for hi in range(128)]  # the byte values 0..hi
 
 
-def _small_ints(raw: Any, size: int, hi: int, what: str) -> npt.NDArray[np.int8]:
-    """A JSON list of ``size`` integers in ``0..hi`` (``hi`` < 128) as an int8 array.
+def _small_ints(raw: Any, size: int, hi: int, what: str) -> bytes:
+    """A JSON list of ``size`` integers in ``0..hi`` (``hi`` < 128), as bytes.
 
     ``bytes()`` converts and range-checks such a list in one C loop, several
-    times faster than ``np.asarray`` (which discovers the type of every item).
+    times faster than ``np.asarray`` (which discovers the type of every item);
+    ``bytes.count`` then counts a value without a numpy call.
     """
     if not isinstance(raw, list) or len(raw) != size:
         raise CorruptError(f"{what} list does not have {size} entries")
@@ -960,11 +961,15 @@ def _small_ints(raw: Any, size: int, hi: int, what: str) -> npt.NDArray[np.int8]
         raise CorruptError(f"{what} out of range 0..{hi}") from None
     if data.translate(None, _UP_TO[hi]):  # what is left is over hi
         raise CorruptError(f"{what} out of range 0..{hi}")
+    return data
+
+
+def _int8s(data: bytes) -> npt.NDArray[np.int8]:
     return np.frombuffer(data, dtype=np.int8)
 
 
 def _read_width_classes(
-    reader: _Reader, widths: npt.NDArray[np.int8], n: int, chosen: tf.BoolArr | None
+    reader: _Reader, widths: bytes, n: int, chosen: tf.BoolArr | None
 ) -> tf.U64:
     """The codes of every row (``chosen``: of those rows only), in row order.
 
@@ -972,9 +977,9 @@ def _read_width_classes(
     bytes (one byte plane of one row), class after class, each class's rows in
     row order; so the rows sorted by width (a stable argsort) line up with them.
     """
-    counts = np.bincount(widths, minlength=9).tolist()
-    to_row = np.argsort(widths, kind="stable")  # sorted row -> row
-    size = widths.size
+    counts = list(map(widths.count, range(9)))
+    to_row = np.argsort(_int8s(widths), kind="stable")  # sorted row -> row
+    size = len(widths)
     if chosen is not None:  # sorted row -> its place among the chosen rows, or -1
         to_row = np.where(chosen, np.cumsum(chosen) - 1, -1)[to_row]
         size = int(np.count_nonzero(chosen))
@@ -982,15 +987,15 @@ def _read_width_classes(
 
 
 def _read_nonzero_rows(
-    reader: _Reader, widths: npt.NDArray[np.int8], n: int
+    reader: _Reader, widths: bytes, n: int
 ) -> tuple[tf.U64, npt.NDArray[np.intp]]:
     """The codes of the rows of a width above 0, in width order, and those rows (for
     corrections: most rows have none)."""
-    counts = np.bincount(widths, minlength=9).tolist()
-    by_width = np.argsort(widths, kind="stable")
+    counts = list(map(widths.count, range(9)))
+    by_width = np.argsort(_int8s(widths), kind="stable")
     skip = counts[0]  # the rows of width 0 sort first
-    to_row = np.arange(-skip, widths.size - skip)
-    codes = _scatter_classes(reader, counts, n, to_row, widths.size - skip, False)
+    to_row = np.arange(-skip, len(widths) - skip)
+    codes = _scatter_classes(reader, counts, n, to_row, len(widths) - skip, False)
     return codes, by_width[skip:]
 
 
@@ -1064,13 +1069,15 @@ def _decode_matrix(
         chosen[picked] = True
         chosen_i = chosen[int_rows]
         pick_r = np.flatnonzero(chosen[raw_rows])
-    decimals = _small_ints(d, ni, tf.MAX_DECIMALS, "decimal scale")
-    orders = _small_ints(o, ni, 2, "difference order")
-    widths = _small_ints(w, ni, 8, "width")
-    codes = _read_width_classes(reader, widths, n, chosen_i)
+    decimal_bytes = _small_ints(d, ni, tf.MAX_DECIMALS, "decimal scale")
+    order_bytes = _small_ints(o, ni, 2, "difference order")
+    codes = _read_width_classes(reader, _small_ints(w, ni, 8, "width"), n, chosen_i)
+    decimals, orders = _int8s(decimal_bytes), _int8s(order_bytes)
+    order_counts: list[int] | None = list(map(order_bytes.count, range(3)))
     if chosen_i is not None:
-        decimals, orders = decimals[chosen_i], orders[chosen_i]
-    ivals = tf.ints_to_floats(tf.undo_orders(tf.unzigzag(codes, inplace=True), orders), decimals)
+        decimals, orders, order_counts = decimals[chosen_i], orders[chosen_i], None
+    ints = tf.undo_orders(tf.unzigzag(codes, inplace=True), orders, order_counts)
+    ivals = tf.ints_to_floats(ints, decimals)
     if cw != 0:
         corr, at = _read_nonzero_rows(reader, _small_ints(cw, ni, 8, "correction width"), n)
         if chosen_i is not None:  # keep the chosen rows', at their places among the chosen

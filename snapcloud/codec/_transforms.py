@@ -122,10 +122,11 @@ def difference_orders(ints: I64) -> tuple[npt.NDArray[np.int8], I64]:
     return orders, by_order[orders, np.arange(k)]
 
 
-def undo_orders(codes: I64, orders: npt.NDArray[np.int8]) -> I64:
-    """Inverse of :func:`apply_orders`, in place: rows of order 1 or more are summed once,
-    rows of order 2 once more (one ``cumsum`` per order, not per order class)."""
-    counts = np.bincount(orders, minlength=3).tolist()
+def undo_orders(codes: I64, orders: npt.NDArray[np.int8], counts: list[int] | None = None) -> I64:
+    """Inverse of :func:`difference_orders`, in place: rows of order 1 or more are summed
+    once, rows of order 2 once more (``counts``: how many rows have each order, if known)."""
+    if counts is None:
+        counts = np.bincount(orders, minlength=3).tolist()
     for order in (1, 2):
         todo = sum(counts[order:])
         if todo == codes.shape[0]:
