@@ -197,6 +197,33 @@ class MetricSeries:
         self.values = values
         return self
 
+    @classmethod
+    def trusted_many(
+        cls,
+        names: Iterable[str],
+        kinds: Iterable[str],
+        units: Iterable[str],
+        timestamps: Iterable[I64],
+        values: Iterable[F64],
+    ) -> list[MetricSeries]:
+        """:meth:`trusted` for a whole metric table, column by column.
+
+        The decoder builds a hundred metrics per snapshot; one loop here costs
+        a third less than a call of :meth:`trusted` per metric.
+        """
+        new = object.__new__
+        out: list[MetricSeries] = []
+        append = out.append
+        for name, kind, unit, ts, vals in zip(names, kinds, units, timestamps, values, strict=True):
+            self = new(cls)
+            self.name = name
+            self.kind = kind  # type: ignore[assignment]
+            self.unit = unit
+            self.timestamps = ts
+            self.values = vals
+            append(self)
+        return out
+
     def __len__(self) -> int:
         return int(self.timestamps.size)
 
@@ -448,32 +475,91 @@ def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
 
 
-def content_checksum(snapshot: ProfileSnapshot) -> int:
+def metric_table(
+    names: Iterable[str], kinds: Iterable[str], units: Iterable[str], lengths: Iterable[int]
+) -> bytes:
+    """The metric lines of :func:`content_checksum`: ``name<TAB>kind<TAB>unit<TAB>length``
+    per metric, joined by newlines (names and units cannot hold control characters,
+    so this is unambiguous)."""
+    lines = map("\t".join, zip(names, kinds, units, map(str, lengths), strict=True))
+    return "\n".join(lines).encode()
+
+
+def checksum_head_prefix(
+    host: str, fingerprint: str, labels: dict[str, str], metadata: dict[str, MetaValue]
+) -> bytes:
+    """The canonical header JSON of :func:`content_checksum` up to its last two keys,
+    seq and window: the part that every snapshot of one host and fingerprint shares.
+    :func:`checksum_head` completes it."""
+    head = {"host": host, "fingerprint": fingerprint, "labels": labels, "metadata": metadata}
+    return canonical_json(head)[:-1] + b","
+
+
+def checksum_head(prefix: bytes, seq: int, window_start: int, window_end: int) -> bytes:
+    """The canonical header JSON of :func:`content_checksum`, from its
+    :func:`checksum_head_prefix`: keys sort as fingerprint, host, labels, metadata,
+    seq, window, and JSON spells an int as ``%d`` does."""
+    return b'%s"seq":%d,"window":[%d,%d]}' % (prefix, seq, window_start, window_end)
+
+
+def content_checksum(
+    snapshot: ProfileSnapshot,
+    *,
+    head: bytes | None = None,
+    table: bytes | None = None,
+    timestamps: I64 | None = None,
+    values: F64 | None = None,
+) -> int:
     """CRC32C over the snapshot's canonical content, independent of how it is encoded.
 
     In order: canonical JSON of host, seq, window, fingerprint, labels and metadata;
-    one line per metric ``name<TAB>kind<TAB>unit<TAB>length`` (names and units
-    cannot hold control characters, so this is unambiguous); every timestamp
-    (int64 LE, metrics in order); every value's bits (float64 LE).
+    the :func:`metric_table` lines; every timestamp (int64 LE, metrics in order);
+    every value's bits (float64 LE).
+
+    A caller that holds some of these already passes them: ``head`` (the
+    header JSON, see :func:`checksum_head`), ``table`` (the ``metric_table``
+    bytes), ``timestamps`` and ``values`` (every metric's, concatenated in
+    metric order). The decoder does: it keeps the header prefix and table of a
+    keyframe's deltas, and rebuilds values as one matrix.
     """
-    head = {
-        "host": snapshot.host,
-        "seq": snapshot.seq,
-        "window": [snapshot.window_start, snapshot.window_end],
-        "fingerprint": snapshot.fingerprint,
-        "labels": snapshot.labels,
-        "metadata": snapshot.metadata,
-    }
+    if head is None:
+        head = canonical_json(
+            {
+                "host": snapshot.host,
+                "seq": snapshot.seq,
+                "window": [snapshot.window_start, snapshot.window_end],
+                "fingerprint": snapshot.fingerprint,
+                "labels": snapshot.labels,
+                "metadata": snapshot.metadata,
+            }
+        )
     ms = snapshot.metrics
-    table = "\n".join([f"{m.name}\t{m.kind}\t{m.unit}\t{m.timestamps.size}" for m in ms])
-    crc = crc32c.crc32c(canonical_json(head))
-    crc = crc32c.crc32c(table.encode(), crc)
+    if table is None:
+        table = metric_table(
+            [m.name for m in ms],
+            [m.kind for m in ms],
+            [m.unit for m in ms],
+            [m.timestamps.size for m in ms],
+        )
+    crc = crc32c.crc32c(head)
+    crc = crc32c.crc32c(table, crc)
     if ms:
-        ts = np.concatenate([m.timestamps for m in ms]).astype("<i8", copy=False)
-        vals = np.concatenate([m.values for m in ms]).astype("<f8", copy=False)
-        crc = crc32c.crc32c(ts.data, crc)
-        crc = crc32c.crc32c(vals.data, crc)
+        if timestamps is None:
+            timestamps = _all_timestamps(ms)
+        if values is None:
+            values = np.concatenate([m.values for m in ms])
+        crc = crc32c.crc32c(np.ascontiguousarray(timestamps, dtype="<i8").data, crc)
+        crc = crc32c.crc32c(np.ascontiguousarray(values, dtype="<f8").data, crc)
     return crc
+
+
+def _all_timestamps(ms: tuple[MetricSeries, ...]) -> I64:
+    """Every metric's timestamps, concatenated; one ``tile`` when they share one array
+    (a decoded snapshot's usual case), which costs a fraction of concatenating."""
+    first = ms[0].timestamps
+    if all(m.timestamps is first for m in ms):
+        return np.tile(first, len(ms))
+    return np.concatenate([m.timestamps for m in ms])
 
 
 _DAY_NS = 86_400 * 10**9

@@ -29,9 +29,12 @@ that nothing is left over.
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 from collections.abc import Collection
+from itertools import repeat
+from operator import attrgetter
 from typing import Any, cast
 
 import numpy as np
@@ -53,16 +56,31 @@ from snapcloud.errors import (
     ValidationError,
     WrongBase,
 )
-from snapcloud.models import MetricSeries, ProfileSnapshot
+from snapcloud.models import (
+    MetricSeries,
+    ProfileSnapshot,
+    checksum_head,
+    checksum_head_prefix,
+    content_checksum,
+    metric_table,
+)
 
 __all__ = ["DEFAULT_MAX_DECODED", "decode", "encode_delta", "encode_keyframe", "read_header"]
 
 DEFAULT_MAX_DECODED = 1 << 30
 _KIND_CODE = {"gauge": "g", "counter": "c"}
 _KIND_NAME = {"g": "gauge", "c": "counter"}
+_GET_NAME, _GET_KIND, _GET_UNIT, _GET_VALUES, _GET_TIMES = (
+    attrgetter(a) for a in ("name", "kind", "unit", "values", "timestamps")
+)
 _COMMON_KEYS = {"f", "l", "m", "t", "tg", "mt", "vg"}
 _KEYFRAME_KEYS = _COMMON_KEYS | {"h", "s", "w"}
+_BASE_HEAD = frozenset({"f", "l", "m"})  # a delta without these has its base's
 _DELTA_KEYS = _COMMON_KEYS | {"ds", "dw", "same"}
+_NO_ROWS: npt.NDArray[np.intp] = np.zeros(0, dtype=np.intp)
+_NO_ROWS.flags.writeable = False
+_NO_CODES: tf.I64 = np.zeros(0, dtype=np.int64)
+_NO_CODES.flags.writeable = False
 
 
 # --------------------------------------------------------------------------- encode
@@ -105,7 +123,8 @@ def _encode(
         miss = [snap.window_start - pred[0], snap.window_end - pred[1]]
         if miss != [0, 0]:
             meta["dw"] = miss
-    for key, value in _facts(snap).items():
+    facts = _facts(snap)
+    for key, value in facts.items():
         if info is None or info.facts[key] != value:
             meta[key] = value
     sections: list[bytes] = []
@@ -113,7 +132,7 @@ def _encode(
     meta["tg"], mt = _encode_times(snap, info, shift, sections)
     if mt is not None:
         meta["mt"] = mt
-    meta["vg"], same = _encode_values(snap.metrics, info, sections)
+    meta["vg"], same = _encode_values(snap.metrics, facts["t"][0], info, sections)
     if same:
         identity = len(same) == len(snap.metrics) and all(i == j for i, j in same)
         meta["same"] = "*" if identity else same
@@ -140,7 +159,8 @@ def _predicted_window(window: tuple[int, int], ds: int) -> tuple[int, int]:
 
 def _facts(snap: ProfileSnapshot) -> dict[str, Any]:
     ms = snap.metrics
-    table = [[m.name for m in ms], "".join(_KIND_CODE[m.kind] for m in ms), [m.unit for m in ms]]
+    kinds = "".join(map(_KIND_CODE.__getitem__, map(_GET_KIND, ms)))
+    table = [list(map(_GET_NAME, ms)), kinds, list(map(_GET_UNIT, ms))]
     return {"f": snap.fingerprint, "l": snap.labels, "m": snap.metadata, "t": table}
 
 
@@ -156,7 +176,8 @@ class _BaseInfo:
         self.host, self.seq = base.host, base.seq
         self.window = (base.window_start, base.window_end)
         self.checksum = base.checksum
-        self._matrices: dict[int, tuple[tf.I64, dict[int, int]]] = {}
+        self._matrices: dict[int, tuple[tf.I64, npt.NDArray[np.intp]]] = {}
+        self._tables: dict[int, bytes] = {}
         self._base = base
 
     def kind_names(self) -> list[str]:
@@ -166,17 +187,46 @@ class _BaseInfo:
             cached = self._kind_names = _kind_names(self.facts["t"][1])
         return cached
 
+    def head_prefix(self) -> bytes:
+        """The content checksum's header JSON up to seq, for a delta that keeps the
+        base's host, fingerprint, labels and metadata (computed once)."""
+        cached: bytes | None = getattr(self, "_head_prefix", None)
+        if cached is None:
+            fingerprint, labels, metadata = (self.facts[k] for k in ("f", "l", "m"))
+            cached = self._head_prefix = checksum_head_prefix(
+                self.host, fingerprint, labels, metadata
+            )
+        return cached
+
+    def checksum_table(self, n: int) -> bytes:
+        """The content checksum's metric lines for the base's table with every metric
+        ``n`` long: what a delta that keeps the table and one time group needs."""
+        if n not in self._tables:
+            names, _, units = self.facts["t"]
+            self._tables[n] = metric_table(names, self.kind_names(), units, repeat(n, len(names)))
+        return self._tables[n]
+
     def values(self, j: int) -> tf.F64:
         """The values of the base's metric ``j`` (in its metric table)."""
         return self._base.metrics[_index(j, len(self._base.metrics))].values
 
-    def matrix(self, n: int) -> tuple[tf.I64, dict[int, int]]:
-        """The value bits of every base metric of length ``n`` as rows, and metric -> row."""
+    def value_list(self) -> list[tf.F64]:
+        """The values of every base metric, in table order (computed once)."""
+        cached: list[tf.F64] | None = getattr(self, "_value_list", None)
+        if cached is None:
+            cached = self._value_list = [m.values for m in self._base.metrics]
+        return cached
+
+    def matrix(self, n: int) -> tuple[tf.I64, npt.NDArray[np.intp]]:
+        """The value bits of every base metric of length ``n`` as rows, and for each
+        base metric its row there (-1: of another length)."""
         if n not in self._matrices:
             ms = self._base.metrics
             js = [j for j, m in enumerate(ms) if m.values.size == n]
             mat = _stack([ms[j].values for j in js], n).view(np.int64)
-            self._matrices[n] = (mat, {j: r for r, j in enumerate(js)})
+            row_of = np.full(len(ms), -1, dtype=np.intp)
+            row_of[js] = np.arange(len(js))
+            self._matrices[n] = (mat, row_of)
         return self._matrices[n]
 
 
@@ -213,7 +263,7 @@ class _PartialBase(_BaseInfo):
             )
         return got
 
-    def matrix(self, n: int) -> tuple[tf.I64, dict[int, int]]:  # pragma: no cover - guarded
+    def matrix(self, n: int) -> tuple[tf.I64, npt.NDArray[np.intp]]:  # pragma: no cover - guarded
         raise ValidationError("cannot encode against a partially decoded keyframe", field="base")
 
 
@@ -255,15 +305,33 @@ def _info(base: ProfileSnapshot | None) -> _BaseInfo | None:
     return info
 
 
-def _stack(rows: list[tf.F64], n: int) -> tf.F64:
-    # concatenate + reshape: np.stack costs ~1 us per row in argument checks.
+def _stack(rows: list[npt.NDArray[Any]], n: int, dtype: type[Any] = np.float64) -> Any:
+    """Rows of ``n`` values (of ``dtype``, 8 bytes) as one read-only matrix.
+
+    ``bytes.join`` copies the rows' buffers three times faster than ``np.concatenate``
+    (which checks every row's type and shape); np.stack is slower still. A row that
+    is not a contiguous array of 8-byte values takes the slow way.
+    """
     if not rows:
-        return np.zeros((0, n), dtype=np.float64)
-    return np.concatenate(rows).reshape(len(rows), n)
+        return np.zeros((0, n), dtype=dtype)
+    try:
+        joined = b"".join(rows)  # type: ignore[arg-type]  # ndarrays are buffers
+    except BufferError:  # not contiguous
+        joined = b""
+    if len(joined) == 8 * n * len(rows):
+        return np.frombuffer(joined, dtype=dtype).reshape(len(rows), n)
+    return np.concatenate(rows).astype(dtype, copy=False).reshape(len(rows), n)
 
 
 def _unique_times(metrics: tuple[MetricSeries, ...]) -> tuple[list[tf.I64], list[int]]:
     """The distinct timestamp arrays, and for each metric the index of its array."""
+    if metrics:  # the usual case: one array, shared or repeated, checked in two numpy calls
+        stamps = list(map(_GET_TIMES, metrics))
+        first = stamps[0]
+        if set(map(len, stamps)) == {first.size} and bool(
+            (_stack(stamps, first.size, np.int64) == first).all()
+        ):
+            return [first], [0] * len(metrics)
     groups: dict[bytes, int] = {}
     arrays: list[tf.I64] = []
     of_metric: list[int] = []
@@ -311,62 +379,129 @@ def _encode_times(
 def _match_base_times(ts: tf.I64, base_groups: list[tf.I64]) -> tuple[int, int] | None:
     for i, b in enumerate(base_groups):
         if b.size == ts.size and ts.size:
-            shift = ts[0] - b[0]
-            if bool(np.all(ts - b == shift)):
-                return i, int(shift)
+            gap = ts - b  # wrapping int64, like the shift it is compared with
+            if bool((gap == gap[0]).all()):
+                return i, int(gap[0])
     return None
 
 
 def _encode_values(
-    metrics: tuple[MetricSeries, ...], info: _BaseInfo | None, sections: list[bytes]
+    metrics: tuple[MetricSeries, ...],
+    names: list[str],
+    info: _BaseInfo | None,
+    sections: list[bytes],
 ) -> tuple[list[list[Any]], list[list[int]]]:
     """Group metrics by length, drop rows equal to the base's, encode the rest as matrices."""
+    values = list(map(_GET_VALUES, metrics))
+    lengths = list(map(len, values))
     by_len: dict[int, list[int]] = {}
-    for k, m in enumerate(metrics):
-        by_len.setdefault(m.values.size, []).append(k)
+    if len(set(lengths)) == 1:
+        by_len[lengths[0]] = list(range(len(values)))
+    else:
+        for k, size in enumerate(lengths):
+            by_len.setdefault(size, []).append(k)
     groups: list[list[Any]] = []
     same: list[list[int]] = []
+    # Each metric's index in the base's table (-1: none); None: the tables match.
+    in_base: list[int] | None = None
+    if info is not None and names != info.facts["t"][0]:
+        in_base = [info.index.get(name, -1) for name in names]
     for n, ks in by_len.items():
-        matrix = _stack([metrics[k].values for k in ks], n)
-        keep = np.ones(len(ks), dtype=np.bool_)
+        matrix = _stack(values if len(ks) == len(values) else [values[k] for k in ks], n)
+        rows = ks
         if info is not None:
-            keep = _unchanged_rows(matrix, [metrics[k].name for k in ks], info, n, ks, same)
-        if not keep.any():
-            continue
-        rows = [k for k, kept in zip(ks, keep.tolist(), strict=True) if kept]
+            js = None if in_base is None else [in_base[k] for k in ks]
+            keep = _unchanged_rows(matrix, js, info, n, ks, same)
+            if not keep.all():
+                if not keep.any():
+                    continue
+                matrix = matrix[keep]
+                rows = [k for k, kept in zip(ks, keep.tolist(), strict=True) if kept]
         all_rows = len(rows) == len(metrics)  # then rows are 0..count-1 in order
-        groups.append([n, None if all_rows else rows, *_encode_matrix(matrix[keep], sections)])
+        groups.append([n, None if all_rows else rows, *_encode_matrix(matrix, sections)])
     return groups, same
 
 
 def _unchanged_rows(
     matrix: tf.F64,
-    names: list[str],
+    js: list[int] | None,
     info: _BaseInfo,
     n: int,
     ks: list[int],
     same: list[list[int]],
 ) -> tf.BoolArr:
-    """Mark rows whose bits equal the base metric of the same name; record them in ``same``."""
+    """Mark rows whose bits equal the base metric of the same name (``js``: its index in
+    the base's table, or -1; ``None``: the rows are the base's metrics, in its order);
+    record them in ``same``. Returns the rows to keep."""
     base_mat, row_of = info.matrix(n)
-    js = [info.index.get(name, -1) for name in names]
-    base_rows = np.array([row_of.get(j, -1) for j in js], dtype=np.intp)
-    has = base_rows >= 0
-    equal = np.zeros(len(ks), dtype=np.bool_)
-    if has.any():
-        equal[has] = np.all(matrix[has].view(np.int64) == base_mat[base_rows[has]], axis=1)
-    for r in np.flatnonzero(equal).tolist():
+    if js is None and len(ks) == base_mat.shape[0] == row_of.size:  # all n long, in order
+        equal = (matrix.view(np.int64) == base_mat).all(axis=1)
+        js = ks
+    else:
+        if js is None:
+            js = ks
+        known = np.array(js, dtype=np.intp)
+        base_rows = np.where(known >= 0, row_of[known], -1) if row_of.size else known
+        has = base_rows >= 0
+        equal = np.zeros(len(ks), dtype=np.bool_)
+        if has.any():
+            equal[has] = np.all(matrix[has].view(np.int64) == base_mat[base_rows[has]], axis=1)
+    for r in equal.nonzero()[0].tolist():
         same.append([ks[r], js[r]])
     keep: tf.BoolArr = ~equal
     return keep
 
 
+#: Width-class layouts up to this many blocks get their block index cached (16 bytes a
+#: block); larger ones are copied a class at a time.
+_CACHED_BLOCKS = 4096
+
+
+@functools.lru_cache(maxsize=256)
+def _class_blocks(counts: tuple[int, ...]) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """Where the ``n``-byte blocks of width classes 1..8 go: for each block, in stored
+    order, its row among the rows sorted by width, and its byte plane.
+
+    Class ``w`` holds its ``counts[w]`` rows as ``w`` planes one after another,
+    and the classes follow each other. The answer depends on the class sizes
+    only, which repeat from snapshot to snapshot, hence the cache.
+    """
+    ks = np.array(counts[1:9], dtype=np.intp)
+    sizes = ks * np.arange(1, 9)  # blocks per class
+    cls = np.repeat(np.arange(8), sizes)  # class (width - 1) of each block
+    local = np.arange(int(sizes.sum())) - (np.cumsum(sizes) - sizes)[cls]
+    first = counts[0] + np.cumsum(ks) - ks  # first sorted row of each class
+    row, plane = first[cls] + local % ks[cls], local // ks[cls]
+    row.flags.writeable = plane.flags.writeable = False
+    return row, plane
+
+
 def _width_classes(codes: tf.U64, sections: list[bytes]) -> list[int]:
-    """Append one byte-plane section per width 1..8 (rows of that width); return the widths."""
+    """Append the byte planes of the rows of widths 1..8 (class after class, each class
+    plane by plane, its rows in row order: one section per width, read back by
+    ``_read_width_classes``); return the widths.
+
+    The planes are gathered by one fancy index (per class, for layouts too large to
+    cache), where a byte-plane copy per class and plane would cost a call each.
+    """
     widths = tf.row_widths(codes)
     counts = np.bincount(widths, minlength=9).tolist()
-    for w in range(1, 9):
-        sections.append(tf.to_planes(codes[widths == w].ravel(), w) if counts[w] else b"")
+    total = sum(w * k for w, k in enumerate(counts))
+    rows, n = codes.shape
+    if total and n:
+        as_bytes = np.ascontiguousarray(codes, dtype="<u8").view(np.uint8).reshape(rows, n, 8)
+        by_width = np.argsort(widths, kind="stable")
+        if total <= _CACHED_BLOCKS:
+            sorted_row, plane = _class_blocks(tuple(counts))
+            sections.append(as_bytes[by_width[sorted_row], :, plane].tobytes())
+        else:
+            first = counts[0]
+            for w in range(1, 9):
+                k = counts[w]
+                if k:
+                    block = as_bytes[by_width[first : first + k, None], :, np.arange(w)]
+                    sections.append(block.transpose(1, 0, 2).tobytes())
+                    first += k
     out: list[int] = widths.tolist()
     return out
 
@@ -374,14 +509,20 @@ def _width_classes(codes: tf.U64, sections: list[bytes]) -> list[int]:
 def _encode_matrix(values: tf.F64, sections: list[bytes]) -> list[Any]:
     """``[int_rows, decimals, orders, widths, exceptions, raw_width, correction_widths]``."""
     n = values.shape[1]
-    decimals, ints, corr, near = tf.find_decimals(values)
-    is_int = near.sum(axis=1) * 2 >= n
-    int_rows = np.flatnonzero(is_int)
-    raw_rows = np.flatnonzero(~is_int)
+    decimals, ints, corr, near, counts = tf.find_decimals(values)
+    is_int = counts * 2 >= n
+    int_rows = is_int.nonzero()[0]
+    raw_rows = (~is_int).nonzero()[0]
     near_i = near[int_rows]
-    iv = tf.fill_forward(ints[int_rows], near_i)
-    orders = tf.best_orders(iv) if n > 1 else np.zeros(int_rows.size, dtype=np.int8)
-    widths = _width_classes(tf.zigzag(tf.apply_orders(iv, orders)), sections)
+    iv = ints[int_rows]
+    gaps = (counts[int_rows] < n).nonzero()[0]  # rows with exceptions to fill over
+    if gaps.size:
+        iv[gaps] = tf.fill_forward(iv[gaps], near_i[gaps])
+    if n > 1:
+        orders, diffed = tf.difference_orders(iv)
+    else:
+        orders, diffed = np.zeros(int_rows.size, dtype=np.int8), iv
+    widths = _width_classes(tf.zigzag(diffed), sections)
     corr_i = corr[int_rows]
     corr_widths: list[int] | int = 0
     if corr_i.any():
@@ -460,7 +601,7 @@ def decode(
     )
     wanted = None if metrics is None else frozenset(metrics)
     try:
-        snap = _decode_payload(raw, info, max_decoded_size, wanted, header)
+        snap = _decode_payload(raw, info, max_decoded_size, wanted, header, verify)
     except CorruptError as exc:
         raise type(exc)(f"{exc.message} at {key}", key=key) from None
     except ValidationError:
@@ -472,6 +613,7 @@ def decode(
         ValueError,
         AttributeError,
         RecursionError,  # json.loads of a meta nested thousands deep
+        OverflowError,  # a JSON integer past int64 where numpy reads indices
         struct.error,
     ) as exc:
         raise CorruptError(f"malformed payload at {key}: {exc!r:.200}", key=key) from None
@@ -514,6 +656,7 @@ def _decode_payload(
     limit: int,
     wanted: frozenset[str] | None,
     header: FrameHeader,
+    verify: bool,
 ) -> ProfileSnapshot:
     (meta_len,) = struct.unpack_from("<I", raw)
     meta = json.loads(raw[4 : 4 + meta_len])
@@ -540,9 +683,12 @@ def _decode_payload(
     shift = start - info.window[0] if info is not None else 0
     times = _decode_times(meta["tg"], info, start, shift, reader, limit)
     mt = meta.get("mt")
-    if mt is None:
-        time_of = [times[0]] * count if count else []
-        time_size = np.full(count, times[0].size if times else -1, dtype=np.int64)
+    time_size: npt.NDArray[np.int64] | None = None  # None: every metric is n_all long
+    if mt is None:  # every metric has the one time group
+        if count and not times:
+            raise CorruptError("metrics without a time group")
+        time_of: list[tf.I64] = [times[0]] * count if count else []
+        n_all = times[0].size if times else 0
     else:
         of = _indices(mt, len(times))
         if of.size != count:
@@ -551,47 +697,91 @@ def _decode_payload(
         time_size = np.array([t.size for t in times], dtype=np.int64)[of]
     # Which metrics to rebuild: all, or those named in ``wanted``.
     need = None if wanted is None else _needed(names, wanted, info if "t" not in meta else None)
-    values: list[tf.F64 | None] = [None] * count
-    placed: list[npt.NDArray[np.intp]] = []
+    same_i = same_j = _NO_ROWS
+    same_in_place = False  # every unchanged metric has its base's place (and table)
     if "same" in meta:
         if info is None:
             raise CorruptError("keyframe refers to a base for values")
-        pairs = [(i, i) for i in range(count)] if meta["same"] == "*" else meta["same"]
-        for i, j in pairs:
-            if need is None or need[_index(i, count)]:
-                v = info.values(j)
-                if v.size != time_size[_index(i, count)]:
-                    raise CorruptError(f"metric {names[i]!r}: base values of the wrong length")
-                values[i] = v
-        placed.append(np.array([i for i, _ in pairs], dtype=np.intp))
+        same_i, same_j = _same_pairs(meta["same"], count, len(info.facts["t"][0]))
+        same_in_place = "t" not in meta and bool((same_i == same_j).all())
+    # Every value group's rows: (metric positions, their values as matrix rows).
+    decoded: list[tuple[npt.NDArray[np.intp], tf.F64]] = []
+    placed = [same_i]
     for group in meta["vg"]:
         n, rows_raw, *desc = group
         rows = np.arange(count) if rows_raw is None else _indices(rows_raw, count)
-        if not isinstance(n, int) or bool(np.any(time_size[rows] != n)):
+        if not isinstance(n, int) or (
+            bool(np.any(time_size[rows] != n))
+            if time_size is not None
+            else (rows.size > 0 and n != n_all)
+        ):
             raise CorruptError("a value group's length differs from its metrics' timestamps")
         placed.append(rows)
         picked = None if need is None else np.flatnonzero(need[rows])
-        decoded = _decode_matrix(n, rows.size, desc, reader, limit, picked)
-        out_rows = rows if picked is None else rows[picked]
-        for row, v in zip(out_rows.tolist(), decoded, strict=True):
-            values[row] = v
+        for at, vals in _decode_matrix(n, rows.size, desc, reader, limit, picked):
+            decoded.append((rows if at is None else rows[at], vals))
     reader.finish()
-    if count and not np.array_equal(
-        np.bincount(np.concatenate(placed) if placed else np.zeros(0, np.intp), minlength=count),
-        np.ones(count, dtype=np.intp),
+    # Indices are in range: as many as metrics, none twice, means each metric once.
+    if sum(p.size for p in placed) != count or (
+        count and np.bincount(np.concatenate(placed), minlength=count).max() != 1
     ):
         raise CorruptError("metric values missing or defined twice")
-    kind_names = info.kind_names() if info is not None and "t" not in meta else _kind_names(kinds)
     # Every metric was placed once, with a length checked against its timestamps.
-    filled = cast("list[tf.F64]", values)
-    if need is None:
-        metrics = list(map(MetricSeries.trusted, names, kind_names, units, time_of, filled))
+    kind_names = info.kind_names() if info is not None and "t" not in meta else _kind_names(kinds)
+    full: tf.F64 | None = None
+    if time_size is None and need is None and not (info is not None and info.partial):
+        # The usual case: every value in one matrix, which the checksum reads as is.
+        if not same_i.size:
+            full = np.empty((count, n_all), dtype=np.float64)
+        else:
+            assert info is not None
+            base_mat, base_row = info.matrix(n_all)
+            if same_in_place and base_mat.shape[0] == count:
+                # Unchanged metrics keep their base rows: start from the base's matrix.
+                full = base_mat.view(np.float64).copy()
+            else:
+                src = base_row[same_j]
+                if int(src.min()) < 0:
+                    bad = names[int(same_i[np.argmin(src)])]
+                    raise CorruptError(f"metric {bad!r}: base values of the wrong length")
+                full = np.empty((count, n_all), dtype=np.float64)
+                full[same_i] = base_mat[src].view(np.float64)
+        for at, vals in decoded:
+            full[at] = vals
+        full.flags.writeable = False
+        values = list(full)
+        if same_i.size:  # share the base's arrays, as a delta's unchanged metrics always did
+            assert info is not None
+            base_values = info.value_list()
+            for i, j in zip(same_i.tolist(), same_j.tolist(), strict=True):
+                values[i] = base_values[j]
+        metrics = MetricSeries.trusted_many(names, kind_names, units, time_of, values)
     else:
-        trusted = MetricSeries.trusted
-        metrics = [
-            trusted(names[i], kind_names[i], units[i], time_of[i], filled[i])
-            for i in np.flatnonzero(need).tolist()
-        ]
+        if time_size is None:
+            time_size = np.full(count, n_all, dtype=np.int64)
+        values_of: list[tf.F64 | None] = [None] * count
+        for i, j in zip(same_i.tolist(), same_j.tolist(), strict=True):
+            if need is None or need[i]:
+                v = info.values(j)  # type: ignore[union-attr]
+                if v.size != time_size[i]:
+                    raise CorruptError(f"metric {names[i]!r}: base values of the wrong length")
+                values_of[i] = v
+        for at, vals in decoded:
+            vals.flags.writeable = False
+            for r, v in zip(at.tolist(), vals, strict=True):
+                values_of[r] = v
+        filled = cast("list[tf.F64]", values_of)
+        if need is None:
+            metrics = MetricSeries.trusted_many(names, kind_names, units, time_of, filled)
+        else:
+            keep = np.flatnonzero(need).tolist()
+            metrics = MetricSeries.trusted_many(
+                [names[i] for i in keep],
+                [kind_names[i] for i in keep],
+                [units[i] for i in keep],
+                [time_of[i] for i in keep],
+                [filled[i] for i in keep],
+            )
     snap = ProfileSnapshot.trusted(
         host=host,
         seq=seq,
@@ -602,6 +792,23 @@ def _decode_payload(
         metadata=facts["m"],
         metrics=tuple(metrics),
     )
+    if verify and full is not None:  # the content checksum from the parts at hand
+        own_table = info is None or "t" in meta
+        snap._checksum = content_checksum(
+            snap,
+            head=(
+                None
+                if info is None or not _BASE_HEAD.isdisjoint(meta)
+                else checksum_head(info.head_prefix(), seq, start, end)
+            ),
+            table=(
+                metric_table(names, kind_names, units, repeat(n_all, count))
+                if own_table
+                else info.checksum_table(n_all)  # type: ignore[union-attr]
+            ),
+            timestamps=_repeated(times[0], count) if count else None,
+            values=full,
+        )
     snap._cache["stored_checksum"] = header.content_checksum
     if need is not None:
         snap._cache["partial"] = True
@@ -619,18 +826,49 @@ def _decode_payload(
     return snap
 
 
+def _repeated(ts: tf.I64, count: int) -> tf.I64:
+    """``count`` copies of ``ts`` back to back (``np.tile`` in two calls, not twenty)."""
+    out = np.empty((count, ts.size), dtype=np.int64)
+    out[...] = ts
+    return out
+
+
 def _indices(raw: Any, size: int) -> npt.NDArray[np.intp]:
     """A JSON list of row indices as an array, each checked to lie in ``0..size``."""
-    arr = np.asarray(raw, dtype=np.int64).reshape(-1)
-    if arr.size and (arr.min() < 0 or arr.max() >= size):
+    arr = np.asarray(raw, dtype=np.intp).reshape(-1)
+    # Read as unsigned, a negative index is huge: one maximum checks both bounds.
+    if arr.size and int(arr.view(np.uintp).max()) >= size:
         raise CorruptError(f"row index out of range 0..{size}")
-    return arr.astype(np.intp)
+    return arr
 
 
 def _index(i: Any, size: int) -> int:
     if not isinstance(i, int) or not 0 <= i < size:
         raise CorruptError(f"index {i!r} out of range 0..{size}")
     return i
+
+
+def _same_pairs(
+    raw: Any, count: int, base_count: int
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """The ``same`` field as (metric, base metric) index arrays, each checked to be in range."""
+    if isinstance(raw, str) and raw == "*":
+        if count > base_count:
+            raise CorruptError(f"base metric index out of range 0..{base_count}")
+        every = np.arange(count)
+        return every, every
+    pairs = np.asarray(raw)
+    if pairs.size == 0:
+        return _NO_ROWS, _NO_ROWS
+    if pairs.dtype != np.intp or pairs.ndim != 2 or pairs.shape[1] != 2:
+        raise CorruptError("unchanged metrics are not a list of index pairs")
+    # Read as unsigned, a negative index is huge: one maximum checks both bounds.
+    top_i, top_j = pairs.view(np.uintp).max(axis=0).tolist()
+    if top_i >= count:
+        raise CorruptError(f"unchanged metric index out of range 0..{count}")
+    if top_j >= base_count:
+        raise CorruptError(f"base metric index out of range 0..{base_count}")
+    return pairs[:, 0], pairs[:, 1]
 
 
 def _fact(meta: dict[str, Any], info: _BaseInfo | None, key: str) -> Any:
@@ -659,7 +897,7 @@ def _decode_times(
     # An irregular group of n timestamps stores n - 1 delta-of-delta codes (t0 is in the meta).
     irregular_total = sum(max(g[2] - 1, 0) for g in own if g[1] is None)
     planes = reader.take(irregular_total * width)
-    stream = tf.unzigzag(tf.from_planes(planes, irregular_total, width))
+    stream = tf.unzigzag(tf.from_planes(planes, irregular_total, width)) if own else _NO_CODES
     base_groups = info.time_groups if info is not None else []
     out: list[tf.I64] = []
     pos = 0
@@ -687,33 +925,99 @@ def _check_count(samples: int, limit: int) -> None:
         raise OversizedObject(f"declares {samples} samples, over the decode limit")
 
 
-def _small_ints(raw: Any, size: int, lo: int, hi: int, what: str) -> npt.NDArray[np.int8]:
-    arr = np.asarray(raw, dtype=np.int64).reshape(size)
-    if size and (arr.min() < lo or arr.max() > hi):
-        raise CorruptError(f"{what} out of range {lo}..{hi}")
-    return arr.astype(np.int8)
+_UP_TO = [bytes(range(hi + 1)) for hi in range(128)]  # the byte values 0..hi
+
+
+def _small_ints(raw: Any, size: int, hi: int, what: str) -> bytes:
+    """A JSON list of ``size`` integers in ``0..hi`` (``hi`` < 128), as bytes.
+
+    ``bytes()`` converts and range-checks such a list in one C loop, several
+    times faster than ``np.asarray`` (which discovers the type of every item);
+    ``bytes.count`` then counts a value without a numpy call.
+    """
+    if not isinstance(raw, list) or len(raw) != size:
+        raise CorruptError(f"{what} list does not have {size} entries")
+    try:
+        data = bytes(raw)  # ints in 0..255, or an error
+    except (TypeError, ValueError):
+        raise CorruptError(f"{what} out of range 0..{hi}") from None
+    if data.translate(None, _UP_TO[hi]):  # what is left is over hi
+        raise CorruptError(f"{what} out of range 0..{hi}")
+    return data
+
+
+def _int8s(data: bytes) -> npt.NDArray[np.int8]:
+    return np.frombuffer(data, dtype=np.int8)
 
 
 def _read_width_classes(
-    reader: _Reader, widths: npt.NDArray[np.int8], n: int, pick: npt.NDArray[np.intp] | None
+    reader: _Reader, widths: bytes, n: int, chosen: tf.BoolArr | None
 ) -> tf.U64:
-    """The codes of every row (``pick``: of those rows only, in that order)."""
-    codes = np.zeros((widths.size if pick is None else pick.size, n), dtype=np.uint64)
-    counts = np.bincount(widths, minlength=9).tolist()
-    picked_widths = None if pick is None else widths[pick]
-    for w in range(1, 9):
-        k = counts[w]
-        planes = reader.take(k * n * w)
-        if not k:
-            continue
-        if picked_widths is None:
-            codes[widths == w] = tf.from_planes_rows(planes, k, n, w)
-            continue
-        dest = np.flatnonzero(picked_widths == w)
-        if dest.size:
-            within = np.searchsorted(np.flatnonzero(widths == w), pick[dest])  # type: ignore[index]
-            codes[dest] = tf.from_planes_rows(planes, k, n, w, within)
-    return codes
+    """The codes of every row (``chosen``: of those rows only), in row order.
+
+    The sections of widths 1..8 lie back to back and are whole blocks of ``n``
+    bytes (one byte plane of one row), class after class, each class's rows in
+    row order; so the rows sorted by width (a stable argsort) line up with them.
+    """
+    counts = list(map(widths.count, range(9)))
+    to_row = np.argsort(_int8s(widths), kind="stable")  # sorted row -> row
+    size = len(widths)
+    if chosen is not None:  # sorted row -> its place among the chosen rows, or -1
+        to_row = np.where(chosen, np.cumsum(chosen) - 1, -1)[to_row]
+        size = int(np.count_nonzero(chosen))
+    return _scatter_classes(reader, counts, n, to_row, size, chosen is not None)
+
+
+def _read_nonzero_rows(
+    reader: _Reader, widths: bytes, n: int
+) -> tuple[tf.U64, npt.NDArray[np.intp]]:
+    """The codes of the rows of a width above 0, in width order, and those rows (for
+    corrections: most rows have none)."""
+    counts = list(map(widths.count, range(9)))
+    by_width = np.argsort(_int8s(widths), kind="stable")
+    skip = counts[0]  # the rows of width 0 sort first
+    to_row = np.arange(-skip, len(widths) - skip)
+    codes = _scatter_classes(reader, counts, n, to_row, len(widths) - skip, False)
+    return codes, by_width[skip:]
+
+
+def _scatter_classes(
+    reader: _Reader, counts: list[int], n: int, to_row: npt.NDArray[np.intp], size: int, drop: bool
+) -> tf.U64:
+    """Read the width-class sections of ``counts`` rows per width into ``size`` rows of
+    codes, width-sorted row ``i`` going to row ``to_row[i]`` (``drop``: -1 means none).
+
+    Every block (one byte plane of one row) is copied to its row and plane by one
+    scatter (one per class, for layouts too large to cache): a copy per byte plane
+    would cost a numpy call each.
+    """
+    total = sum(w * k for w, k in enumerate(counts))
+    blocks = np.frombuffer(reader.take(n * total), dtype=np.uint8).reshape(total, n)
+    out = np.zeros((size, n, 8), dtype=np.uint8)
+    if n == 0 or total == 0:
+        pass
+    elif total <= _CACHED_BLOCKS:
+        sorted_row, plane = _class_blocks(tuple(counts))
+        row = to_row[sorted_row]
+        if drop:
+            keep = row >= 0
+            row, plane, blocks = row[keep], plane[keep], blocks[keep]
+        out[row, :, plane] = blocks
+    else:
+        first, offset = counts[0], 0
+        for w in range(1, 9):
+            k = counts[w]
+            if not k:
+                continue
+            block = blocks[offset : offset + k * w].reshape(w, k, n).transpose(1, 0, 2)
+            row = to_row[first : first + k]
+            if drop:
+                keep = row >= 0
+                row, block = row[keep], block[keep]
+            out[row[:, None], :, np.arange(w)] = block
+            first += k
+            offset += k * w
+    return out.view("<u8").reshape(size, n)
 
 
 def _decode_matrix(
@@ -723,66 +1027,69 @@ def _decode_matrix(
     reader: _Reader,
     limit: int,
     picked: npt.NDArray[np.intp] | None = None,
-) -> list[tf.F64]:
-    """The rows of one value group (``picked``: only those positions, in that order)."""
+) -> list[tuple[npt.NDArray[np.intp] | None, tf.F64]]:
+    """The rows of one value group, as ``(positions in the group, values as matrix rows)``
+    for its integer rows and for its raw rows (``picked``: only those positions);
+    positions ``None``: every row of the group, in order."""
     ir, d, o, w, nx, xw, cw = desc
     _check_count(rows * n, limit)
-    int_rows = np.arange(rows) if ir is None else np.asarray(ir, dtype=np.intp).reshape(-1)
+    if ir is None:
+        int_rows, raw_rows = np.arange(rows), _NO_ROWS
+    else:
+        int_rows = np.asarray(ir, dtype=np.intp).reshape(-1)
+        if int_rows.size and (
+            np.any(np.diff(int_rows) <= 0) or int_rows[0] < 0 or int_rows[-1] >= rows
+        ):
+            raise CorruptError("integer row list is not sorted, unique and in range")
+        is_raw = np.ones(rows, dtype=np.bool_)
+        is_raw[int_rows] = False
+        raw_rows = is_raw.nonzero()[0]
     ni = int_rows.size
-    if ni and (np.any(np.diff(int_rows) <= 0) or int_rows[0] < 0 or int_rows[-1] >= rows):
-        raise CorruptError("integer row list is not sorted, unique and in range")
-    is_raw = np.ones(rows, dtype=np.bool_)
-    is_raw[int_rows] = False
-    raw_rows = np.flatnonzero(is_raw)
-    pick_i = pick_r = None
+    chosen_i = pick_r = None
     if picked is not None:
         chosen = np.zeros(rows, dtype=np.bool_)
         chosen[picked] = True
-        pick_i = np.flatnonzero(chosen[int_rows])
+        chosen_i = chosen[int_rows]
         pick_r = np.flatnonzero(chosen[raw_rows])
-    decimals = _small_ints(d, ni, 0, tf.MAX_DECIMALS, "decimal scale")
-    orders = _small_ints(o, ni, 0, 2, "difference order")
-    widths = _small_ints(w, ni, 0, 8, "width")
-    codes = _read_width_classes(reader, widths, n, pick_i)
-    if pick_i is not None:
-        decimals, orders = decimals[pick_i], orders[pick_i]
-    ivals = tf.ints_to_floats(tf.undo_orders(tf.unzigzag(codes), orders), decimals)
+    decimal_bytes = _small_ints(d, ni, tf.MAX_DECIMALS, "decimal scale")
+    order_bytes = _small_ints(o, ni, 2, "difference order")
+    codes = _read_width_classes(reader, _small_ints(w, ni, 8, "width"), n, chosen_i)
+    decimals, orders = _int8s(decimal_bytes), _int8s(order_bytes)
+    order_counts: list[int] | None = list(map(order_bytes.count, range(3)))
+    if chosen_i is not None:
+        decimals, orders, order_counts = decimals[chosen_i], orders[chosen_i], None
+    ints = tf.undo_orders(tf.unzigzag(codes, inplace=True), orders, order_counts)
+    ivals = tf.ints_to_floats(ints, decimals)
     if cw != 0:
-        cwidths = _small_ints(cw, ni, 0, 8, "width")
-        corr = tf.unzigzag(_read_width_classes(reader, cwidths, n, pick_i))
-        ivals = (ivals.view(np.int64) + corr).view(np.float64)
+        corr, at = _read_nonzero_rows(reader, _small_ints(cw, ni, 8, "correction width"), n)
+        if chosen_i is not None:  # keep the chosen rows', at their places among the chosen
+            ok = chosen_i[at]
+            corr, at = corr[ok], (np.cumsum(chosen_i) - 1)[at[ok]]
+        if at.size:
+            bits = ivals.view(np.int64)
+            bits[at] += tf.unzigzag(corr, inplace=True)
     if not isinstance(nx, int) or not 0 <= nx <= ni * n:
         raise CorruptError("exception count out of range")
-    pos = np.frombuffer(reader.take(4 * nx), dtype="<u4").astype(np.intp)
-    bits = np.frombuffer(reader.take(8 * nx), dtype="<u8")
-    if nx and int(pos.max()) >= ni * n:
-        raise CorruptError("exception position out of range")
-    if pick_i is not None and nx:
-        slot = np.full(ni, -1, dtype=np.intp)
-        slot[pick_i] = np.arange(pick_i.size)
-        at = slot[pos // n] if n else pos
-        ok = at >= 0
-        pos, bits = at[ok] * n + pos[ok] % n, bits[ok]
-    ivals.reshape(-1).view(np.uint64)[pos] = bits
-    nr = raw_rows.size
+    if nx:
+        pos = np.frombuffer(reader.take(4 * nx), dtype="<u4").astype(np.intp)
+        raw_bits = np.frombuffer(reader.take(8 * nx), dtype="<u8")
+        if int(pos.max()) >= ni * n:
+            raise CorruptError("exception position out of range")
+        if chosen_i is not None:
+            row = pos // n
+            ok = chosen_i[row]
+            pos = (np.cumsum(chosen_i) - 1)[row[ok]] * n + pos[ok] % n
+            raw_bits = raw_bits[ok]
+        ivals.reshape(-1).view(np.uint64)[pos] = raw_bits
+    if chosen_i is not None:
+        out: list[tuple[npt.NDArray[np.intp] | None, tf.F64]] = [(int_rows[chosen_i], ivals)]
+    else:
+        out = [(None if ir is None else int_rows, ivals)]
     if not isinstance(xw, int) or not 0 <= xw <= 8:
         raise CorruptError("raw plane width out of range")
-    xr = tf.from_planes_rows(reader.take(nr * n * xw), nr, n, xw, pick_r)
-    rvals = tf.unxor_rows(xr).view(np.float64)
-    ivals.flags.writeable = False
-    rvals.flags.writeable = False
-    if picked is None:
-        out: list[tf.F64] = [np.empty(0)] * rows
-        for k, r in enumerate(int_rows.tolist()):
-            out[r] = ivals[k]
-        for k, r in enumerate(raw_rows.tolist()):
-            out[r] = rvals[k]
-        return out
-    # picked positions in order: each is either an integer row or a raw row
-    assert pick_i is not None and pick_r is not None
-    by_pos: dict[int, tf.F64] = {}
-    for k, r in enumerate(int_rows[pick_i].tolist()):
-        by_pos[r] = ivals[k]
-    for k, r in enumerate(raw_rows[pick_r].tolist()):
-        by_pos[r] = rvals[k]
-    return [by_pos[r] for r in picked.tolist()]
+    nr = raw_rows.size
+    if nr:
+        xr = tf.from_planes_rows(reader.take(nr * n * xw), nr, n, xw, pick_r)
+        raw_at = raw_rows if pick_r is None else raw_rows[pick_r]
+        out.append((raw_at, tf.unxor_rows(xr).view(np.float64)))
+    return out

@@ -25,9 +25,16 @@ def zigzag(x: I64) -> U64:
     return ((x << 1) ^ (x >> 63)).view(np.uint64)
 
 
-def unzigzag(u: U64) -> I64:
-    """Inverse of :func:`zigzag`."""
-    out: I64 = (u >> np.uint64(1)).view(np.int64) ^ -(u & np.uint64(1)).view(np.int64)
+def unzigzag(u: U64, *, inplace: bool = False) -> I64:
+    """Inverse of :func:`zigzag`; ``inplace``: in ``u``'s memory (one new array, not three)."""
+    sign = (u & np.uint64(1)).view(np.int64)
+    np.negative(sign, out=sign)  # 0 or -1: all ones
+    if inplace:
+        u >>= np.uint64(1)
+        out: I64 = u.view(np.int64)
+    else:
+        out = (u >> np.uint64(1)).view(np.int64)
+    out ^= sign
     return out
 
 
@@ -51,11 +58,22 @@ def to_planes(u: U64, width: int) -> bytes:
     return np.ascontiguousarray(as_bytes[:, :width].T).tobytes()
 
 
+def planes_into(out: npt.NDArray[np.uint8], planes: npt.NDArray[np.uint8]) -> None:
+    """Write ``width`` byte planes (a ``width x count`` array) into the low bytes of
+    ``out`` (``count x 8``, the bytes of ``count`` little-endian values).
+
+    One strided copy per plane: several times faster than one transposed copy,
+    whose innermost loop would be only ``width`` bytes long.
+    """
+    for b in range(planes.shape[0]):
+        out[:, b] = planes[b]
+
+
 def from_planes(buf: bytes | memoryview, count: int, width: int) -> U64:
     """Inverse of :func:`to_planes` for ``count`` values."""
     out = np.zeros((count, 8), dtype=np.uint8)
     if width:
-        out[:, :width] = np.frombuffer(buf, dtype=np.uint8).reshape(width, count).T
+        planes_into(out, np.frombuffer(buf, dtype=np.uint8).reshape(width, count))
     return out.view("<u8").reshape(count).astype(np.uint64, copy=False)
 
 
@@ -68,73 +86,62 @@ def from_planes_rows(
 ) -> U64:
     """Inverse of :func:`to_planes` for a ``rows x n`` matrix; ``pick``: those rows only."""
     k = rows if pick is None else pick.size
-    out = np.zeros((k, n, 8), dtype=np.uint8)
+    out = np.zeros((k * n, 8), dtype=np.uint8)
     if width and k and n:
         planes = np.frombuffer(buf, dtype=np.uint8).reshape(width, rows, n)
         if pick is not None:
             planes = planes[:, pick, :]
-        out[:, :, :width] = planes.transpose(1, 2, 0)
+        planes_into(out, planes.reshape(width, k * n))
     return out.view("<u8").reshape(k, n)
 
 
-def diff_rows(x: I64, order: int) -> I64:
-    """``order``-th difference along each row, keeping the leading values (wrapping int64)."""
-    out = x
-    for _ in range(order):
-        nxt = out.copy()
-        nxt[:, 1:] = out[:, 1:] - out[:, :-1]
-        out = nxt
-    return out
+def difference_orders(ints: I64) -> tuple[npt.NDArray[np.int8], I64]:
+    """Per row, the difference order (0, 1 or 2) with the smallest total magnitude, and
+    the rows differenced by their orders (each order keeps the leading values, wrapping
+    int64; :func:`undo_orders` inverts it).
 
-
-def undiff_rows(x: I64, order: int) -> I64:
-    """Inverse of :func:`diff_rows`."""
-    out = x
-    for _ in range(order):
-        out = np.cumsum(out, axis=1, dtype=np.int64)
-    return out
-
-
-def best_orders(ints: I64, max_order: int = 2) -> npt.NDArray[np.int8]:
-    """Per row, the difference order (0..max_order) with the smallest total magnitude.
-
-    Ties go to the lower order. Magnitudes are summed as floats (no int64 overflow).
+    Ties go to the lower order. A magnitude is log2 read off the float exponent
+    field: cheap, and close enough to rank orders (no int64 overflow either).
+    All three orders are computed as one ``3 x rows x n`` array, so ranking and
+    picking take a handful of numpy calls, not a few per order.
     """
-    costs = np.empty((ints.shape[0], max_order + 1), dtype=np.int64)
-    cur = ints
-    for order in range(max_order + 1):
-        if order:
-            cur = diff_rows(cur, 1)
-        # log2 from the float exponent field: cheap, and close enough to rank orders.
-        mags = np.abs(cur[:, 1:].astype(np.float64)) + 1.0
-        costs[:, order] = (mags.view(np.int64) >> 52).sum(axis=1)
-    best: npt.NDArray[np.int8] = np.argmin(costs, axis=1).astype(np.int8)
-    return best
+    k, n = ints.shape
+    by_order = np.empty((3, k, n), dtype=np.int64)
+    by_order[0] = ints
+    for order in (1, 2):
+        prev, cur = by_order[order - 1], by_order[order]
+        cur[:, :1] = prev[:, :1]
+        np.subtract(prev[:, 1:], prev[:, :-1], out=cur[:, 1:])
+    mags = by_order[:, :, 1:].astype(np.float64)
+    np.abs(mags, out=mags)
+    mags += 1.0
+    exponents = mags.view(np.int64)
+    exponents >>= 52
+    costs = exponents.sum(axis=2)
+    orders: npt.NDArray[np.int8] = np.argmin(costs, axis=0).astype(np.int8)
+    return orders, by_order[orders, np.arange(k)]
 
 
-def apply_orders(ints: I64, orders: npt.NDArray[np.int8]) -> I64:
-    """Difference each row by its own order."""
-    out: I64 = ints.copy()
-    for order in range(1, int(orders.max(initial=0)) + 1):
-        rows = orders == order
-        if rows.any():
-            out[rows] = diff_rows(ints[rows], order)
-    return out
-
-
-def undo_orders(codes: I64, orders: npt.NDArray[np.int8]) -> I64:
-    """Inverse of :func:`apply_orders`."""
-    out: I64 = codes.copy()
-    for order in range(1, int(orders.max(initial=0)) + 1):
-        rows = orders == order
-        if rows.any():
-            out[rows] = undiff_rows(codes[rows], order)
-    return out
+def undo_orders(codes: I64, orders: npt.NDArray[np.int8], counts: list[int] | None = None) -> I64:
+    """Inverse of :func:`difference_orders`, in place: rows of order 1 or more are summed
+    once, rows of order 2 once more (``counts``: how many rows have each order, if known)."""
+    if counts is None:
+        counts = np.bincount(orders, minlength=3).tolist()
+    for order in (1, 2):
+        todo = sum(counts[order:])
+        if todo == codes.shape[0]:
+            np.cumsum(codes, axis=1, dtype=np.int64, out=codes)
+        elif todo:
+            rows = (orders >= order).nonzero()[0]
+            codes[rows] = np.cumsum(codes[rows], axis=1, dtype=np.int64)
+    return codes
 
 
 def ints_to_floats(ints: I64, decimals: npt.NDArray[np.int8]) -> F64:
     """The one way integers become values: ``int / 10**d``, exact IEEE division per row."""
-    return ints.astype(np.float64) / _POW10[decimals.astype(np.intp)][:, None]
+    out = ints.astype(np.float64)
+    out /= _POW10[decimals][:, None]
+    return out
 
 
 #: A value within this many units in the last place of its decimal reading is stored
@@ -142,46 +149,95 @@ def ints_to_floats(ints: I64, decimals: npt.NDArray[np.int8]) -> F64:
 NEAR_ULPS = 1 << 20
 
 
-def find_decimals(values: F64) -> tuple[npt.NDArray[np.int8], I64, I64, BoolArr]:
+def find_decimals(values: F64) -> tuple[npt.NDArray[np.int8], I64, I64, BoolArr, I64]:
     """Per row the smallest decimal scale that reads the most values to within a few ulps.
 
-    Returns ``(decimals, ints, corrections, near)``: wherever ``near`` is true,
-    the bits of ``ints[i] / 10**decimals[i]`` plus ``corrections[i]`` are the
-    bits of ``values[i]`` (corrections are mostly zero). Rows already fully
-    near at a scale are not tried at larger ones, so integer and one-decimal
-    series cost one or two passes.
+    Returns ``(decimals, ints, corrections, near, counts)``: wherever ``near`` is
+    true, the bits of ``ints[i] / 10**decimals[i]`` plus ``corrections[i]`` are the
+    bits of ``values[i]`` (corrections are mostly zero); ``counts`` is ``near``
+    per row. Rows already fully near at a scale are not tried at larger ones, so
+    integer and one-decimal series cost one or two passes; the first pass, over
+    every row, fills the results whole. Rows left after scale ``_SCALES_ONE_BY_ONE``
+    (noisy ones, mostly) are tried at every larger scale in one go.
     """
     rows, n = values.shape
-    best_d = np.zeros(rows, dtype=np.int8)
-    best_cnt = np.full(rows, -1, dtype=np.int64)
-    ints = np.zeros((rows, n), dtype=np.int64)
-    corr = np.zeros((rows, n), dtype=np.int64)
-    near = np.zeros((rows, n), dtype=np.bool_)
     bits = values.view(np.int64)
-    todo = np.arange(rows)
+    finite = np.isfinite(values)
     with np.errstate(invalid="ignore", over="ignore"):
-        for d in range(MAX_DECIMALS + 1):
+        ints, diff, near, best_cnt = _near_at(values, bits, finite, 0)
+        corr = np.where(near, diff, 0)
+        best_d = np.zeros(rows, dtype=np.int8)
+        todo = (best_cnt < n).nonzero()[0]
+        for d in range(1, MAX_DECIMALS + 1):
             if todo.size == 0:
                 break
-            whole = todo.size == rows
-            v = values if whole else values[todo]
-            scaled = v * _POW10[d] if d else v
-            # A cast of NaN or of a value out of int64 range gives garbage; the
-            # round-trip distance below rejects it, so no range test is needed.
-            cand = np.rint(scaled).astype(np.int64)
-            back = cand.astype(np.float64) / _POW10[d] if d else cand.astype(np.float64)
-            diff = (bits if whole else bits[todo]) - back.view(np.int64)
-            good = (np.abs(diff) < NEAR_ULPS) & np.isfinite(v)
-            cnt = good.sum(axis=1)
+            if d > _SCALES_ONE_BY_ONE:
+                best = _best_scale(values[todo], bits[todo], finite[todo], d, best_cnt[todo])
+                if best is not None:
+                    rows, scale, cnt, cand, diff, good = best
+                    sel = todo[rows]
+                    best_d[sel] = scale
+                    best_cnt[sel] = cnt
+                    ints[sel] = cand
+                    corr[sel] = np.where(good, diff, 0)
+                    near[sel] = good
+                break
+            cand, diff, good, cnt = _near_at(values[todo], bits[todo], finite[todo], d)
             better = cnt > best_cnt[todo]
-            sel = todo[better]
-            best_d[sel] = d
-            best_cnt[sel] = cnt[better]
-            ints[sel] = cand[better]
-            corr[sel] = np.where(good[better], diff[better], 0)
-            near[sel] = good[better]
+            if better.any():
+                sel = todo[better]
+                best_d[sel] = d
+                best_cnt[sel] = cnt[better]
+                ints[sel] = cand[better]
+                good = good[better]
+                corr[sel] = np.where(good, diff[better], 0)
+                near[sel] = good
             todo = todo[cnt < n]
-    return best_d, ints, corr, near
+    return best_d, ints, corr, near, best_cnt
+
+
+#: Scales tried row set by row set; rows left after it try all larger scales at once.
+_SCALES_ONE_BY_ONE = 2
+
+
+def _best_scale(
+    v: F64, bits: I64, finite: BoolArr, first: int, best_cnt: I64
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], I64, I64, I64, BoolArr] | None:
+    """Rows ``v`` read at every scale from ``first`` on at once (a ``scales x rows x n``
+    array): those whose most-near scale (the smallest, on a tie) beats ``best_cnt``, as
+    ``(rows, scale, count, ints, distances, near)``; ``None`` when no row improves.
+
+    The same arithmetic as one :func:`_near_at` per scale: what a row would get
+    trying the scales one by one, where a later scale wins only by more near values.
+    """
+    scales = _POW10[first:, None, None]
+    cand = np.rint(v * scales).astype(np.int64)
+    diff = bits - (cand.astype(np.float64) / scales).view(np.int64)
+    good = np.abs(diff) < NEAR_ULPS
+    good &= finite
+    cnt = good.sum(axis=2)
+    pick = cnt.argmax(axis=0)  # the first maximum: the smallest scale
+    rows = np.arange(v.shape[0])
+    top = cnt[pick, rows]
+    rows = (top > best_cnt).nonzero()[0]
+    if not rows.size:
+        return None
+    pick = pick[rows]
+    return rows, pick + first, top[rows], cand[pick, rows], diff[pick, rows], good[pick, rows]
+
+
+def _near_at(v: F64, bits: I64, finite: BoolArr, d: int) -> tuple[I64, I64, BoolArr, I64]:
+    """Rows ``v`` read at decimal scale ``d``: the integers, the bit distance of their
+    reading from ``v``, where that is within ``NEAR_ULPS``, and how often per row."""
+    scaled = v * _POW10[d] if d else v
+    # A cast of NaN or of a value out of int64 range gives garbage; the
+    # round-trip distance below rejects it, so no range test is needed.
+    cand = np.rint(scaled).astype(np.int64)
+    back = cand.astype(np.float64) / _POW10[d] if d else cand.astype(np.float64)
+    diff = bits - back.view(np.int64)
+    good = np.abs(diff) < NEAR_ULPS
+    good &= finite
+    return cand, diff, good, good.sum(axis=1)
 
 
 def fill_forward(ints: I64, ok: BoolArr) -> I64:
@@ -208,10 +264,12 @@ def unxor_rows(x: U64) -> U64:
     return np.bitwise_xor.accumulate(x, axis=1)
 
 
+#: ``2**(8*b)`` for b in 0..7: a value needs one more byte past each it reaches.
+_WIDTH_STEPS = np.array([1 << (8 * b) for b in range(8)], dtype=np.uint64)
+
+
 def row_widths(u: U64) -> npt.NDArray[np.int8]:
     """Per row, how many low bytes hold every value of the row (0 when the row is all zero)."""
     top = np.bitwise_or.reduce(u, axis=1) if u.shape[1] else np.zeros(u.shape[0], np.uint64)
-    widths = np.zeros(u.shape[0], dtype=np.int8)
-    for b in range(8):
-        widths += top >= np.uint64(1) << np.uint64(8 * b)
+    widths: npt.NDArray[np.int8] = np.searchsorted(_WIDTH_STEPS, top, side="right").astype(np.int8)
     return widths
