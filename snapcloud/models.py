@@ -480,8 +480,13 @@ def metric_table(
     """The metric lines of :func:`content_checksum`: ``name<TAB>kind<TAB>unit<TAB>length``
     per metric, joined by newlines (names and units cannot hold control characters,
     so this is unambiguous)."""
-    lines = map("\t".join, zip(names, kinds, units, map(str, lengths), strict=True))
-    return "\n".join(lines).encode()
+    columns = [list(names), list(kinds), list(units), list(map(str, lengths))]
+    try:
+        return "\n".join(map("\t".join, zip(*columns, strict=True))).encode()
+    except TypeError:  # a name or unit that is no string: only in a hostile decoded table
+        return "\n".join(
+            [f"{n}\t{k}\t{u}\t{size}" for n, k, u, size in zip(*columns, strict=True)]
+        ).encode()
 
 
 def checksum_head_prefix(
