@@ -731,57 +731,16 @@ def _decode_payload(
     full: tf.F64 | None = None
     if time_size is None and need is None and not (info is not None and info.partial):
         # The usual case: every value in one matrix, which the checksum reads as is.
-        if not same_i.size:
-            full = np.empty((count, n_all), dtype=np.float64)
-        else:
-            assert info is not None
-            base_mat, base_row = info.matrix(n_all)
-            if same_in_place and base_mat.shape[0] == count:
-                # Unchanged metrics keep their base rows: start from the base's matrix.
-                full = base_mat.view(np.float64).copy()
-            else:
-                src = base_row[same_j]
-                if int(src.min()) < 0:
-                    bad = names[int(same_i[np.argmin(src)])]
-                    raise CorruptError(f"metric {bad!r}: base values of the wrong length")
-                full = np.empty((count, n_all), dtype=np.float64)
-                full[same_i] = base_mat[src].view(np.float64)
-        for at, vals in decoded:
-            full[at] = vals
-        full.flags.writeable = False
-        values = list(full)
-        if same_i.size:  # share the base's arrays, as a delta's unchanged metrics always did
-            assert info is not None
-            base_values = info.value_list()
-            for i, j in zip(same_i.tolist(), same_j.tolist(), strict=True):
-                values[i] = base_values[j]
+        full, values = _values_matrix(
+            count, n_all, decoded, same_i, same_j, same_in_place, info, names
+        )
         metrics = MetricSeries.trusted_many(names, kind_names, units, time_of, values)
     else:
         if time_size is None:
             time_size = np.full(count, n_all, dtype=np.int64)
-        values_of: list[tf.F64 | None] = [None] * count
-        for i, j in zip(same_i.tolist(), same_j.tolist(), strict=True):
-            if need is None or need[i]:
-                v = info.values(j)  # type: ignore[union-attr]
-                if v.size != time_size[i]:
-                    raise CorruptError(f"metric {names[i]!r}: base values of the wrong length")
-                values_of[i] = v
-        for at, vals in decoded:
-            vals.flags.writeable = False
-            for r, v in zip(at.tolist(), vals, strict=True):
-                values_of[r] = v
-        filled = cast("list[tf.F64]", values_of)
-        if need is None:
-            metrics = MetricSeries.trusted_many(names, kind_names, units, time_of, filled)
-        else:
-            keep = np.flatnonzero(need).tolist()
-            metrics = MetricSeries.trusted_many(
-                [names[i] for i in keep],
-                [kind_names[i] for i in keep],
-                [units[i] for i in keep],
-                [time_of[i] for i in keep],
-                [filled[i] for i in keep],
-            )
+        metrics = _metrics_one_by_one(
+            decoded, same_i, same_j, info, need, time_size, (names, kind_names, units, time_of)
+        )
     snap = ProfileSnapshot.trusted(
         host=host,
         seq=seq,
@@ -824,6 +783,81 @@ def _decode_payload(
             {i: m.values for i, m in zip(kept, metrics, strict=True)},
         )
     return snap
+
+
+def _values_matrix(
+    count: int,
+    n: int,
+    decoded: list[tuple[npt.NDArray[np.intp], tf.F64]],
+    same_i: npt.NDArray[np.intp],
+    same_j: npt.NDArray[np.intp],
+    same_in_place: bool,
+    info: _BaseInfo | None,
+    names: list[str],
+) -> tuple[tf.F64, list[tf.F64]]:
+    """Every metric's values (all ``n`` long) as rows of one read-only matrix, and the
+    values per metric: its rows, but the base's own arrays for unchanged metrics."""
+    if not same_i.size:
+        full = np.empty((count, n), dtype=np.float64)
+    else:
+        assert info is not None
+        base_mat, base_row = info.matrix(n)
+        if same_in_place and base_mat.shape[0] == count:
+            # Unchanged metrics keep their base rows: start from the base's matrix.
+            full = base_mat.view(np.float64).copy()
+        else:
+            src = base_row[same_j]
+            if int(src.min()) < 0:
+                bad = names[int(same_i[np.argmin(src)])]
+                raise CorruptError(f"metric {bad!r}: base values of the wrong length")
+            full = np.empty((count, n), dtype=np.float64)
+            full[same_i] = base_mat[src].view(np.float64)
+    for at, vals in decoded:
+        full[at] = vals
+    full.flags.writeable = False
+    values = list(full)
+    if same_i.size:  # share the base's arrays, as a delta's unchanged metrics always did
+        assert info is not None
+        base_values = info.value_list()
+        for i, j in zip(same_i.tolist(), same_j.tolist(), strict=True):
+            values[i] = base_values[j]
+    return full, values
+
+
+def _metrics_one_by_one(
+    decoded: list[tuple[npt.NDArray[np.intp], tf.F64]],
+    same_i: npt.NDArray[np.intp],
+    same_j: npt.NDArray[np.intp],
+    info: _BaseInfo | None,
+    need: npt.NDArray[np.bool_] | None,
+    time_size: npt.NDArray[np.int64],
+    table: tuple[list[str], list[str], list[str], list[tf.I64]],
+) -> list[MetricSeries]:
+    """The metrics (``need``: those only) with values placed one metric at a time: for
+    metrics of several lengths, partial decodes and partially decoded bases."""
+    names, kind_names, units, time_of = table
+    values: list[tf.F64 | None] = [None] * len(names)
+    for i, j in zip(same_i.tolist(), same_j.tolist(), strict=True):
+        if need is None or need[i]:
+            v = info.values(j)  # type: ignore[union-attr]
+            if v.size != time_size[i]:
+                raise CorruptError(f"metric {names[i]!r}: base values of the wrong length")
+            values[i] = v
+    for at, vals in decoded:
+        vals.flags.writeable = False
+        for r, v in zip(at.tolist(), vals, strict=True):
+            values[r] = v
+    filled = cast("list[tf.F64]", values)
+    if need is None:
+        return MetricSeries.trusted_many(names, kind_names, units, time_of, filled)
+    keep = np.flatnonzero(need).tolist()
+    return MetricSeries.trusted_many(
+        [names[i] for i in keep],
+        [kind_names[i] for i in keep],
+        [units[i] for i in keep],
+        [time_of[i] for i in keep],
+        [filled[i] for i in keep],
+    )
 
 
 def _repeated(ts: tf.I64, count: int) -> tf.I64:

@@ -174,8 +174,8 @@ def find_decimals(values: F64) -> tuple[npt.NDArray[np.int8], I64, I64, BoolArr,
             if d > _SCALES_ONE_BY_ONE:
                 best = _best_scale(values[todo], bits[todo], finite[todo], d, best_cnt[todo])
                 if best is not None:
-                    rows, scale, cnt, cand, diff, good = best
-                    sel = todo[rows]
+                    improved, scale, cnt, cand, diff, good = best
+                    sel = todo[improved]
                     best_d[sel] = scale
                     best_cnt[sel] = cnt
                     ints[sel] = cand

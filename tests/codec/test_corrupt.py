@@ -146,6 +146,9 @@ def _meta_mutations() -> list[dict[str, object]]:
         {"w": "nope"},
         {"h": 5},
         {"s": "1"},
+        {"mt": [0, 2**70]},  # past int64: numpy refuses it, typed all the same
+        {"vg": [[60, [0, 2**70], None, [0, 0], [0, 0], [1, 1], 0, 0, 0]]},
+        {"vg": [[60, None, None, [0, 1.5], [0, 0], [1, 1], 0, 0, 0]]},
     ]
 
 

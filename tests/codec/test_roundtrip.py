@@ -151,3 +151,27 @@ def test_partial_decode_of_a_fleet_stream() -> None:
         )
     with pytest.raises(ValidationError, match="cannot encode against a partially decoded"):
         encode_delta(snaps[1].with_seq(1), base)
+
+
+def test_wide_snapshot_round_trips_in_every_path() -> None:
+    """Thousands of metrics of every byte width: width classes too large for the cached
+    block layout are coded a class at a time, in full, in deltas and in partial decodes."""
+    rng = np.random.default_rng(3)
+    ts = np.arange(50, dtype=np.int64) * 10**9
+    values = [np.round(rng.normal(0, 10.0 ** (i % 15), 50), i % 4) for i in range(2500)]
+    values[7][3] = -0.0  # a correction
+    values[8][5] = np.nan  # an exception
+
+    def snap(seq: int, vs: list[np.ndarray]) -> ProfileSnapshot:
+        ms = [MetricSeries(f"m{i}", ts + seq * 50 * 10**9, v) for i, v in enumerate(vs)]
+        return ProfileSnapshot("wide", ms, seq=seq)
+
+    base = snap(0, values)
+    changed = snap(1, [v if i % 3 else v * 2 for i, v in enumerate(values)])
+    kf, delta = encode_keyframe(base), encode_delta(changed, base)
+    _assert_bit_exact(decode(kf), base)
+    _assert_bit_exact(decode(delta, base=decode(kf)), changed)
+    names = {f"m{i}" for i in range(0, 2500, 7)}
+    part = decode(delta, base=decode(kf, metrics=names), metrics=names)
+    for x, y in zip(part.metrics, _only(changed, names), strict=True):
+        assert x.values.tobytes() == y.values.tobytes(), x.name
