@@ -369,9 +369,11 @@ def _encode_times(
         else:
             irregular.append(tf.zigzag(np.diff(np.diff(ts), prepend=0)))
             described.append([int(ts[0]) - start, None, int(ts.size)])
-    stream = np.concatenate(irregular) if irregular else np.zeros(0, dtype=np.uint64)
-    width = tf.plane_width(stream)
-    sections.append(tf.to_planes(stream, width))
+    width = 0
+    if irregular:
+        stream = np.concatenate(irregular)
+        width = tf.plane_width(stream)
+        sections.append(tf.to_planes(stream, width))
     described.append(width)
     return described, (None if len(arrays) <= 1 else of_metric)
 

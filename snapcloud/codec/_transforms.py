@@ -158,7 +158,7 @@ def find_decimals(values: F64) -> tuple[npt.NDArray[np.int8], I64, I64, BoolArr,
     per row. Rows already fully near at a scale are not tried at larger ones, so
     integer and one-decimal series cost one or two passes; the first pass, over
     every row, fills the results whole. Rows left after scale ``_SCALES_ONE_BY_ONE``
-    (noisy ones, mostly), or only a few rows, are tried at every larger scale in one go.
+    (noisy ones, mostly) are tried at every larger scale in one go.
     """
     rows, n = values.shape
     bits = values.view(np.int64)
@@ -171,7 +171,7 @@ def find_decimals(values: F64) -> tuple[npt.NDArray[np.int8], I64, I64, BoolArr,
         for d in range(1, MAX_DECIMALS + 1):
             if todo.size == 0:
                 break
-            if d > _SCALES_ONE_BY_ONE or todo.size <= _FEW_ROWS:
+            if d > _SCALES_ONE_BY_ONE:
                 best = _best_scale(values[todo], bits[todo], finite[todo], d, best_cnt[todo])
                 if best is not None:
                     improved, scale, cnt, cand, diff, good = best
@@ -182,24 +182,24 @@ def find_decimals(values: F64) -> tuple[npt.NDArray[np.int8], I64, I64, BoolArr,
                     corr[sel] = np.where(good, diff, 0)
                     near[sel] = good
                 break
-            cand, diff, good, cnt = _near_at(values[todo], bits[todo], finite[todo], d)
+            v = values[todo]
+            cand, diff, good, cnt = _near_at(v, v.view(np.int64), finite[todo], d)
             better = cnt > best_cnt[todo]
-            if better.any():
-                sel = todo[better]
-                best_d[sel] = d
-                best_cnt[sel] = cnt[better]
-                ints[sel] = cand[better]
-                good = good[better]
-                corr[sel] = np.where(good, diff[better], 0)
-                near[sel] = good
-            todo = todo[cnt < n]
+            left = todo[cnt < n]
+            if not better.all():  # (usually every row left does better)
+                todo, cand, diff = todo[better], cand[better], diff[better]
+                good, cnt = good[better], cnt[better]
+            best_d[todo] = d
+            best_cnt[todo] = cnt
+            ints[todo] = cand
+            corr[todo] = np.where(good, diff, 0)
+            near[todo] = good
+            todo = left
     return best_d, ints, corr, near, best_cnt
 
 
-#: Scales tried row set by row set; rows left after it try all larger scales at once,
-#: and so do rows left when they are this few (their extra scales cost less than a pass).
+#: Scales tried row set by row set; rows left after it try all larger scales at once.
 _SCALES_ONE_BY_ONE = 2
-_FEW_ROWS = 4
 
 
 def _best_scale(
