@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import socket
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
+
+from bench_query import _start_moto
 
 BUCKET = "moto-floor"
 OBJECTS = 400
@@ -52,22 +52,8 @@ def main() -> None:
     os.environ.update(
         AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1"
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
+    server, endpoint = _start_moto()  # the query benchmark's server, started the same way
     try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
         client = _client(endpoint)
         client.create_bucket(Bucket=BUCKET)
         body = os.urandom(args.size)
