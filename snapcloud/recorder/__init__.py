@@ -7,8 +7,7 @@ with backoff) and a ``Lease`` (one writer per host stream). See docs/RECORDER.md
 
 from __future__ import annotations
 
-from snapcloud.recorder._fingerprint import Fingerprinter, gpu_process_memory, sanitize_fingerprint
-from snapcloud.recorder._lease import (
+from snapcloud.index._lease import (
     Backoff,
     Lease,
     LeaseInfo,
@@ -16,6 +15,7 @@ from snapcloud.recorder._lease import (
     default_owner,
     lease_key,
 )
+from snapcloud.recorder._fingerprint import Fingerprinter, gpu_process_memory, sanitize_fingerprint
 from snapcloud.recorder._recorder import (
     Recorder,
     RecorderConfig,

@@ -33,14 +33,7 @@ import platformdirs
 
 from snapcloud.collectors import Collector
 from snapcloud.errors import LeaseHeld, SnapcloudError, ValidationError
-from snapcloud.models import (
-    FINGERPRINT_MAX_LEN,
-    ProfileSnapshot,
-    validate_host,
-    validate_metric_name,
-)
-from snapcloud.recorder._fingerprint import Fingerprinter
-from snapcloud.recorder._lease import (
+from snapcloud.index._lease import (
     Backoff,
     Lease,
     LeaseKeeper,
@@ -48,6 +41,13 @@ from snapcloud.recorder._lease import (
     default_owner,
     lease_key,
 )
+from snapcloud.models import (
+    FINGERPRINT_MAX_LEN,
+    ProfileSnapshot,
+    validate_host,
+    validate_metric_name,
+)
+from snapcloud.recorder._fingerprint import Fingerprinter
 from snapcloud.recorder._sampler import Clock, Sampler, Window
 from snapcloud.recorder._spool import DEFAULT_SPOOL_MAX_BYTES, Spool
 from snapcloud.recorder._uploader import Uploader

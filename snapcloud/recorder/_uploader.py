@@ -25,8 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from snapcloud.errors import SnapcloudError, SnapshotNotFound
+from snapcloud.index._lease import Backoff
 from snapcloud.models import ProfileSnapshot
-from snapcloud.recorder._lease import Backoff
 from snapcloud.recorder._spool import Spool
 from snapcloud.store import IncrementalSnapshotStore
 
