@@ -29,6 +29,7 @@ from snapcloud.errors import ValidationError
 __all__ = [
     "HOST_MAX_LEN",
     "NAME_MAX_LEN",
+    "MetricColumns",
     "MetricKind",
     "MetricSeries",
     "ProfileSnapshot",
@@ -257,6 +258,68 @@ class MetricSeries:
         )
 
 
+class MetricColumns:
+    """A snapshot's metrics as columns: one shared timestamp array and every metric's
+    values as a row of one read-only matrix (``values[i]`` belongs to ``names[i]``).
+
+    The decoder holds a snapshot this way: building a ``MetricSeries`` per metric
+    costs more than decoding its samples, so :attr:`ProfileSnapshot.metrics` builds
+    them only when asked, and readers that can take columns (aggregation, the
+    content checksum) never do. Not validated: only code that has checked its
+    input (the decoder, after the frame checksum) builds one.
+    """
+
+    __slots__ = ("kinds", "names", "timestamps", "units", "values")
+
+    def __init__(
+        self, names: list[str], kinds: list[str], units: list[str], timestamps: I64, values: F64
+    ) -> None:
+        self.names = names
+        self.kinds = kinds
+        self.units = units
+        self.timestamps = timestamps
+        self.values = values
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(metrics, samples per metric)."""
+        return int(self.values.shape[0]), int(self.values.shape[1])
+
+    def metric_series(self) -> tuple[MetricSeries, ...]:
+        """One ``MetricSeries`` per row, sharing this object's arrays."""
+        count = len(self.names)
+        return tuple(
+            MetricSeries.trusted_many(
+                self.names,
+                self.kinds,
+                self.units,
+                repeat(self.timestamps, count),
+                list(self.values),
+            )
+        )
+
+    def take(self, rows: Sequence[int]) -> MetricColumns:
+        """The metrics at positions ``rows``, in that order (values copied)."""
+        picked = self.values[np.asarray(rows, dtype=np.intp)]
+        picked.flags.writeable = False
+        return MetricColumns(
+            [self.names[i] for i in rows],
+            [self.kinds[i] for i in rows],
+            [self.units[i] for i in rows],
+            self.timestamps,
+            picked,
+        )
+
+    def slice_time(self, start_ns: int | None, end_ns: int | None) -> MetricColumns:
+        """The samples with ``start_ns <= t < end_ns`` of every metric (views, not copies)."""
+        ts = self.timestamps
+        lo = 0 if start_ns is None else int(np.searchsorted(ts, start_ns, "left"))
+        hi = ts.size if end_ns is None else int(np.searchsorted(ts, end_ns, "left"))
+        if lo == 0 and hi == ts.size:
+            return self
+        return MetricColumns(self.names, self.kinds, self.units, ts[lo:hi], self.values[:, lo:hi])
+
+
 MetaValue = str | int | float | bool | None
 
 
@@ -290,17 +353,20 @@ class ProfileSnapshot:
 
     ``seq`` is assigned by the store on append; ``checksum`` (CRC32C over the
     canonical content, timestamps and value bits included) is computed on demand.
+    A decoded snapshot holds its metrics as :class:`MetricColumns` (``columns``)
+    and builds the ``MetricSeries`` of ``metrics`` on first use.
     Raises ``ValidationError`` naming the field on bad input.
     """
 
     __slots__ = (
         "_cache",
         "_checksum",
+        "_columns",
+        "_metrics",
         "fingerprint",
         "host",
         "labels",
         "metadata",
-        "metrics",
         "seq",
         "window_end",
         "window_start",
@@ -313,7 +379,6 @@ class ProfileSnapshot:
     fingerprint: str
     labels: dict[str, str]
     metadata: dict[str, MetaValue]
-    metrics: tuple[MetricSeries, ...]
 
     def __init__(
         self,
@@ -341,7 +406,8 @@ class ProfileSnapshot:
         if len(set(names)) != len(names):
             dup = next(n for n in names if names.count(n) > 1)
             raise ValidationError(f"metrics: metric {dup!r} appears twice", field="metrics")
-        self.metrics = ms
+        self._metrics: tuple[MetricSeries, ...] | None = ms
+        self._columns: MetricColumns | None = None
         lo, hi = _time_bounds(ms)
         start = lo if window_start is None else window_start
         end = (hi + 1 if hi is not None else None) if window_end is None else window_end
@@ -374,9 +440,13 @@ class ProfileSnapshot:
         fingerprint: str,
         labels: dict[str, str],
         metadata: dict[str, MetaValue],
-        metrics: tuple[MetricSeries, ...],
+        metrics: tuple[MetricSeries, ...] | None = None,
+        columns: MetricColumns | None = None,
     ) -> ProfileSnapshot:
-        """Build without validation: for the decoder, whose input is checksum-verified."""
+        """Build without validation: for the decoder, whose input is checksum-verified.
+        Give the metrics as ``metrics`` or as ``columns``, not both."""
+        if (metrics is None) == (columns is None):
+            raise TypeError("give metrics or columns")
         self = object.__new__(cls)
         self.host = host
         self.seq = seq
@@ -385,14 +455,36 @@ class ProfileSnapshot:
         self.fingerprint = fingerprint
         self.labels = labels
         self.metadata = metadata
-        self.metrics = metrics
+        self._metrics = metrics
+        self._columns = columns
         self._checksum = None
         self._cache = {}
         return self
 
+    @property
+    def metrics(self) -> tuple[MetricSeries, ...]:
+        """The metrics, in order (built from ``columns`` on first use)."""
+        ms = self._metrics
+        if ms is None:
+            assert self._columns is not None
+            ms = self._metrics = self._columns.metric_series()
+        return ms
+
+    @property
+    def columns(self) -> MetricColumns | None:
+        """The metrics as columns when the snapshot was built that way (decoded), else None."""
+        return self._columns
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The metric names, in order, without building metric objects."""
+        if self._columns is not None:
+            return self._columns.names
+        return [m.name for m in self.metrics]
+
     def with_seq(self, seq: int) -> ProfileSnapshot:
         """A copy of this snapshot with another sequence number."""
-        return ProfileSnapshot.trusted(
+        out = ProfileSnapshot.trusted(
             host=self.host,
             seq=seq,
             window_start=self.window_start,
@@ -400,18 +492,39 @@ class ProfileSnapshot:
             fingerprint=self.fingerprint,
             labels=self.labels,
             metadata=self.metadata,
-            metrics=self.metrics,
+            metrics=self._metrics,
+            columns=None if self._metrics is not None else self._columns,
         )
+        out._columns = self._columns
+        return out
 
     def with_metrics(self, metrics: Sequence[MetricSeries]) -> ProfileSnapshot:
         """A copy of this snapshot holding only ``metrics``."""
-        out = self.with_seq(self.seq)
-        out.metrics = tuple(metrics)
-        out._checksum = None
-        return out
+        return self._with(tuple(metrics), None)
+
+    def with_columns(self, columns: MetricColumns) -> ProfileSnapshot:
+        """A copy of this snapshot holding the metrics of ``columns``."""
+        return self._with(None, columns)
+
+    def _with(
+        self, metrics: tuple[MetricSeries, ...] | None, columns: MetricColumns | None
+    ) -> ProfileSnapshot:
+        return ProfileSnapshot.trusted(
+            host=self.host,
+            seq=self.seq,
+            window_start=self.window_start,
+            window_end=self.window_end,
+            fingerprint=self.fingerprint,
+            labels=self.labels,
+            metadata=self.metadata,
+            metrics=metrics,
+            columns=columns,
+        )
 
     @property
     def sample_count(self) -> int:
+        if self._columns is not None:
+            return int(self._columns.values.size)
         return sum(len(m) for m in self.metrics)
 
     @property
@@ -434,8 +547,17 @@ class ProfileSnapshot:
             "fingerprint": self.fingerprint,
             "labels": self.labels,
             "metadata": self.metadata,
-            "metrics": [[m.name, m.kind, m.unit, len(m)] for m in self.metrics],
+            "metrics": [list(row) for row in zip(*self._table(), strict=True)],
         }
+
+    def _table(self) -> tuple[list[str], list[str], list[str], list[int]]:
+        """Names, kinds, units and lengths of the metrics (without building them)."""
+        cols = self._columns
+        if cols is not None:
+            count, n = cols.shape
+            return cols.names, cols.kinds, cols.units, [n] * count
+        ms = self.metrics
+        return [m.name for m in ms], [m.kind for m in ms], [m.unit for m in ms], list(map(len, ms))
 
     @property
     def checksum(self) -> int:
@@ -458,7 +580,7 @@ class ProfileSnapshot:
         return (
             f"ProfileSnapshot(host={self.host!r}, seq={self.seq}, "
             f"window=[{self.window_start}, {self.window_end}), "
-            f"fingerprint={self.fingerprint!r}, metrics={len(self.metrics)}, "
+            f"fingerprint={self.fingerprint!r}, metrics={len(self.metric_names)}, "
             f"samples={self.sample_count})"
         )
 
@@ -537,21 +659,26 @@ def content_checksum(
                 "metadata": snapshot.metadata,
             }
         )
-    ms = snapshot.metrics
     if table is None:
-        table = metric_table(
-            [m.name for m in ms],
-            [m.kind for m in ms],
-            [m.unit for m in ms],
-            [m.timestamps.size for m in ms],
-        )
+        table = metric_table(*snapshot._table())
     crc = crc32c.crc32c(head)
     crc = crc32c.crc32c(table, crc)
-    if ms:
-        if timestamps is None:
+    cols = snapshot._columns
+    if cols is not None:
+        count = cols.shape[0]
+        if count and timestamps is None:
+            timestamps = np.tile(cols.timestamps, count)
+        if count and values is None:
+            values = cols.values
+    else:
+        ms = snapshot.metrics
+        count = len(ms)
+        if count and timestamps is None:
             timestamps = _all_timestamps(ms)
-        if values is None:
+        if count and values is None:
             values = np.concatenate([m.values for m in ms])
+    if count:
+        assert timestamps is not None and values is not None
         crc = crc32c.crc32c(np.ascontiguousarray(timestamps, dtype="<i8").data, crc)
         crc = crc32c.crc32c(np.ascontiguousarray(values, dtype="<f8").data, crc)
     return crc

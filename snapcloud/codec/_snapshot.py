@@ -57,6 +57,7 @@ from snapcloud.errors import (
     WrongBase,
 )
 from snapcloud.models import (
+    MetricColumns,
     MetricSeries,
     ProfileSnapshot,
     checksum_head,
@@ -158,10 +159,18 @@ def _predicted_window(window: tuple[int, int], ds: int) -> tuple[int, int]:
 
 
 def _facts(snap: ProfileSnapshot) -> dict[str, Any]:
-    ms = snap.metrics
-    kinds = "".join(map(_KIND_CODE.__getitem__, map(_GET_KIND, ms)))
-    table = [list(map(_GET_NAME, ms)), kinds, list(map(_GET_UNIT, ms))]
-    return {"f": snap.fingerprint, "l": snap.labels, "m": snap.metadata, "t": table}
+    cols = snap.columns
+    if cols is not None:
+        names, kind_list, units = list(cols.names), cols.kinds, list(cols.units)
+    else:
+        ms = snap.metrics
+        names, kind_list, units = (
+            list(map(_GET_NAME, ms)),
+            list(map(_GET_KIND, ms)),
+            list(map(_GET_UNIT, ms)),
+        )
+    kinds = "".join(map(_KIND_CODE.__getitem__, kind_list))
+    return {"f": snap.fingerprint, "l": snap.labels, "m": snap.metadata, "t": [names, kinds, units]}
 
 
 class _BaseInfo:
@@ -171,8 +180,12 @@ class _BaseInfo:
 
     def __init__(self, base: ProfileSnapshot) -> None:
         self.facts = _facts(base)
-        self.index = {m.name: j for j, m in enumerate(base.metrics)}
-        self.time_groups = _unique_times(base.metrics)[0]
+        self.index = {name: j for j, name in enumerate(self.facts["t"][0])}
+        cols = base.columns
+        if cols is None:
+            self.time_groups = _unique_times(base.metrics)[0]
+        else:  # one time group, unless there is no metric
+            self.time_groups = [cols.timestamps] if cols.names else []
         self.host, self.seq = base.host, base.seq
         self.window = (base.window_start, base.window_end)
         self.checksum = base.checksum
@@ -208,18 +221,25 @@ class _BaseInfo:
 
     def values(self, j: int) -> tf.F64:
         """The values of the base's metric ``j`` (in its metric table)."""
+        cols = self._base.columns
+        if cols is not None:
+            row: tf.F64 = cols.values[_index(j, len(cols.names))]
+            return row
         return self._base.metrics[_index(j, len(self._base.metrics))].values
-
-    def value_list(self) -> list[tf.F64]:
-        """The values of every base metric, in table order (computed once)."""
-        cached: list[tf.F64] | None = getattr(self, "_value_list", None)
-        if cached is None:
-            cached = self._value_list = [m.values for m in self._base.metrics]
-        return cached
 
     def matrix(self, n: int) -> tuple[tf.I64, npt.NDArray[np.intp]]:
         """The value bits of every base metric of length ``n`` as rows, and for each
         base metric its row there (-1: of another length)."""
+        cols = self._base.columns
+        if n not in self._matrices and cols is not None:
+            count = len(cols.names)
+            if cols.values.shape[1] == n:
+                self._matrices[n] = (cols.values.view(np.int64), np.arange(count, dtype=np.intp))
+            else:
+                self._matrices[n] = (
+                    np.zeros((0, n), dtype=np.int64),
+                    np.full(count, -1, dtype=np.intp),
+                )
         if n not in self._matrices:
             ms = self._base.metrics
             js = [j for j, m in enumerate(ms) if m.values.size == n]
@@ -731,12 +751,13 @@ def _decode_payload(
     # Every metric was placed once, with a length checked against its timestamps.
     kind_names = info.kind_names() if info is not None and "t" not in meta else _kind_names(kinds)
     full: tf.F64 | None = None
+    metrics: list[MetricSeries] | None = None
+    columns: MetricColumns | None = None
     if time_size is None and need is None and not (info is not None and info.partial):
-        # The usual case: every value in one matrix, which the checksum reads as is.
-        full, values = _values_matrix(
-            count, n_all, decoded, same_i, same_j, same_in_place, info, names
-        )
-        metrics = MetricSeries.trusted_many(names, kind_names, units, time_of, values)
+        # The usual case: every value in one matrix, which the checksum reads as is,
+        # and the snapshot holds as columns (no object per metric until asked for).
+        full = _values_matrix(count, n_all, decoded, same_i, same_j, same_in_place, info, names)
+        columns = MetricColumns(names, kind_names, units, times[0] if times else _NO_CODES, full)
     else:
         if time_size is None:
             time_size = np.full(count, n_all, dtype=np.int64)
@@ -751,7 +772,8 @@ def _decode_payload(
         fingerprint=facts["f"],
         labels=facts["l"],
         metadata=facts["m"],
-        metrics=tuple(metrics),
+        metrics=None if metrics is None else tuple(metrics),
+        columns=columns,
     )
     if verify and full is not None:  # the content checksum from the parts at hand
         own_table = info is None or "t" in meta
@@ -782,7 +804,7 @@ def _decode_payload(
             seq,
             (start, end),
             header.content_checksum,
-            {i: m.values for i, m in zip(kept, metrics, strict=True)},
+            {i: m.values for i, m in zip(kept, snap.metrics, strict=True)},
         )
     return snap
 
@@ -796,9 +818,8 @@ def _values_matrix(
     same_in_place: bool,
     info: _BaseInfo | None,
     names: list[str],
-) -> tuple[tf.F64, list[tf.F64]]:
-    """Every metric's values (all ``n`` long) as rows of one read-only matrix, and the
-    values per metric: its rows, but the base's own arrays for unchanged metrics."""
+) -> tf.F64:
+    """Every metric's values (all ``n`` long) as rows of one read-only matrix."""
     if not same_i.size:
         full = np.empty((count, n), dtype=np.float64)
     else:
@@ -817,13 +838,7 @@ def _values_matrix(
     for at, vals in decoded:
         full[at] = vals
     full.flags.writeable = False
-    values = list(full)
-    if same_i.size:  # share the base's arrays, as a delta's unchanged metrics always did
-        assert info is not None
-        base_values = info.value_list()
-        for i, j in zip(same_i.tolist(), same_j.tolist(), strict=True):
-            values[i] = base_values[j]
-    return full, values
+    return full
 
 
 def _metrics_one_by_one(

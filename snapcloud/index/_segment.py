@@ -106,7 +106,7 @@ class IndexSegment(BaseModel):
         """Parse and check a segment. Raises ``CorruptError`` subclasses naming the key."""
         seg = load_checked(cls, data, what="index segment", version=SEGMENT_VERSION, key=key)
         for e in seg.entries:
-            if any(not 0 <= i < len(seg.names) for i in e.metrics):
+            if e.metrics and (min(e.metrics) < 0 or max(e.metrics) >= len(seg.names)):
                 raise CorruptError(f"index segment at {key}: metric id out of range", key=key)
             # An entry may only name its own group's object under its own host's prefix:
             # the compactor deletes the keys an index names, so a foreign key here would

@@ -129,6 +129,7 @@ class _Layout:
     """How one snapshot shape maps onto rows (cached per host, fingerprint, labels, names)."""
 
     perm: list[int]  # metric positions in name order
+    rows: npt.NDArray[np.intp] | None  # the same as an array; None when in order already
     base_ids: I64  # per sorted metric: its (group values, field) id
     slots: I64 | None  # per sorted metric: its row (no step only)
     series: I64  # per sorted metric: its (host, metric) series id
@@ -208,31 +209,38 @@ class Aggregator:
             merged = {**snap.labels, **hp.user_labels}
             labels = tuple(merged.get(g, "") for g in self._labels)
         fp = snap.fingerprint if "fingerprint" in self.group_by else None
-        names = tuple(m.name for m in snap.metrics)
+        names = tuple(snap.metric_names)
         key = (hp.host, fp, labels, names)
         lay = self._layouts.get(key)
         if lay is not None:
             return lay
         perm = sorted(range(len(names)), key=names.__getitem__)
+        cols = snap.columns
+        units, kinds = (
+            (cols.units, cols.kinds)
+            if cols is not None
+            else ([m.unit for m in snap.metrics], [m.kind for m in snap.metrics])
+        )
         base_ids, series, counter = [], [], []
         for i in perm:
-            m = snap.metrics[i]
+            name = names[i]
             label_of = dict(zip(self._labels, labels, strict=True))
             group = tuple(
                 hp.host
                 if g == "host"
-                else gpu_index(m.name)
+                else gpu_index(name)
                 if g == "gpu"
                 else fp
                 if g == "fingerprint"
                 else label_of[g]
                 for g in self.group_by
             )
-            base_ids.append(self._base((group, metric_field(m.name)), m.unit, m.kind))
-            series.append(self._series(hp.host, m.name))
-            counter.append(m.kind == "counter")
+            base_ids.append(self._base((group, metric_field(name)), units[i], kinds[i]))
+            series.append(self._series(hp.host, name))
+            counter.append(kinds[i] == "counter")
         lay = _Layout(
             perm=perm,
+            rows=None if perm == sorted(perm) else np.array(perm, dtype=np.intp),
             base_ids=np.array(base_ids, dtype=np.int64),
             slots=None
             if self.step_ns is not None
@@ -247,17 +255,28 @@ class Aggregator:
 
     def add(self, hp: HostPlan, snap: ProfileSnapshot) -> int:
         """Fold one (trimmed) snapshot of ``hp``'s host into the state; return its samples."""
-        if not snap.metrics:
+        if not snap.metric_names:
             return 0
         lay = self._layout(hp, snap)
-        ms = [snap.metrics[i] for i in lay.perm]
-        lens = np.fromiter((m.values.size for m in ms), dtype=np.int64, count=len(ms))
-        total = int(lens.sum())
-        if total == 0:
-            return 0
-        vals = np.concatenate([m.values for m in ms])
-        ts = np.concatenate([m.timestamps for m in ms])
-        mid = np.repeat(np.arange(len(ms)), lens)
+        count = len(lay.perm)
+        cols = snap.columns
+        if cols is not None:  # every metric as long as the others: take the matrix's rows
+            n = cols.shape[1]
+            lens = np.full(count, n, dtype=np.int64)
+            total = count * n
+            if total == 0:
+                return 0
+            vals = (cols.values if lay.rows is None else cols.values[lay.rows]).reshape(-1)
+            ts = np.tile(cols.timestamps, count)
+        else:
+            ms = [snap.metrics[i] for i in lay.perm]
+            lens = np.fromiter((m.values.size for m in ms), dtype=np.int64, count=count)
+            total = int(lens.sum())
+            if total == 0:
+                return 0
+            vals = np.concatenate([m.values for m in ms])
+            ts = np.concatenate([m.timestamps for m in ms])
+        mid = np.repeat(np.arange(count), lens)
         if self.step_ns is None:
             assert lay.slots is not None
             nonzero = lens > 0

@@ -155,13 +155,19 @@ def trim(
     inside = (start_ns is None or snap.window_start >= start_ns) and (
         end_ns is None or snap.window_end <= end_ns
     )
+    names = snap.metric_names
+    every = wanted.issuperset(names)
+    if inside and every:
+        return snap
+    cols = snap.columns
+    if cols is not None:  # columns in, columns out: no object per metric
+        if not every:
+            cols = cols.take([i for i, name in enumerate(names) if name in wanted])
+        return snap.with_columns(cols if inside else cols.slice_time(start_ns, end_ns))
+    kept = snap.metrics if every else [m for m in snap.metrics if m.name in wanted]
     if inside:
-        if len(wanted) >= len(snap.metrics) and all(m.name in wanted for m in snap.metrics):
-            return snap
-        return snap.with_metrics([m for m in snap.metrics if m.name in wanted])
-    return snap.with_metrics(
-        [m.slice_time(start_ns, end_ns) for m in snap.metrics if m.name in wanted]
-    )
+        return snap.with_metrics(kept)
+    return snap.with_metrics([m.slice_time(start_ns, end_ns) for m in kept])
 
 
 def _batches(plan: QueryPlan) -> Iterator[tuple[HostPlan, str, list[IndexEntry], list[bool]]]:

@@ -40,6 +40,7 @@ aggregate snapshot per (resolution, fingerprint); its metrics are named
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 import struct
@@ -65,10 +66,12 @@ from snapcloud.errors import (
 )
 from snapcloud.index import IndexEntry
 from snapcloud.models import (
+    MetricColumns,
     MetricSeries,
     ProfileSnapshot,
     canonical_json,
     content_checksum,
+    metric_table,
 )
 
 __all__ = [
@@ -589,24 +592,18 @@ def decode_compressed(
         out: dict[int, ProfileSnapshot] = {}
         for fr in sorted(need):
             merged = codec.decode(frames[fr], max_decoded_size=max_decoded, verify=verify, key=key)
-            arrays = {
-                int(m.name[1:]): (m.timestamps, m.values, m.values.size) for m in merged.metrics
-            }
-            if [f"m{i}" for i in arrays] != [m.name for m in merged.metrics]:
-                raise CorruptError(f"merged series misnamed at {key}", key=key)
-            offsets: dict[int, int] = {}
+            cutter = _Cutter(host, table, merged, key)
             for mem in members:
                 if mem["fr"] != fr:
                     continue
-                snap = _cut(host, mem, table, arrays, offsets)
-                if verify and content_checksum(snap) != mem["c"]:
+                snap = cutter.cut(mem)
+                if verify and cutter.checksum(snap) != mem["c"]:
                     raise ChecksumMismatch(
                         f"snapshot {snap.seq} in {key} does not match its checksum", key=key
                     )
                 snap._checksum = int(mem["c"])
                 out[snap.seq] = snap
-            if any(offsets.get(i, 0) != size for i, (_, _, size) in arrays.items()):
-                raise CorruptError(f"merged series longer than their snapshots at {key}", key=key)
+            cutter.finish()
     except CorruptError:
         raise
     except (KeyError, IndexError, TypeError, ValueError) as exc:
@@ -614,43 +611,132 @@ def decode_compressed(
     return out
 
 
-def _cut(
-    host: str,
-    mem: dict[str, Any],
-    table: list[tuple[str, str, str]],
-    arrays: dict[int, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], int]],
-    offsets: dict[int, int],
-) -> ProfileSnapshot:
-    """Cut one snapshot out of its frame's merged series, advancing ``offsets``.
+class _Cutter:
+    """Cuts one frame's snapshots back out of its merged series, member by member.
 
-    ``arrays`` maps a table ident to its merged timestamps, values and length. This
-    runs once per metric of every snapshot a scan of the tier reads, so it does no
-    more per metric than two slices and one object.
+    The usual group keeps one metric table and one window length all hour, so each
+    member holds every merged series, in table order, over one span: that member is
+    a column slice of the merged matrix (``MetricColumns``: no copy, no object per
+    metric). From the first member that is not (a metric added or dropped within
+    the hour, metrics of several lengths), members are cut metric by metric.
     """
-    metrics: list[MetricSeries] = []
-    append = metrics.append
-    trusted = MetricSeries.trusted
-    get = offsets.get
-    for ident, length in mem["t"]:
-        name, kind, unit = table[ident]
-        ts, vs, size = arrays[ident]
-        lo = get(ident, 0)
-        hi = lo + length
-        if length < 0 or hi > size:
-            raise CorruptError("merged series shorter than its snapshots")
-        offsets[ident] = hi
-        append(trusted(name, kind, unit, ts[lo:hi], vs[lo:hi]))
-    start, end = mem["w"]
-    return ProfileSnapshot.trusted(
-        host=host,
-        seq=int(mem["s"]),
-        window_start=int(start),
-        window_end=int(end),
-        fingerprint=str(mem["f"]),
-        labels=dict(mem["l"]),
-        metadata=dict(mem["m"]),
-        metrics=tuple(metrics),
-    )
+
+    def __init__(
+        self,
+        host: str,
+        table: list[tuple[str, str, str]],
+        merged: ProfileSnapshot,
+        key: str | None,
+    ) -> None:
+        names = merged.metric_names
+        # A frame's series are named after their table entries: m{ident}, in order.
+        self.idents = [int(name[1:]) for name in names]
+        if [f"m{i}" for i in self.idents] != names or len(set(self.idents)) != len(names):
+            raise CorruptError(f"merged series misnamed at {key}", key=key)
+        self.host, self.table, self.merged, self.key = host, table, merged, key
+        cols = merged.columns
+        self.columns = cols if cols is not None and names else None
+        self.at = 0  # on the column path: where every merged series' next member starts
+        # Off it: where each merged series' next member starts (absent: at 0).
+        self.offsets: dict[int, int] | None = None if self.columns is not None else {}
+        self._arrays: dict[int, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = {}
+        self._whole: list[Any] | None = None  # the last member table found whole
+        self._checksum_tables: dict[int, bytes] = {}
+
+    def cut(self, mem: dict[str, Any]) -> ProfileSnapshot:
+        """The snapshot member ``mem`` describes."""
+        pairs = mem["t"]
+        columns = self._slice(pairs) if self.offsets is None else None
+        start, end = mem["w"]
+        return ProfileSnapshot.trusted(
+            host=self.host,
+            seq=int(mem["s"]),
+            window_start=int(start),
+            window_end=int(end),
+            fingerprint=str(mem["f"]),
+            labels=dict(mem["l"]),
+            metadata=dict(mem["m"]),
+            metrics=None if columns is not None else self._metric_by_metric(pairs),
+            columns=columns,
+        )
+
+    def checksum(self, snap: ProfileSnapshot) -> int:
+        """The content checksum of a snapshot this cutter cut."""
+        cols = snap.columns
+        if cols is None:
+            return content_checksum(snap)
+        count, length = cols.shape
+        table = self._checksum_tables.get(length)
+        if table is None:
+            table = self._checksum_tables[length] = metric_table(
+                cols.names, cols.kinds, cols.units, [length] * count
+            )
+        return content_checksum(snap, table=table)
+
+    def finish(self) -> None:
+        """Check that the members used up every merged series."""
+        if self.offsets is None:
+            assert self.columns is not None
+            done = self.at == self.columns.values.shape[1]
+        else:
+            done = all(
+                self.offsets.get(i, 0) == m.values.size
+                for i, m in zip(self.idents, self.merged.metrics, strict=True)
+            )
+        if not done:
+            raise CorruptError(
+                f"merged series longer than their snapshots at {self.key}", key=self.key
+            )
+
+    def _slice(self, pairs: list[Any]) -> MetricColumns | None:
+        """Member ``pairs`` as a column slice, or None: then it and every member after
+        it are cut metric by metric, each series going on from where it stands."""
+        cols = self.columns
+        assert cols is not None
+        idents = self.idents
+        if pairs == self._whole or (
+            len(pairs) == len(idents)
+            and type(pairs[0][1]) is int
+            and all(p[0] == i and p[1] == pairs[0][1] for i, p in zip(idents, pairs, strict=True))
+        ):
+            lo, hi = self.at, self.at + pairs[0][1]
+            if lo <= hi <= cols.values.shape[1]:
+                self._whole, self.at = pairs, hi
+                names, kinds, units = self._heads
+                return MetricColumns(
+                    names, kinds, units, cols.timestamps[lo:hi], cols.values[:, lo:hi]
+                )
+        self.offsets = dict.fromkeys(idents, self.at)
+        return None
+
+    @functools.cached_property
+    def _heads(self) -> tuple[list[str], list[str], list[str]]:
+        """Names, kinds and units of the merged series, in order (for whole members)."""
+        rows = [self.table[i] for i in self.idents]
+        return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+
+    def _metric_by_metric(self, pairs: list[Any]) -> tuple[MetricSeries, ...]:
+        """Member ``pairs`` cut metric by metric, advancing ``offsets``."""
+        offsets = self.offsets
+        assert offsets is not None
+        if not self._arrays:
+            self._arrays = {
+                i: (m.timestamps, m.values)
+                for i, m in zip(self.idents, self.merged.metrics, strict=True)
+            }
+        metrics: list[MetricSeries] = []
+        for ident, length in pairs:
+            name, kind, unit = self.table[ident]
+            ts, vs = self._arrays[ident]
+            lo = offsets.get(ident, 0)
+            hi = lo + length
+            if length < 0 or hi > vs.size:
+                raise CorruptError(
+                    f"merged series shorter than its snapshots at {self.key}", key=self.key
+                )
+            offsets[ident] = hi
+            metrics.append(MetricSeries.trusted(name, kind, unit, ts[lo:hi], vs[lo:hi]))
+        return tuple(metrics)
 
 
 def encode_archive(

@@ -175,3 +175,47 @@ def test_wide_snapshot_round_trips_in_every_path() -> None:
     part = decode(delta, base=decode(kf, metrics=names), metrics=names)
     for x, y in zip(part.metrics, _only(changed, names), strict=True):
         assert x.values.tobytes() == y.values.tobytes(), x.name
+
+
+def test_decoded_snapshot_holds_columns_and_builds_metrics_when_asked() -> None:
+    """A full decode keeps its metrics as columns (architecture D16); what it answers,
+    checksum included, is what the encoded snapshot holds, before and after the
+    metric objects exist."""
+    snaps = [s.with_seq(i) for i, s in enumerate(host_snapshots(3, 3))]
+    key = decode(encode_keyframe(snaps[0]))
+    delta = decode(encode_delta(snaps[1], key), base=key)
+    for got, want in ((key, snaps[0]), (delta, snaps[1])):
+        cols = got.columns
+        assert cols is not None and got._metrics is None  # nothing built yet
+        assert cols.names == [m.name for m in want.metrics]
+        assert cols.values.shape == (len(want.metrics), len(want.metrics[0]))
+        assert not cols.values.flags.writeable and not cols.timestamps.flags.writeable
+        assert got.sample_count == want.sample_count and got.metric_names == cols.names
+        assert got.header_dict() == want.header_dict()
+        # The checksum recomputed from the columns alone is the stored one.
+        assert got.with_columns(cols).checksum == want.checksum
+        _assert_bit_exact(got, want)  # builds the metric objects
+        assert got.metrics[0].values.base is not None  # rows of the matrix, not copies
+    # A delta decoded against a base whose metric objects were never built.
+    fresh = decode(encode_keyframe(snaps[0]))
+    _assert_bit_exact(decode(encode_delta(snaps[2], fresh), base=fresh), snaps[2])
+    assert fresh._metrics is None
+    # Encoding against a decoded (columnar) base gives the bytes a built base gives.
+    assert encode_delta(snaps[2], fresh) == encode_delta(snaps[2], snaps[0])
+
+
+def test_columns_take_and_slice_time_match_the_metric_objects() -> None:
+    snap = decode(encode_keyframe(host_snapshots(1, 1)[0]))
+    cols = snap.columns
+    assert cols is not None
+    ts = cols.timestamps
+    rows = [5, 0, 17]
+    picked = cols.take(rows).slice_time(int(ts[10]), int(ts[40]))
+    for i, name, t, v in zip(
+        rows, picked.names, [picked.timestamps] * 3, picked.values, strict=True
+    ):
+        want = snap.metrics[i].slice_time(int(ts[10]), int(ts[40]))
+        assert name == want.name
+        assert t.tobytes() == want.timestamps.tobytes()
+        assert v.tobytes() == want.values.tobytes()
+    assert cols.slice_time(None, None) is cols
