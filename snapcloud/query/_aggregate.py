@@ -74,6 +74,7 @@ COUNTER_AGGREGATIONS = frozenset({"rate", "increase"})
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 _INT64_MIN = np.iinfo(np.int64).min
+_NO_TIMES: I64 = np.zeros(0, dtype=np.int64)
 
 
 def check_aggregations(aggs: Sequence[str]) -> tuple[str, ...]:
@@ -259,6 +260,11 @@ class Aggregator:
             return 0
         lay = self._layout(hp, snap)
         count = len(lay.perm)
+        counters = self._counters and bool(lay.counter.any())
+        # Timestamps and metric ids per sample, only for what reads them.
+        need_ts = self.step_ns is not None or "last" in self.aggs or counters
+        need_mid = self.step_ns is not None or counters
+        ts: I64 = _NO_TIMES
         cols = snap.columns
         if cols is not None:  # every metric as long as the others: take the matrix's rows
             n = cols.shape[1]
@@ -267,7 +273,8 @@ class Aggregator:
             if total == 0:
                 return 0
             vals = (cols.values if lay.rows is None else cols.values[lay.rows]).reshape(-1)
-            ts = np.tile(cols.timestamps, count)
+            if need_ts:
+                ts = np.tile(cols.timestamps, count)
         else:
             ms = [snap.metrics[i] for i in lay.perm]
             lens = np.fromiter((m.values.size for m in ms), dtype=np.int64, count=count)
@@ -275,8 +282,9 @@ class Aggregator:
             if total == 0:
                 return 0
             vals = np.concatenate([m.values for m in ms])
-            ts = np.concatenate([m.timestamps for m in ms])
-        mid = np.repeat(np.arange(count), lens)
+            if need_ts:
+                ts = np.concatenate([m.timestamps for m in ms])
+        mid = np.repeat(np.arange(count), lens) if need_mid else _NO_TIMES
         if self.step_ns is None:
             assert lay.slots is not None
             nonzero = lens > 0
@@ -299,12 +307,19 @@ class Aggregator:
                 dtype=np.int64,
             )
         run_len = np.diff(np.append(run_start, total))
-        rid = np.repeat(np.arange(run_start.size), run_len)
         valid = ~np.isnan(vals)
-        if not valid.all():
-            vals, ts, mid, rid = vals[valid], ts[valid], mid[valid], rid[valid]
+        every = bool(valid.all())
+        rid = _NO_TIMES  # per sample: its run (for NaN samples or counters only)
+        if every and not counters:
+            cnt = run_len
+        else:
+            rid = np.repeat(np.arange(run_start.size), run_len)
+            if not every:
+                vals, rid = vals[valid], rid[valid]
+                ts = ts[valid] if need_ts else ts
+                mid = mid[valid] if need_mid else mid
+            cnt = np.bincount(rid, minlength=run_start.size)
         self.samples += total
-        cnt = np.bincount(rid, minlength=run_start.size)
         st = self._state
         np.add.at(st["count"], run_slot, cnt)
         if not vals.size:
@@ -322,7 +337,7 @@ class Aggregator:
             if self.budget is not None:
                 self.budget.hold(12 * vals.size)
             self._kept.append((np.repeat(slots, cnt[ne]).astype(np.int32), vals.copy()))
-        if self._counters and lay.counter.any():
+        if counters:
             self._fold_counters(lay, mid, ts, vals, run_slot[rid])
         return total
 
