@@ -81,6 +81,8 @@ _NO_ROWS: npt.NDArray[np.intp] = np.zeros(0, dtype=np.intp)
 _NO_ROWS.flags.writeable = False
 _NO_CODES: tf.I64 = np.zeros(0, dtype=np.int64)
 _NO_CODES.flags.writeable = False
+#: The meta's JSON spelling (one encoder: ``json.dumps`` with options builds one a call).
+_META_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 # --------------------------------------------------------------------------- encode
@@ -136,7 +138,7 @@ def _encode(
     if same:
         identity = len(same) == len(snap.metrics) and all(i == j for i, j in same)
         meta["same"] = "*" if identity else same
-    meta_bytes = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
+    meta_bytes = _META_JSON.encode(meta).encode()
     payload = b"".join([struct.pack("<I", len(meta_bytes)), meta_bytes, *sections])
     header = FrameHeader(
         kind=KIND_DELTA if base is not None else KIND_KEYFRAME,
@@ -328,8 +330,9 @@ def _unique_times(metrics: tuple[MetricSeries, ...]) -> tuple[list[tf.I64], list
     if metrics:  # the usual case: one array, shared or repeated, checked in two numpy calls
         stamps = list(map(_GET_TIMES, metrics))
         first = stamps[0]
-        if set(map(len, stamps)) == {first.size} and bool(
-            (_stack(stamps, first.size, np.int64) == first).all()
+        if len(stamps) == 1 or (
+            set(map(len, stamps)) == {first.size}
+            and bool((_stack(stamps, first.size, np.int64) == first).all())
         ):
             return [first], [0] * len(metrics)
     groups: dict[bytes, int] = {}
@@ -362,7 +365,7 @@ def _encode_times(
         ref = _match_base_times(ts, base_groups)
         if ref is not None:
             described.append(["b", ref[0], ref[1] - shift])
-        elif ts.size >= 2 and bool(np.all(np.diff(ts) == ts[1] - ts[0])):
+        elif ts.size >= 2 and _is_regular(ts):
             described.append([int(ts[0]) - start, int(ts[1] - ts[0]), int(ts.size)])
         elif ts.size <= 1:
             described.append([int(ts[0]) - start if ts.size else 0, 0, int(ts.size)])
@@ -376,6 +379,13 @@ def _encode_times(
         sections.append(tf.to_planes(stream, width))
     described.append(width)
     return described, (None if len(arrays) <= 1 else of_metric)
+
+
+def _is_regular(ts: tf.I64) -> bool:
+    """Whether ``ts`` (two or more) steps evenly (slices, not ``np.diff``: a small
+    array spends most of its time in ``np.diff``'s argument handling)."""
+    steps = ts[1:] - ts[:-1]
+    return bool((steps == steps[0]).all())
 
 
 def _match_base_times(ts: tf.I64, base_groups: list[tf.I64]) -> tuple[int, int] | None:
@@ -487,10 +497,11 @@ def _width_classes(codes: tf.U64, sections: list[bytes]) -> list[int]:
     cache), where a byte-plane copy per class and plane would cost a call each.
     """
     widths = tf.row_widths(codes)
-    counts = np.bincount(widths, minlength=9).tolist()
-    total = sum(w * k for w, k in enumerate(counts))
+    out: list[int] = widths.tolist()
+    total = sum(out)  # blocks: a row of width w is w of them
     rows, n = codes.shape
     if total and n:
+        counts = np.bincount(widths, minlength=9).tolist()
         as_bytes = np.ascontiguousarray(codes, dtype="<u8").view(np.uint8).reshape(rows, n, 8)
         by_width = np.argsort(widths, kind="stable")
         if total <= _CACHED_BLOCKS:
@@ -504,43 +515,54 @@ def _width_classes(codes: tf.U64, sections: list[bytes]) -> list[int]:
                     block = as_bytes[by_width[first : first + k, None], :, np.arange(w)]
                     sections.append(block.transpose(1, 0, 2).tobytes())
                     first += k
-    out: list[int] = widths.tolist()
     return out
 
 
 def _encode_matrix(values: tf.F64, sections: list[bytes]) -> list[Any]:
-    """``[int_rows, decimals, orders, widths, exceptions, raw_width, correction_widths]``."""
+    """``[int_rows, decimals, orders, widths, exceptions, raw_width, correction_widths]``.
+
+    Usually every row is an integer row and every value near its decimal reading; the
+    steps for raw rows and exceptions are skipped then (their sections would be empty).
+    """
     n = values.shape[1]
     decimals, ints, corr, near, counts = tf.find_decimals(values)
     is_int = counts * 2 >= n
-    int_rows = is_int.nonzero()[0]
     raw_rows = (~is_int).nonzero()[0]
-    near_i = near[int_rows]
-    iv = ints[int_rows]
-    gaps = (counts[int_rows] < n).nonzero()[0]  # rows with exceptions to fill over
+    int_rows: list[int] | None = None  # None: every row
+    int_values = values
+    if raw_rows.size:
+        kept = is_int.nonzero()[0]
+        int_rows = kept.tolist()
+        int_values, decimals, ints = values[kept], decimals[kept], ints[kept]
+        corr, near, counts = corr[kept], near[kept], counts[kept]
+    gaps = (counts < n).nonzero()[0]  # rows with exceptions to fill over
     if gaps.size:
-        iv[gaps] = tf.fill_forward(iv[gaps], near_i[gaps])
+        ints[gaps] = tf.fill_forward(ints[gaps], near[gaps])
     if n > 1:
-        orders, diffed = tf.difference_orders(iv)
+        orders, diffed = tf.difference_orders(ints)
     else:
-        orders, diffed = np.zeros(int_rows.size, dtype=np.int8), iv
+        orders, diffed = np.zeros(ints.shape[0], dtype=np.int8), ints
     widths = _width_classes(tf.zigzag(diffed), sections)
-    corr_i = corr[int_rows]
     corr_widths: list[int] | int = 0
-    if corr_i.any():
-        corr_widths = _width_classes(tf.zigzag(corr_i), sections)
-    bad = np.flatnonzero(~near_i.ravel())
-    sections.append(bad.astype("<u4").tobytes())
-    sections.append(values[int_rows].ravel()[bad].astype("<f8").view("<u8").tobytes())
-    xr = tf.xor_rows(values[raw_rows].view(np.uint64)).ravel()
-    xw = tf.plane_width(xr)
-    sections.append(tf.to_planes(xr, xw))
+    if corr.any():
+        corr_widths = _width_classes(tf.zigzag(corr), sections)
+    exceptions = 0
+    if gaps.size:  # the values far from their reading: positions, then raw bits
+        bad = np.flatnonzero(~near)
+        sections.append(bad.astype("<u4").tobytes())
+        sections.append(int_values.ravel()[bad].astype("<f8").view("<u8").tobytes())
+        exceptions = int(bad.size)
+    xw = 0
+    if raw_rows.size:
+        xr = tf.xor_rows(values[raw_rows].view(np.uint64)).ravel()
+        xw = tf.plane_width(xr)
+        sections.append(tf.to_planes(xr, xw))
     return [
-        None if raw_rows.size == 0 else int_rows.tolist(),
-        decimals[int_rows].tolist(),
+        int_rows,
+        decimals.tolist(),
         orders.tolist(),
         widths,
-        int(bad.size),
+        exceptions,
         xw,
         corr_widths,
     ]
