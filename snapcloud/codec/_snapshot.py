@@ -424,7 +424,7 @@ def _encode_values(
         if info is not None:
             js = None if in_base is None else [in_base[k] for k in ks]
             keep = _unchanged_rows(matrix, js, info, n, ks, same)
-            if not keep.all():
+            if keep is not None:
                 if not keep.any():
                     continue
                 matrix = matrix[keep]
@@ -441,11 +441,13 @@ def _unchanged_rows(
     n: int,
     ks: list[int],
     same: list[list[int]],
-) -> tf.BoolArr:
+) -> tf.BoolArr | None:
     """Mark rows whose bits equal the base metric of the same name (``js``: its index in
     the base's table, or -1; ``None``: the rows are the base's metrics, in its order);
-    record them in ``same``. Returns the rows to keep."""
+    record them in ``same``. Returns the rows to keep, ``None`` for all of them."""
     base_mat, row_of = info.matrix(n)
+    if base_mat.shape[0] == 0:  # no base metric is n long (a keyframe of a part day)
+        return None
     if js is None and len(ks) == base_mat.shape[0] == row_of.size:  # all n long, in order
         equal = (matrix.view(np.int64) == base_mat).all(axis=1)
         js = ks
@@ -458,6 +460,8 @@ def _unchanged_rows(
         equal = np.zeros(len(ks), dtype=np.bool_)
         if has.any():
             equal[has] = np.all(matrix[has].view(np.int64) == base_mat[base_rows[has]], axis=1)
+    if not equal.any():
+        return None
     for r in equal.nonzero()[0].tolist():
         same.append([ks[r], js[r]])
     keep: tf.BoolArr = ~equal
@@ -501,9 +505,12 @@ def _width_classes(codes: tf.U64, sections: list[bytes]) -> list[int]:
     total = sum(out)  # blocks: a row of width w is w of them
     rows, n = codes.shape
     if total and n:
-        counts = np.bincount(widths, minlength=9).tolist()
         as_bytes = np.ascontiguousarray(codes, dtype="<u8").view(np.uint8).reshape(rows, n, 8)
-        by_width = np.argsort(widths, kind="stable")
+        if rows == 1:  # (one metric) one class: the row's low bytes, plane by plane
+            sections.append(as_bytes[0, :, :total].T.tobytes())
+            return out
+        counts = np.bincount(widths, minlength=9).tolist()
+        by_width = widths.argsort(kind="stable")
         if total <= _CACHED_BLOCKS:
             sorted_row, plane = _class_blocks(tuple(counts))
             sections.append(as_bytes[by_width[sorted_row], :, plane].tobytes())

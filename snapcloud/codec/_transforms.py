@@ -109,16 +109,15 @@ def difference_orders(ints: I64) -> tuple[npt.NDArray[np.int8], I64]:
     by_order = np.empty((3, k, n), dtype=np.int64)
     by_order[0] = ints
     by_order[1:, :, :1] = ints[:, :1]
-    for order in (1, 2):
-        prev = by_order[order - 1]
-        np.subtract(prev[:, 1:], prev[:, :-1], out=by_order[order, :, 1:])
+    np.subtract(ints[:, 1:], ints[:, :-1], out=by_order[1, :, 1:])
+    once = by_order[1]
+    np.subtract(once[:, 1:], once[:, :-1], out=by_order[2, :, 1:])
     mags = by_order[:, :, 1:].astype(np.float64)
     np.abs(mags, out=mags)
     mags += 1.0
     exponents = mags.view(np.int64)
     exponents >>= 52
-    costs = exponents.sum(axis=2)
-    orders: npt.NDArray[np.int8] = np.argmin(costs, axis=0).astype(np.int8)
+    orders: npt.NDArray[np.int8] = exponents.sum(axis=2).argmin(axis=0).astype(np.int8)
     return orders, by_order[orders, np.arange(k)]
 
 
