@@ -82,6 +82,8 @@ _NO_ROWS: npt.NDArray[np.intp] = np.zeros(0, dtype=np.intp)
 _NO_ROWS.flags.writeable = False
 _NO_CODES: tf.I64 = np.zeros(0, dtype=np.int64)
 _NO_CODES.flags.writeable = False
+#: The meta's JSON spelling (one encoder: ``json.dumps`` with options builds one a call).
+_META_JSON = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 # --------------------------------------------------------------------------- encode
@@ -137,7 +139,7 @@ def _encode(
     if same:
         identity = len(same) == len(snap.metrics) and all(i == j for i, j in same)
         meta["same"] = "*" if identity else same
-    meta_bytes = json.dumps(meta, separators=(",", ":"), allow_nan=False).encode()
+    meta_bytes = _META_JSON.encode(meta).encode()
     payload = b"".join([struct.pack("<I", len(meta_bytes)), meta_bytes, *sections])
     header = FrameHeader(
         kind=KIND_DELTA if base is not None else KIND_KEYFRAME,
@@ -348,8 +350,9 @@ def _unique_times(metrics: tuple[MetricSeries, ...]) -> tuple[list[tf.I64], list
     if metrics:  # the usual case: one array, shared or repeated, checked in two numpy calls
         stamps = list(map(_GET_TIMES, metrics))
         first = stamps[0]
-        if set(map(len, stamps)) == {first.size} and bool(
-            (_stack(stamps, first.size, np.int64) == first).all()
+        if len(stamps) == 1 or (
+            set(map(len, stamps)) == {first.size}
+            and bool((_stack(stamps, first.size, np.int64) == first).all())
         ):
             return [first], [0] * len(metrics)
     groups: dict[bytes, int] = {}
@@ -382,7 +385,7 @@ def _encode_times(
         ref = _match_base_times(ts, base_groups)
         if ref is not None:
             described.append(["b", ref[0], ref[1] - shift])
-        elif ts.size >= 2 and bool(np.all(np.diff(ts) == ts[1] - ts[0])):
+        elif ts.size >= 2 and _is_regular(ts):
             described.append([int(ts[0]) - start, int(ts[1] - ts[0]), int(ts.size)])
         elif ts.size <= 1:
             described.append([int(ts[0]) - start if ts.size else 0, 0, int(ts.size)])
@@ -396,6 +399,13 @@ def _encode_times(
         sections.append(tf.to_planes(stream, width))
     described.append(width)
     return described, (None if len(arrays) <= 1 else of_metric)
+
+
+def _is_regular(ts: tf.I64) -> bool:
+    """Whether ``ts`` (two or more) steps evenly (slices, not ``np.diff``: a small
+    array spends most of its time in ``np.diff``'s argument handling)."""
+    steps = ts[1:] - ts[:-1]
+    return bool((steps == steps[0]).all())
 
 
 def _match_base_times(ts: tf.I64, base_groups: list[tf.I64]) -> tuple[int, int] | None:
@@ -434,7 +444,7 @@ def _encode_values(
         if info is not None:
             js = None if in_base is None else [in_base[k] for k in ks]
             keep = _unchanged_rows(matrix, js, info, n, ks, same)
-            if not keep.all():
+            if keep is not None:
                 if not keep.any():
                     continue
                 matrix = matrix[keep]
@@ -451,11 +461,13 @@ def _unchanged_rows(
     n: int,
     ks: list[int],
     same: list[list[int]],
-) -> tf.BoolArr:
+) -> tf.BoolArr | None:
     """Mark rows whose bits equal the base metric of the same name (``js``: its index in
     the base's table, or -1; ``None``: the rows are the base's metrics, in its order);
-    record them in ``same``. Returns the rows to keep."""
+    record them in ``same``. Returns the rows to keep, ``None`` for all of them."""
     base_mat, row_of = info.matrix(n)
+    if base_mat.shape[0] == 0:  # no base metric is n long (a keyframe of a part day)
+        return None
     if js is None and len(ks) == base_mat.shape[0] == row_of.size:  # all n long, in order
         equal = (matrix.view(np.int64) == base_mat).all(axis=1)
         js = ks
@@ -468,6 +480,8 @@ def _unchanged_rows(
         equal = np.zeros(len(ks), dtype=np.bool_)
         if has.any():
             equal[has] = np.all(matrix[has].view(np.int64) == base_mat[base_rows[has]], axis=1)
+    if not equal.any():
+        return None
     for r in equal.nonzero()[0].tolist():
         same.append([ks[r], js[r]])
     keep: tf.BoolArr = ~equal
@@ -507,12 +521,16 @@ def _width_classes(codes: tf.U64, sections: list[bytes]) -> list[int]:
     cache), where a byte-plane copy per class and plane would cost a call each.
     """
     widths = tf.row_widths(codes)
-    counts = np.bincount(widths, minlength=9).tolist()
-    total = sum(w * k for w, k in enumerate(counts))
+    out: list[int] = widths.tolist()
+    total = sum(out)  # blocks: a row of width w is w of them
     rows, n = codes.shape
     if total and n:
         as_bytes = np.ascontiguousarray(codes, dtype="<u8").view(np.uint8).reshape(rows, n, 8)
-        by_width = np.argsort(widths, kind="stable")
+        if rows == 1:  # (one metric) one class: the row's low bytes, plane by plane
+            sections.append(as_bytes[0, :, :total].T.tobytes())
+            return out
+        counts = np.bincount(widths, minlength=9).tolist()
+        by_width = widths.argsort(kind="stable")
         if total <= _CACHED_BLOCKS:
             sorted_row, plane = _class_blocks(tuple(counts))
             sections.append(as_bytes[by_width[sorted_row], :, plane].tobytes())
@@ -524,43 +542,54 @@ def _width_classes(codes: tf.U64, sections: list[bytes]) -> list[int]:
                     block = as_bytes[by_width[first : first + k, None], :, np.arange(w)]
                     sections.append(block.transpose(1, 0, 2).tobytes())
                     first += k
-    out: list[int] = widths.tolist()
     return out
 
 
 def _encode_matrix(values: tf.F64, sections: list[bytes]) -> list[Any]:
-    """``[int_rows, decimals, orders, widths, exceptions, raw_width, correction_widths]``."""
+    """``[int_rows, decimals, orders, widths, exceptions, raw_width, correction_widths]``.
+
+    Usually every row is an integer row and every value near its decimal reading; the
+    steps for raw rows and exceptions are skipped then (their sections would be empty).
+    """
     n = values.shape[1]
     decimals, ints, corr, near, counts = tf.find_decimals(values)
     is_int = counts * 2 >= n
-    int_rows = is_int.nonzero()[0]
     raw_rows = (~is_int).nonzero()[0]
-    near_i = near[int_rows]
-    iv = ints[int_rows]
-    gaps = (counts[int_rows] < n).nonzero()[0]  # rows with exceptions to fill over
+    int_rows: list[int] | None = None  # None: every row
+    int_values = values
+    if raw_rows.size:
+        kept = is_int.nonzero()[0]
+        int_rows = kept.tolist()
+        int_values, decimals, ints = values[kept], decimals[kept], ints[kept]
+        corr, near, counts = corr[kept], near[kept], counts[kept]
+    gaps = (counts < n).nonzero()[0]  # rows with exceptions to fill over
     if gaps.size:
-        iv[gaps] = tf.fill_forward(iv[gaps], near_i[gaps])
+        ints[gaps] = tf.fill_forward(ints[gaps], near[gaps])
     if n > 1:
-        orders, diffed = tf.difference_orders(iv)
+        orders, diffed = tf.difference_orders(ints)
     else:
-        orders, diffed = np.zeros(int_rows.size, dtype=np.int8), iv
+        orders, diffed = np.zeros(ints.shape[0], dtype=np.int8), ints
     widths = _width_classes(tf.zigzag(diffed), sections)
-    corr_i = corr[int_rows]
     corr_widths: list[int] | int = 0
-    if corr_i.any():
-        corr_widths = _width_classes(tf.zigzag(corr_i), sections)
-    bad = np.flatnonzero(~near_i.ravel())
-    sections.append(bad.astype("<u4").tobytes())
-    sections.append(values[int_rows].ravel()[bad].astype("<f8").view("<u8").tobytes())
-    xr = tf.xor_rows(values[raw_rows].view(np.uint64)).ravel()
-    xw = tf.plane_width(xr)
-    sections.append(tf.to_planes(xr, xw))
+    if corr.any():
+        corr_widths = _width_classes(tf.zigzag(corr), sections)
+    exceptions = 0
+    if gaps.size:  # the values far from their reading: positions, then raw bits
+        bad = np.flatnonzero(~near)
+        sections.append(bad.astype("<u4").tobytes())
+        sections.append(int_values.ravel()[bad].astype("<f8").view("<u8").tobytes())
+        exceptions = int(bad.size)
+    xw = 0
+    if raw_rows.size:
+        xr = tf.xor_rows(values[raw_rows].view(np.uint64)).ravel()
+        xw = tf.plane_width(xr)
+        sections.append(tf.to_planes(xr, xw))
     return [
-        None if raw_rows.size == 0 else int_rows.tolist(),
-        decimals[int_rows].tolist(),
+        int_rows,
+        decimals.tolist(),
         orders.tolist(),
         widths,
-        int(bad.size),
+        exceptions,
         xw,
         corr_widths,
     ]
