@@ -411,7 +411,12 @@ def _free_port() -> int:
 
 
 def append_latency(fill: int, probe: int) -> dict[str, Any]:
-    """p50 append latency at 100 and ``fill`` stored snapshots, on a moto server subprocess."""
+    """p50 append latency at 100 and ``fill`` stored snapshots, on a moto server subprocess.
+
+    Two host streams, each in a bucket of its own: one filled to 100 snapshots, one
+    to ``fill``. The probe then appends to them in turn, ``probe`` times each, so
+    the two latencies are taken side by side (this machine's speed drifts by more
+    than the ratio's margin between two probes taken minutes apart)."""
     import boto3
 
     from snapcloud.backends import CountingStore, S3Store
@@ -437,11 +442,12 @@ def append_latency(fill: int, probe: int) -> dict[str, Any]:
                 break
             except OSError:
                 time.sleep(0.1)
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
-            Bucket="bench"
-        )
-        counting = CountingStore(S3Store("bench", "p", endpoint_url=endpoint))
-        stream = IncrementalSnapshotStore(counting, "bench-host", SnapshotConfig())
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        stores, streams = [], []
+        for bucket in ("bench-small", "bench-big"):
+            client.create_bucket(Bucket=bucket)
+            stores.append(CountingStore(S3Store(bucket, "p", endpoint_url=endpoint)))
+            streams.append(IncrementalSnapshotStore(stores[-1], "bench-host", SnapshotConfig()))
         rng = np.random.default_rng(0)
 
         def snap(i: int) -> ProfileSnapshot:
@@ -449,29 +455,28 @@ def append_latency(fill: int, probe: int) -> dict[str, Any]:
             ms = [MetricSeries(f"m.{j}", ts, np.round(rng.normal(50, 5, 60), 1)) for j in range(10)]
             return ProfileSnapshot("bench-host", ms)
 
-        def measure() -> tuple[float, float]:
-            lat = []
+        small, big = streams
+        while small.next_seq < 100:
+            small.append(snap(small.next_seq))
+        t0 = time.perf_counter()
+        while big.next_seq < fill:
+            big.append(snap(big.next_seq))
+        fill_s = time.perf_counter() - t0
+        lat: list[list[float]] = [[], []]
+        for counting in stores:
             counting.reset()
-            for _ in range(probe):
+        for _ in range(probe):
+            for i, stream in enumerate(streams):
                 s = snap(stream.next_seq)
                 t = time.perf_counter()
                 stream.append(s)
-                lat.append(time.perf_counter() - t)
-            reqs = sum(counting.counts().values()) / probe
-            return statistics.median(lat) * 1e3, reqs
-
-        while stream.next_seq < 100:
-            stream.append(snap(stream.next_seq))
-        p50_small, req_small = measure()
-        t0 = time.perf_counter()
-        while stream.next_seq < fill:
-            stream.append(snap(stream.next_seq))
-        fill_s = time.perf_counter() - t0
-        p50_big, req_big = measure()
+                lat[i].append(time.perf_counter() - t)
+        p50_small, p50_big = (statistics.median(x) * 1e3 for x in lat)
+        req_small, req_big = (sum(c.counts().values()) / probe for c in stores)
         return {
             "p50_ms_at_100": p50_small,
             "p50_ms_at_fill": p50_big,
-            "stored_at_fill": stream.next_seq - probe,
+            "stored_at_fill": fill,
             "ratio": p50_big / p50_small,
             "requests_per_append_at_100": req_small,
             "requests_per_append_at_fill": req_big,
