@@ -1,7 +1,8 @@
 """Fetch a plan's objects in parallel and decode them in order, within a memory budget.
 
 Object reads run on a bounded ``ThreadPoolExecutor``: they wait on the network,
-so threads overlap them. Decoding runs in the consuming thread, in submission
+so threads overlap them; the pool only reads. Decoding (raw objects and tier
+objects alike) runs in the consuming thread, in submission
 order (hosts sorted, seq ascending, a keyframe before its deltas), each delta
 against its group's keyframe decoded once: decoding is CPU-bound Python and
 numpy on small arrays, and measured here it gets slower, not faster, when
@@ -91,20 +92,21 @@ class Fetched:
 
 @dataclass
 class _Task:
-    """Up to ``_BATCH`` consecutive objects of one unit, read by one pool task: raw
-    objects as bytes (decoded in order by the consumer), a compressed-tier object's
-    snapshots decoded by the host's stream."""
+    """What one pool task reads: up to ``_BATCH`` consecutive raw objects of one unit,
+    or the one object of a tier unit (every entry of the unit names it). The pool
+    only reads; the consumer decodes, in order."""
 
     host: HostPlan
+    tier: str
     entries: list[IndexEntry]
     outputs: list[bool]
-    future: Future[list[bytes]] | Future[list[ProfileSnapshot]]
+    future: Future[list[bytes]]
 
     @property
     def stored_bytes(self) -> int:
         return sum(e.stored_bytes for e in self.entries)
 
-    def blobs(self) -> list[bytes] | list[ProfileSnapshot]:
+    def blobs(self) -> list[bytes]:
         return self.future.result()
 
 
@@ -135,19 +137,6 @@ def _get(objects: ObjectStore, host: str, entries: list[IndexEntry]) -> list[byt
     return out
 
 
-def _read_tier(hp: HostPlan, entries: list[IndexEntry]) -> list[ProfileSnapshot]:
-    assert hp.stream is not None
-    out = []
-    for entry in entries:
-        try:
-            out.append(hp.stream.read(entry))
-        except QueryIncomplete:
-            raise
-        except BackendError as err:
-            raise _unreadable(hp.host, [entry], err) from err
-    return out
-
-
 def trim(
     snap: ProfileSnapshot, wanted: frozenset[str], start_ns: int | None, end_ns: int | None
 ) -> ProfileSnapshot:
@@ -171,11 +160,13 @@ def trim(
 
 
 def _batches(plan: QueryPlan) -> Iterator[tuple[HostPlan, str, list[IndexEntry], list[bool]]]:
-    """``(host, tier, entries, is output)`` in order; a raw keyframe opens its group's batches."""
+    """``(host, tier, entries, is output)`` in order; a raw keyframe opens its group's
+    batches; a tier unit (one object) is one batch."""
     for hp in plan.hosts:
         for unit in hp.units():
-            for i in range(0, len(unit.entries), _BATCH):
-                yield hp, unit.tier, unit.entries[i : i + _BATCH], unit.outputs[i : i + _BATCH]
+            step = len(unit.entries) if unit.tier != "raw" else _BATCH
+            for i in range(0, len(unit.entries), step):
+                yield hp, unit.tier, unit.entries[i : i + step], unit.outputs[i : i + step]
 
 
 def fetch_plan(
@@ -205,12 +196,18 @@ def fetch_plan(
         finally:
             budget.finish(task.stored_bytes)
         host = task.host.host
+        if task.tier != "raw":  # one object holds every entry's snapshot
+            stream = task.host.stream
+            assert stream is not None
+            for entry, output in zip(task.entries, task.outputs, strict=True):
+                snap = stream.read(entry, blobs[0])  # decoded once, then from its cache
+                if output:
+                    yield Fetched(
+                        task.host, entry, trim(snap, task.host.wanted, sel.start_ns, sel.end_ns)
+                    )
+            return
         for entry, data, output in zip(task.entries, blobs, task.outputs, strict=True):
-            if isinstance(data, ProfileSnapshot):
-                snap = data  # a compressed-tier snapshot, decoded by the stream
-            elif not isinstance(data, bytes):  # pragma: no cover - _get returns bytes
-                raise TypeError(type(data).__name__)
-            elif entry.kind == "k":
+            if entry.kind == "k":
                 if base is not None:
                     budget.finish(base.raw_bytes)
                 base = None  # drop the old keyframe before decoding the next
@@ -239,12 +236,8 @@ def fetch_plan(
                     seq=entries[0].seq,
                 )
             budget.start(cost)
-            future: Future[list[bytes]] | Future[list[ProfileSnapshot]] = (
-                pool.submit(_get, objects, hp.host, entries)
-                if tier == "raw"
-                else pool.submit(_read_tier, hp, entries)
-            )
-            pending.append(_Task(hp, entries, outputs, future))
+            future = pool.submit(_get, objects, hp.host, entries if tier == "raw" else entries[:1])
+            pending.append(_Task(hp, tier, entries, outputs, future))
         while pending:
             yield from consume()
     finally:

@@ -430,12 +430,13 @@ class IncrementalSnapshotStore:
                 self.refresh()  # compacted and deleted since our view: look again once
                 return self.read(self.entry(seq))
 
-    def read(self, entry: IndexEntry) -> ProfileSnapshot:
+    def read(self, entry: IndexEntry, data: bytes | None = None) -> ProfileSnapshot:
         """The snapshot an index entry of any tier names (archive: an aggregate snapshot
-        whose metadata gives ``snapcloud.resolution_ns``). Raises as ``get`` does."""
+        whose metadata gives ``snapcloud.resolution_ns``). ``data``: a tier object's
+        bytes, read already by the caller. Raises as ``get`` does."""
         with self._lock:
             if tier_of_key(entry.key) != "raw":
-                return self._tiers.read(entry)
+                return self._tiers.read(entry, data)
             if entry.kind == "k":
                 return self._keyframe(entry.seq)
             return self._read(entry, self._keyframe(entry.base))

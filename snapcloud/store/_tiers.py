@@ -282,10 +282,12 @@ class TierReader:
                     return item
         raise ObjectNotFound(f"no tier index names {key}", key=key, host=self.host)
 
-    def read(self, entry: IndexEntry) -> ProfileSnapshot:
+    def read(self, entry: IndexEntry, data: bytes | None = None) -> ProfileSnapshot:
         """The snapshot a compressed or archive entry names (archive: an aggregate snapshot).
 
         A compressed object's frame is decoded once for all the snapshots it holds.
+        ``data``: the object's bytes, when the caller has read them already (a fleet
+        query reads on a pool and decodes in its own thread).
         Raises ``ObjectNotFound`` or a ``CorruptError`` subclass.
         """
         ident = (entry.seq, entry.checksum)
@@ -298,7 +300,8 @@ class TierReader:
                     return found
         item = self._item_of(entry.key)
         seg = self.segment(item)
-        data = fetch_entry(self.objects, self.host, entry, f"tier index {item.key}")
+        if data is None:
+            data = fetch_entry(self.objects, self.host, entry, f"tier index {item.key}")
         limit = self.config.max_decoded_bytes
         verify = self.config.verify_checksums
         if item.tier == "compressed":
