@@ -484,34 +484,24 @@ class ProfileSnapshot:
 
     def with_seq(self, seq: int) -> ProfileSnapshot:
         """A copy of this snapshot with another sequence number."""
-        out = ProfileSnapshot.trusted(
-            host=self.host,
-            seq=seq,
-            window_start=self.window_start,
-            window_end=self.window_end,
-            fingerprint=self.fingerprint,
-            labels=self.labels,
-            metadata=self.metadata,
-            metrics=self._metrics,
-            columns=None if self._metrics is not None else self._columns,
-        )
+        out = self._with(self._metrics, None if self._metrics is not None else self._columns, seq)
         out._columns = self._columns
         return out
 
     def with_metrics(self, metrics: Sequence[MetricSeries]) -> ProfileSnapshot:
         """A copy of this snapshot holding only ``metrics``."""
-        return self._with(tuple(metrics), None)
+        return self._with(tuple(metrics), None, self.seq)
 
     def with_columns(self, columns: MetricColumns) -> ProfileSnapshot:
         """A copy of this snapshot holding the metrics of ``columns``."""
-        return self._with(None, columns)
+        return self._with(None, columns, self.seq)
 
     def _with(
-        self, metrics: tuple[MetricSeries, ...] | None, columns: MetricColumns | None
+        self, metrics: tuple[MetricSeries, ...] | None, columns: MetricColumns | None, seq: int
     ) -> ProfileSnapshot:
         return ProfileSnapshot.trusted(
             host=self.host,
-            seq=self.seq,
+            seq=seq,
             window_start=self.window_start,
             window_end=self.window_end,
             fingerprint=self.fingerprint,
