@@ -39,6 +39,7 @@ from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
+import pydantic_core
 
 from snapcloud.codec import _transforms as tf
 from snapcloud.codec import _zstd
@@ -663,7 +664,7 @@ def decode(
         TypeError,
         ValueError,
         AttributeError,
-        RecursionError,  # json.loads of a meta nested thousands deep
+        RecursionError,  # a meta nested thousands deep
         OverflowError,  # a JSON integer past int64 where numpy reads indices
         struct.error,
     ) as exc:
@@ -710,7 +711,9 @@ def _decode_payload(
     verify: bool,
 ) -> ProfileSnapshot:
     (meta_len,) = struct.unpack_from("<I", raw)
-    meta = json.loads(raw[4 : 4 + meta_len])
+    # pydantic-core's parser (already a dependency) reads the meta in half the time of
+    # json.loads; the same values, NaN and infinities refused as the writer never emits them.
+    meta = pydantic_core.from_json(raw[4 : 4 + meta_len], allow_inf_nan=False)
     if not isinstance(meta, dict):
         raise CorruptError("payload meta is not a JSON object")
     unknown = set(meta) - (_DELTA_KEYS if info is not None else _KEYFRAME_KEYS)
