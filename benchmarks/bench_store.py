@@ -327,15 +327,6 @@ def _same(a: Streams, b: list[list[ProfileSnapshot]]) -> bool:
     return True
 
 
-def _timed(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, result
-
-
 METHODS: dict[str, tuple[Callable[[Streams], list[list[bytes]]], Any]] = {
     "snapcloud": (snap_encode, snap_decode),
     "json+zstd-3": (json_encode, json_decode),
@@ -344,44 +335,63 @@ METHODS: dict[str, tuple[Callable[[Streams], list[list[bytes]]], Any]] = {
     "pcodec": (pcodec_encode, pcodec_decode),
 }
 
-
 OBJECTS_ROW = "snapcloud, + metric objects"
 
 
+def _once(fn: Callable[[], Any]) -> tuple[float, Any]:
+    t = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - t, result
+
+
 def compare(name: str, streams: Streams, repeat: int) -> list[dict[str, Any]]:
+    """Every method on ``streams``: sizes, losslessness, and the best of ``repeat`` timed
+    rounds. Rounds are interleaved (round 1 of every method, then round 2, ...) so that
+    every method meets the same phases of this shared machine's speed, which drifts by
+    more than the margins measured here."""
     samples = sum(s.sample_count for st in streams for s in st)
-    rows = []
+    timers: dict[str, tuple[Callable[[], Any], Callable[[Any], Any] | None]] = {}
     for method, (enc, dec) in METHODS.items():
-        reps = 1 if method == "gorilla" else repeat
-        t_enc, blobs = _timed(lambda enc=enc: enc(streams), reps)
-        size = sum(len(b) for bl in blobs for b in bl)
-        t_dec, lossless = None, None
-        if dec is not None:
-            t_dec, decoded = _timed(lambda dec=dec, blobs=blobs: dec(streams, blobs), reps)
-            lossless = _same(streams, decoded)
+        timers[method] = (
+            lambda enc=enc: enc(streams),
+            None if dec is None else lambda blobs, dec=dec: dec(streams, blobs),
+        )
+        if method == "snapcloud":
+            timers[OBJECTS_ROW] = (
+                timers[method][0],
+                lambda blobs: snap_decode_objects(streams, blobs),
+            )
+    best: dict[str, list[float]] = {m: [float("inf"), float("inf")] for m in timers}
+    blobs: dict[str, Any] = {}
+    lossless: dict[str, bool | None] = {}
+    for r in range(repeat):
+        for method, (enc, dec) in timers.items():
+            if r and method == "gorilla":
+                continue  # pure Python: one round is plenty
+            t_enc, blobs[method] = _once(enc)
+            best[method][0] = min(best[method][0], t_enc)
+            if dec is not None:
+                t_dec, decoded = _once(lambda dec=dec, b=blobs[method]: dec(b))
+                best[method][1] = min(best[method][1], t_dec)
+                if r == 0:
+                    lossless[method] = _same(streams, decoded)
+    rows = []
+    for method in timers:
+        size = sum(len(b) for bl in blobs[method] for b in bl)
+        t_enc, t_dec = best[method]
         rows.append(
             {
                 "data": name,
                 "method": method,
                 "bytes_per_sample": size / samples,
-                "encode_msps": samples / t_enc / 1e6,
-                "decode_msps": samples / t_dec / 1e6 if t_dec else None,
-                "lossless": lossless,
+                # The objects row encodes as snapcloud does: its encode column is that one.
+                "encode_msps": None if method == OBJECTS_ROW else samples / t_enc / 1e6,
+                "decode_msps": samples / t_dec / 1e6 if t_dec < float("inf") else None,
+                "lossless": lossless.get(method),
                 "stored_bytes": size,
                 "samples": samples,
             }
         )
-        if method == "snapcloud":
-            t_obj, decoded = _timed(lambda blobs=blobs: snap_decode_objects(streams, blobs), reps)
-            rows.append(
-                {
-                    **rows[-1],
-                    "method": OBJECTS_ROW,
-                    "encode_msps": None,
-                    "decode_msps": samples / t_obj / 1e6,
-                    "lossless": _same(streams, decoded),
-                }
-            )
     seed = seed_sizes(streams)
     rows.append(
         {
