@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from snapcloud.backends import MemoryStore
-from snapcloud.errors import LeaseHeld, ValidationError
+from snapcloud.errors import HostNotFound, LeaseHeld, ValidationError
 from snapcloud.models import ProfileSnapshot
 from snapcloud.recorder import (
     Fingerprinter,
@@ -144,7 +144,11 @@ def test_losing_the_lease_stops_appending_and_says_so(tmp_path: Path) -> None:
     with pytest.raises(LeaseHeld, match=r"usurper.*stopped recording host 'node-1'"):
         rec.run(duration=10.0)
     assert coll.calls == 26, "sampling stopped at once"
-    for snap in stored(objects):
+    try:
+        kept = stored(objects)
+    except HostNotFound:  # the uploader thread had not sent a window before the steal
+        kept = []
+    for snap in kept:  # nothing sealed after the steal was appended
         assert snap.window_end <= stolen_at[0]
     with Spool(tmp_path / "spool") as spool:  # the partial window is kept, not lost
         assert len(spool) >= 1
