@@ -249,13 +249,20 @@ class MetricSeries:
 
     def slice_time(self, start_ns: int | None, end_ns: int | None) -> MetricSeries:
         """The samples with ``start_ns <= t < end_ns`` (either bound may be open)."""
-        lo = 0 if start_ns is None else int(np.searchsorted(self.timestamps, start_ns, "left"))
-        hi = len(self) if end_ns is None else int(np.searchsorted(self.timestamps, end_ns, "left"))
+        lo, hi = _time_span(self.timestamps, start_ns, end_ns)
         if lo == 0 and hi == len(self):
             return self
         return MetricSeries.trusted(
             self.name, self.kind, self.unit, self.timestamps[lo:hi], self.values[lo:hi]
         )
+
+
+def _time_span(ts: I64, start_ns: int | None, end_ns: int | None) -> tuple[int, int]:
+    """The positions ``lo, hi`` of sorted ``ts`` with ``start_ns <= t < end_ns`` (either
+    bound may be open)."""
+    lo = 0 if start_ns is None else int(np.searchsorted(ts, start_ns, "left"))
+    hi = ts.size if end_ns is None else int(np.searchsorted(ts, end_ns, "left"))
+    return lo, hi
 
 
 class MetricColumns:
@@ -313,8 +320,7 @@ class MetricColumns:
     def slice_time(self, start_ns: int | None, end_ns: int | None) -> MetricColumns:
         """The samples with ``start_ns <= t < end_ns`` of every metric (views, not copies)."""
         ts = self.timestamps
-        lo = 0 if start_ns is None else int(np.searchsorted(ts, start_ns, "left"))
-        hi = ts.size if end_ns is None else int(np.searchsorted(ts, end_ns, "left"))
+        lo, hi = _time_span(ts, start_ns, end_ns)
         if lo == 0 and hi == ts.size:
             return self
         return MetricColumns(self.names, self.kinds, self.units, ts[lo:hi], self.values[:, lo:hi])
