@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 
 from snapcloud.backends import CountingStore
@@ -20,7 +20,7 @@ from snapcloud.models import ProfileSnapshot
 from snapcloud.query._aggregate import Aggregator, SeriesCollector, check_aggregations
 from snapcloud.query._aggregate import check_group_by as _check_group_by
 from snapcloud.query._executor import Budget, fetch_plan
-from snapcloud.query._planner import HostPlan, QueryPlan, plan_hosts
+from snapcloud.query._planner import HostPlan, QueryPlan, plan_hosts, plan_stream
 from snapcloud.query._result import QueryResult, QueryStats, SeriesSet
 from snapcloud.query._selectors import GROUP_BUILTINS, Selector
 from snapcloud.store import Repository
@@ -90,12 +90,15 @@ def scan(
     budget = budget or Budget(config.max_query_memory_bytes)
     samples = 0
     with _pool(workers) as pool:
-        plan = plan_hosts(objects, config, selector, pool, with_catalog=with_catalog)
-        plan.check_memory(config.max_query_memory_bytes)
-        t_plan = time.perf_counter()
-        for got in fetch_plan(objects, config, plan, pool, budget, max_inflight=2 * workers):
-            taken = consumer(got.host, got.snapshot)
-            samples += got.snapshot.sample_count if taken is None else taken
+        plan, incoming = plan_stream(objects, config, selector, pool, with_catalog=with_catalog)
+        with closing(incoming):
+            fetched = fetch_plan(
+                objects, config, plan, incoming, pool, budget, max_inflight=2 * workers
+            )
+            for got in fetched:
+                taken = consumer(got.host, got.snapshot)
+                samples += got.snapshot.sample_count if taken is None else taken
+            t_plan = plan.planned_at
     decoded = sum(
         sum(e.samples for e in hp.entries) + sum(e.samples for e in hp.bases.values())
         for hp in plan.hosts

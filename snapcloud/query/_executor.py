@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 
@@ -159,30 +159,39 @@ def trim(
     return snap.with_metrics([m.slice_time(start_ns, end_ns) for m in kept])
 
 
-def _batches(plan: QueryPlan) -> Iterator[tuple[HostPlan, str, list[IndexEntry], list[bool]]]:
-    """``(host, tier, entries, is output)`` in order; a raw keyframe opens its group's
-    batches; a tier unit (one object) is one batch."""
-    for hp in plan.hosts:
-        for unit in hp.units():
-            step = len(unit.entries) if unit.tier != "raw" else _BATCH
-            for i in range(0, len(unit.entries), step):
-                yield hp, unit.tier, unit.entries[i : i + step], unit.outputs[i : i + step]
+def _batches(hp: HostPlan) -> Iterator[tuple[str, list[IndexEntry], list[bool]]]:
+    """``(tier, entries, is output)`` of one host, in order; a raw keyframe opens its
+    group's batches; a tier unit (one object) is one batch."""
+    for unit in hp.units():
+        step = len(unit.entries) if unit.tier != "raw" else _BATCH
+        for i in range(0, len(unit.entries), step):
+            yield unit.tier, unit.entries[i : i + step], unit.outputs[i : i + step]
 
 
 def fetch_plan(
     objects: ObjectStore,
     config: SnapshotConfig,
     plan: QueryPlan,
+    incoming: Iterable[Future[HostPlan]],
     pool: Executor,
     budget: Budget,
     *,
     max_inflight: int = 64,
 ) -> Iterator[Fetched]:
-    """Yield every planned snapshot of ``plan``, trimmed, in host then seq order.
+    """Yield every planned snapshot of the ``incoming`` host plans (``plan_stream``'s
+    futures, in host order), trimmed, in host then seq order.
+
+    Each host is added to ``plan`` when its plan is taken, and its objects are
+    submitted for reading right away, while later hosts are still being planned:
+    the consumer decodes the first hosts' objects instead of waiting for the whole
+    fleet's index reads. While the next host's plan is not ready, the objects
+    already read are decoded. A host whose snapshot and keyframe alone exceed the
+    memory limit is refused before any of its objects is read.
 
     Raises ``MemoryExceeded``, ``ObjectNotFound`` (the index names a missing object),
-    ``QueryIncomplete`` (the backend failed past its retries) or a ``CorruptError``;
-    pending reads are cancelled on any error.
+    ``QueryIncomplete`` (the backend failed past its retries) or a ``CorruptError``
+    (of an object, or of an index segment while planning); pending reads are
+    cancelled on any error.
     """
     sel = plan.selector
     pending: deque[_Task] = deque()
@@ -221,8 +230,9 @@ def fetch_plan(
                     task.host, entry, trim(snap, task.host.wanted, sel.start_ns, sel.end_ns)
                 )
 
-    try:
-        for hp, tier, entries, outputs in _batches(plan):
+    def submit(hp: HostPlan) -> Iterator[Fetched]:
+        """Submit ``hp``'s reads, decoding what was read while they would not fit."""
+        for tier, entries, outputs in _batches(hp):
             cost = sum(e.stored_bytes for e in entries)
             while pending and (len(pending) >= max_inflight or not budget.fits(cost)):
                 yield from consume()
@@ -238,6 +248,17 @@ def fetch_plan(
             budget.start(cost)
             future = pool.submit(_get, objects, hp.host, entries if tier == "raw" else entries[:1])
             pending.append(_Task(hp, tier, entries, outputs, future))
+
+    try:
+        for planned in incoming:
+            while pending and not planned.done():
+                yield from consume()
+            hp = planned.result()
+            plan.add(hp)
+            if not hp.entries:
+                continue
+            hp.check_memory(budget.limit)
+            yield from submit(hp)
         while pending:
             yield from consume()
     finally:

@@ -12,7 +12,10 @@ deltas need.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Executor
+import time
+from collections import deque
+from collections.abc import Generator
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -24,7 +27,7 @@ from snapcloud.query._selectors import Selector, is_glob
 from snapcloud.store import MARKS_PREFIX, IncrementalSnapshotStore
 from snapcloud.timeparse import format_ns
 
-__all__ = ["HostPlan", "QueryPlan", "Unit", "plan_hosts", "tier_of"]
+__all__ = ["HostPlan", "QueryPlan", "Unit", "plan_hosts", "plan_stream", "tier_of"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +62,7 @@ class HostPlan:
     bases: dict[int, IndexEntry]
     segments_read: int
     stream: IncrementalSnapshotStore | None = field(default=None, compare=False, repr=False)
+    planned_at: float = field(default_factory=time.perf_counter, compare=False, repr=False)
 
     @cached_property
     def wanted(self) -> frozenset[str]:
@@ -79,6 +83,20 @@ class HostPlan:
         return sum(e.stored_bytes for e in self.entries) + sum(
             e.stored_bytes for e in self.bases.values()
         )
+
+    def check_memory(self, limit: int) -> None:
+        """Raise ``MemoryExceeded`` when one of this host's snapshots and its keyframe
+        together are over ``limit`` (before any of its objects is read)."""
+        for unit in self.units():
+            first, rest = unit.entries[0], unit.entries[1:]
+            need = first.raw_bytes + max((d.raw_bytes for d in rest), default=0)
+            if need > limit:
+                raise MemoryExceeded(
+                    f"snapshots from {first.seq} of host {self.host!r} need {need} bytes "
+                    f"decoded, over the query memory limit of {limit} bytes",
+                    host=self.host,
+                    seq=first.seq,
+                )
 
     def units(self) -> list[Unit]:
         """The planned entries as read units, in seq order."""
@@ -110,6 +128,8 @@ class QueryPlan:
     catalog_reads: int = 0
     segment_reads: int = 0
     uncataloged: list[str] = field(default_factory=list)
+    #: ``time.perf_counter()`` when the last host added was planned (or the plan made).
+    planned_at: float = field(default_factory=time.perf_counter)
 
     @property
     def objects(self) -> int:
@@ -131,20 +151,18 @@ class QueryPlan:
         """The fewest requests the layout allows: catalog and segment reads plus one per object."""
         return self.catalog_reads + self.segment_reads + self.objects
 
+    def add(self, host: HostPlan) -> None:
+        """Count ``host``'s segment reads and keep it when it has entries to read."""
+        self.segment_reads += host.segments_read
+        self.planned_at = max(self.planned_at, host.planned_at)
+        if host.entries:
+            self.hosts.append(host)
+
     def check_memory(self, limit: int) -> None:
         """Raise ``MemoryExceeded`` before any read when one snapshot and its keyframe
         together are over ``limit``."""
         for hp in self.hosts:
-            for unit in hp.units():
-                first, rest = unit.entries[0], unit.entries[1:]
-                need = first.raw_bytes + max((d.raw_bytes for d in rest), default=0)
-                if need > limit:
-                    raise MemoryExceeded(
-                        f"snapshots from {first.seq} of host {hp.host!r} need {need} bytes "
-                        f"decoded, over the query memory limit of {limit} bytes",
-                        host=hp.host,
-                        seq=first.seq,
-                    )
+            hp.check_memory(limit)
 
 
 def _plan_host(
@@ -224,19 +242,25 @@ def _fleet_listing(
     return by_host
 
 
-def plan_hosts(
-    objects: ObjectStore,
-    config: SnapshotConfig,
-    selector: Selector,
-    pool: Executor,
-    *,
-    with_catalog: bool = False,
-) -> QueryPlan:
-    """Plan ``selector`` over the store, reading index data in parallel on ``pool``.
+@dataclass
+class _Selection:
+    """The hosts a query considers, before any index segment is read."""
 
-    ``with_catalog`` reads catalog entries even without label matchers (to group by
-    a user label). Raises what reading an index segment raises (``CorruptError``...).
-    """
+    plan: QueryPlan
+    hosts: list[str]
+    entries: dict[str, CatalogEntry]
+    fleet: dict[str, tuple[list[str], list[str]]] | None
+
+    def plan_host(self, objects: ObjectStore, config: SnapshotConfig, host: str) -> HostPlan:
+        listed = None if self.fleet is None else self.fleet[host]
+        return _plan_host(objects, config, self.plan.selector, host, self.entries.get(host), listed)
+
+
+def _select(
+    objects: ObjectStore, selector: Selector, pool: Executor, with_catalog: bool
+) -> _Selection:
+    """List the fleet (or the hosts the globs pick) and, for label matchers, read and
+    match the catalog entries."""
     fleet = _fleet_listing(objects, selector)
     if fleet is not None:
         hosts = sorted(h for h in fleet if selector.host_matches(h))
@@ -269,19 +293,59 @@ def plan_hosts(
             for h in hosts
             if selector.labels_match(h, entries[h].all_labels() if h in entries else {})
         ]
-    plans = list(
-        pool.map(
-            lambda h: _plan_host(
-                objects,
-                config,
-                selector,
-                h,
-                entries.get(h),
-                None if fleet is None else fleet[h],
-            ),
-            hosts,
-        )
-    )
-    plan.segment_reads = sum(p.segments_read for p in plans)
-    plan.hosts = [p for p in plans if p.entries]
-    return plan
+    return _Selection(plan, hosts, entries, fleet)
+
+
+def plan_hosts(
+    objects: ObjectStore,
+    config: SnapshotConfig,
+    selector: Selector,
+    pool: Executor,
+    *,
+    with_catalog: bool = False,
+) -> QueryPlan:
+    """Plan ``selector`` over the store, reading index data in parallel on ``pool``.
+
+    ``with_catalog`` reads catalog entries even without label matchers (to group by
+    a user label). Raises what reading an index segment raises (``CorruptError``...).
+    """
+    sel = _select(objects, selector, pool, with_catalog)
+    for hp in pool.map(lambda h: sel.plan_host(objects, config, h), sel.hosts):
+        sel.plan.add(hp)
+    return sel.plan
+
+
+def plan_stream(
+    objects: ObjectStore,
+    config: SnapshotConfig,
+    selector: Selector,
+    pool: Executor,
+    *,
+    with_catalog: bool = False,
+    lookahead: int = 8,
+) -> tuple[QueryPlan, Generator[Future[HostPlan], None, None]]:
+    """Plan ``selector`` host by host, so that reading can start before planning ends.
+
+    Returns the plan (hosts considered, catalog reads; the executor adds each host
+    as it takes it, ``QueryPlan.add``) and the hosts' plans as futures in host
+    order. Each host is planned on ``pool`` at most ``lookahead`` hosts ahead of
+    the one taken last, so planning tasks and object reads share the pool's queue
+    instead of every host's planning running first.
+    """
+    sel = _select(objects, selector, pool, with_catalog)
+
+    def futures() -> Generator[Future[HostPlan], None, None]:
+        ahead: deque[Future[HostPlan]] = deque()
+        todo = iter(sel.hosts)
+        try:
+            for host in todo:
+                ahead.append(pool.submit(sel.plan_host, objects, config, host))
+                if len(ahead) > lookahead:
+                    yield ahead.popleft()
+            while ahead:
+                yield ahead.popleft()
+        finally:
+            for f in ahead:
+                f.cancel()
+
+    return sel.plan, futures()

@@ -457,3 +457,69 @@ def test_columnar_and_metric_object_snapshots_aggregate_alike() -> None:
             agg.add(hp, cut)
         answers.append(agg.rows())
     assert answers[0] == answers[1] and len(answers[0]) > 10
+
+
+class _RecordedGets(CountingStore):
+    """Remembers the keys it was asked for, in the order the requests were made."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        super().__init__(inner)
+        self.order: list[str] = []
+
+    def get(self, key: str, *, byte_range: tuple[int, int] | None = None) -> GetResult:
+        self.order.append(key)  # list.append is atomic under the GIL
+        return super().get(key, byte_range=byte_range)
+
+
+def _small_fleet(hosts: int) -> Any:
+    from snapcloud.backends import MemoryStore
+    from snapcloud.store import IncrementalSnapshotStore
+    from snapcloud.synth import host_snapshots
+
+    memory = MemoryStore()
+    for h in range(hosts):
+        snaps = host_snapshots(h, 3)
+        stream = IncrementalSnapshotStore(memory, snaps[0].host, SnapshotConfig())
+        for s in snaps:
+            stream.append(s)
+    return memory
+
+
+def test_objects_are_read_while_later_hosts_are_still_planned() -> None:
+    """Planning streams: the first hosts' objects are read before the last hosts' index
+    segments (with one worker the order is fixed: 9 hosts planned ahead, then each
+    host's reads go in before the next host's planning). The answer is the one a
+    wide pool gives, and every host's reads follow its own segment read."""
+    memory = _small_fleet(14)
+    recorded = _RecordedGets(memory)
+    sel = Selector(metrics=("gpu.*.power_mw", "cpu.util"))
+    kw: dict[str, Any] = {"aggs": ("mean", "count", "last"), "group_by": ("host",)}
+    one = run_query(Repository(recorded, SnapshotConfig()), sel, workers=1, **kw)
+    wide = run_query(Repository(memory, SnapshotConfig()), sel, workers=16, **kw)
+    assert one.rows == wide.rows and len(one.rows) == 14 * 2
+    order = recorded.order
+    segments = [i for i, k in enumerate(order) if k.startswith("index/")]
+    data = [i for i, k in enumerate(order) if k.startswith("raw/")]
+    assert len(segments) == 14 and len(data) == 14 * 3
+    assert data[0] < segments[-1]  # reading began before planning ended
+    for host in {k.split("/")[1] for k in order}:
+        mine = [i for i, k in enumerate(order) if k.split("/")[1] == host]
+        assert order[mine[0]].startswith("index/"), host
+    assert one.stats.min_requests == 14 + 14 * 3 and one.stats.hosts == 14
+    assert 0 < one.stats.plan_seconds <= one.stats.seconds
+
+
+def test_a_corrupt_index_segment_of_a_later_host_stops_the_query() -> None:
+    """A segment that fails its checksum while earlier hosts are being read raises the
+    segment's error; nothing is answered from the hosts before it."""
+    from snapcloud.errors import ChecksumMismatch
+
+    memory = _small_fleet(12)
+    key = next(i.key for i in memory.list("index/gpu-node-0010/"))
+    data = bytearray(memory.get(key).data)
+    data[len(data) // 2] ^= 0x01
+    memory.put(key, bytes(data))
+    sel = Selector(metrics=("cpu.util",))
+    for workers in (1, 16):
+        with pytest.raises(ChecksumMismatch, match="gpu-node-0010"):
+            run_query(Repository(memory, SnapshotConfig()), sel, workers=workers)
