@@ -256,26 +256,51 @@ class Aggregator:
 
     def add(self, hp: HostPlan, snap: ProfileSnapshot) -> int:
         """Fold one (trimmed) snapshot of ``hp``'s host into the state; return its samples."""
-        if not snap.metric_names:
+        return self.add_many(hp, [snap])
+
+    def add_many(self, hp: HostPlan, snaps: Sequence[ProfileSnapshot]) -> int:
+        """Fold consecutive (trimmed) snapshots of ``hp``'s host, in order; return their
+        samples. Snapshots that share a layout and hold columns (a compressed-tier
+        object's hour, cut from one matrix) are folded in one pass: every run of
+        samples is summed as on its own and the runs are added to each row in the
+        same order, so the state is bit for bit what one ``add`` per snapshot leaves.
+        Counters (their carry runs from snapshot to snapshot) go one by one."""
+        snaps = [s for s in snaps if s.metric_names]
+        if not snaps:
             return 0
-        lay = self._layout(hp, snap)
-        count = len(lay.perm)
+        lay = self._layout(hp, snaps[0])
         counters = self._counters and bool(lay.counter.any())
+        if len(snaps) > 1 and (
+            counters or any(s.columns is None or self._layout(hp, s) is not lay for s in snaps)
+        ):
+            return sum(self.add_many(hp, [s]) for s in snaps)
+        count = len(lay.perm)
         # Timestamps and metric ids per sample, only for what reads them.
         need_ts = self.step_ns is not None or "last" in self.aggs or counters
         need_mid = self.step_ns is not None or counters
         ts: I64 = _NO_TIMES
-        cols = snap.columns
-        if cols is not None:  # every metric as long as the others: take the matrix's rows
-            n = cols.shape[1]
-            lens = np.full(count, n, dtype=np.int64)
-            total = count * n
+        starts_of = _NO_TIMES  # where each snapshot's samples start (several snapshots)
+        if snaps[0].columns is not None:  # each metric as long as the others: matrix rows
+            matrices = [s.columns for s in snaps]
+            widths = [c.shape[1] for c in matrices if c is not None]
+            lens = np.repeat(np.asarray(widths, dtype=np.int64), count)
+            total = count * sum(widths)
             if total == 0:
                 return 0
-            vals = (cols.values if lay.rows is None else cols.values[lay.rows]).reshape(-1)
+            parts = [
+                (c.values if lay.rows is None else c.values[lay.rows]).reshape(-1)
+                for c in matrices
+                if c is not None
+            ]
+            vals = parts[0] if len(parts) == 1 else np.concatenate(parts)
             if need_ts:
-                ts = np.tile(cols.timestamps, count)
+                tiles = [np.tile(c.timestamps, count) for c in matrices if c is not None]
+                ts = tiles[0] if len(tiles) == 1 else np.concatenate(tiles)
+            if len(snaps) > 1 and self.step_ns is not None:
+                starts_of = np.cumsum([0, *(count * w for w in widths[:-1])])
+                starts_of = starts_of[starts_of < total]  # empty last snapshots start nothing
         else:
+            (snap,) = snaps
             ms = [snap.metrics[i] for i in lay.perm]
             lens = np.fromiter((m.values.size for m in ms), dtype=np.int64, count=count)
             total = int(lens.sum())
@@ -284,16 +309,19 @@ class Aggregator:
             vals = np.concatenate([m.values for m in ms])
             if need_ts:
                 ts = np.concatenate([m.timestamps for m in ms])
-        mid = np.repeat(np.arange(count), lens) if need_mid else _NO_TIMES
+        members = len(snaps)
+        ids = np.arange(count) if members == 1 else np.tile(np.arange(count), members)
+        mid = np.repeat(ids, lens) if need_mid else _NO_TIMES
         if self.step_ns is None:
             assert lay.slots is not None
             nonzero = lens > 0
             run_start = (np.cumsum(lens) - lens)[nonzero]
-            run_slot = lay.slots[nonzero]
+            run_slot = (lay.slots if members == 1 else np.tile(lay.slots, members))[nonzero]
         else:
             bucket = ts // self.step_ns
             change = np.ones(total, dtype=bool)
             change[1:] = (mid[1:] != mid[:-1]) | (bucket[1:] != bucket[:-1])
+            change[starts_of] = True  # a run never spans two snapshots
             run_start = np.flatnonzero(change)
             run_slot = np.array(
                 [

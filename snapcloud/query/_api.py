@@ -38,6 +38,8 @@ __all__ = [
 DEFAULT_WORKERS = 16
 #: Takes each selected snapshot; may return how many samples it held (else they are counted).
 Consumer = Callable[[HostPlan, ProfileSnapshot], "int | None"]
+#: Takes consecutive snapshots of one host, in order; returns how many samples they held.
+BatchConsumer = Callable[[HostPlan, Sequence[ProfileSnapshot]], int]
 
 
 def _check_workers(workers: int) -> int:
@@ -78,9 +80,11 @@ def scan(
     budget: Budget | None = None,
     workers: int = DEFAULT_WORKERS,
     with_catalog: bool = False,
+    many: BatchConsumer | None = None,
 ) -> QueryStats:
     """Plan ``selector``, then feed each selected snapshot (trimmed) to ``consumer`` in
-    host then seq order. Returns the query's figures.
+    host then seq order. Returns the query's figures. With ``many``, the snapshots of
+    one compressed-tier object go to it in one call instead (in the same order).
 
     Raises ``MemoryExceeded`` (never truncates), ``ObjectNotFound`` or ``CorruptError``.
     """
@@ -95,9 +99,13 @@ def scan(
             fetched = fetch_plan(
                 objects, config, plan, incoming, pool, budget, max_inflight=2 * workers
             )
-            for got in fetched:
-                taken = consumer(got.host, got.snapshot)
-                samples += got.snapshot.sample_count if taken is None else taken
+            for batch in fetched:
+                if many is not None and len(batch) > 1:
+                    samples += many(batch[0].host, [got.snapshot for got in batch])
+                    continue
+                for got in batch:
+                    taken = consumer(got.host, got.snapshot)
+                    samples += got.snapshot.sample_count if taken is None else taken
             t_plan = plan.planned_at
     decoded = sum(
         sum(e.samples for e in hp.entries) + sum(e.samples for e in hp.bases.values())
@@ -138,7 +146,15 @@ def run_query(
     budget = Budget(repo.config.max_query_memory_bytes)
     agg = Aggregator(aggs, group_by, step_ns, budget=budget)
     labels = any(g not in GROUP_BUILTINS for g in group_by)
-    stats = scan(repo, selector, agg.add, budget=budget, workers=workers, with_catalog=labels)
+    stats = scan(
+        repo,
+        selector,
+        agg.add,
+        budget=budget,
+        workers=workers,
+        with_catalog=labels,
+        many=agg.add_many,
+    )
     return QueryResult(
         columns=agg.columns(),
         rows=agg.rows(),

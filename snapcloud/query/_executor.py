@@ -177,9 +177,11 @@ def fetch_plan(
     budget: Budget,
     *,
     max_inflight: int = 64,
-) -> Iterator[Fetched]:
+) -> Iterator[list[Fetched]]:
     """Yield every planned snapshot of the ``incoming`` host plans (``plan_stream``'s
-    futures, in host order), trimmed, in host then seq order.
+    futures, in host order), trimmed, in host then seq order: a raw snapshot alone,
+    the snapshots of one compressed-tier object together (slices of one decoded
+    matrix, already in memory).
 
     Each host is added to ``plan`` when its plan is taken, and its objects are
     submitted for reading right away, while later hosts are still being planned:
@@ -197,7 +199,7 @@ def fetch_plan(
     pending: deque[_Task] = deque()
     base: ProfileSnapshot | None = None
 
-    def consume() -> Iterator[Fetched]:
+    def consume() -> Iterator[list[Fetched]]:
         nonlocal base
         task = pending.popleft()
         try:
@@ -208,12 +210,18 @@ def fetch_plan(
         if task.tier != "raw":  # one object holds every entry's snapshot
             stream = task.host.stream
             assert stream is not None
+            group = []
             for entry, output in zip(task.entries, task.outputs, strict=True):
                 snap = stream.read(entry, blobs[0])  # decoded once, then from its cache
                 if output:
-                    yield Fetched(
-                        task.host, entry, trim(snap, task.host.wanted, sel.start_ns, sel.end_ns)
+                    group.append(
+                        Fetched(
+                            task.host,
+                            entry,
+                            trim(snap, task.host.wanted, sel.start_ns, sel.end_ns),
+                        )
                     )
+            yield group  # slices of one decoded object: handed over together
             return
         for entry, data, output in zip(task.entries, blobs, task.outputs, strict=True):
             if entry.kind == "k":
@@ -226,11 +234,13 @@ def fetch_plan(
             else:
                 snap = decode_entry(config, host, entry, data, base, task.host.wanted)
             if output:
-                yield Fetched(
-                    task.host, entry, trim(snap, task.host.wanted, sel.start_ns, sel.end_ns)
-                )
+                yield [
+                    Fetched(
+                        task.host, entry, trim(snap, task.host.wanted, sel.start_ns, sel.end_ns)
+                    )
+                ]
 
-    def submit(hp: HostPlan) -> Iterator[Fetched]:
+    def submit(hp: HostPlan) -> Iterator[list[Fetched]]:
         """Submit ``hp``'s reads, decoding what was read while they would not fit."""
         for tier, entries, outputs in _batches(hp):
             cost = sum(e.stored_bytes for e in entries)

@@ -523,3 +523,38 @@ def test_a_corrupt_index_segment_of_a_later_host_stops_the_query() -> None:
     for workers in (1, 16):
         with pytest.raises(ChecksumMismatch, match="gpu-node-0010"):
             run_query(Repository(memory, SnapshotConfig()), sel, workers=workers)
+
+
+@pytest.mark.parametrize(
+    ("aggs", "group_by", "step_s", "prefixes"),
+    [
+        (("mean", "min", "max", "sum", "count", "last", "p90"), ("gpu",), None, ("gpu.", "cpu.")),
+        (("mean", "sum", "count", "last", "p50"), ("host",), 7, ("gpu.", "cpu.total")),
+        (("sum", "mean", "last"), (), 13, ("cpu.3.util",)),  # one metric: runs end per snapshot
+        (("mean", "rate", "increase", "count"), ("host",), 20, ("net.", "gpu.0.")),  # counters
+    ],
+)
+def test_an_hour_folded_at_once_equals_snapshot_by_snapshot(
+    aggs: tuple[str, ...], group_by: tuple[str, ...], step_s: int | None, prefixes: tuple[str, ...]
+) -> None:
+    """``add_many`` (a compressed-tier object's snapshots in one call) leaves the state
+    bit for bit as one ``add`` per snapshot does: partial first and last windows, a
+    snapshot trimmed to nothing, buckets, pooled GPUs, one-metric runs, counters."""
+    from snapcloud.codec import decode, encode_keyframe
+    from snapcloud.query._aggregate import Aggregator
+    from snapcloud.query._executor import trim
+    from snapcloud.query._planner import HostPlan
+    from snapcloud.synth import host_snapshots
+
+    snaps = [decode(encode_keyframe(s)) for s in host_snapshots(5, 6)]
+    hp = HostPlan(snaps[0].host, {}, {}, (), (), {}, 0)
+    wanted = frozenset(n for n in snaps[0].metric_names if n.startswith(prefixes))
+    start, end = snaps[0].window_start + 11 * 10**9, snaps[4].window_start + 23 * 10**9
+    cut = [trim(s, wanted, start, end) for s in snaps]
+    assert cut[-1].sample_count == 0 and all(c.columns is not None for c in cut)
+    step = None if step_s is None else step_s * 10**9
+    one, many = Aggregator(aggs, group_by, step), Aggregator(aggs, group_by, step)
+    taken = [one.add(hp, c) for c in cut]
+    assert many.add_many(hp, cut) == sum(taken) > 0
+    assert many.rows() == one.rows() and len(one.rows()) > 0
+    assert many.samples == one.samples
