@@ -30,6 +30,7 @@ class QueryStats:
     samples_decoded: int = 0
     samples: int = 0
     seconds: float = 0.0
+    #: Until the last host was planned (hosts are planned while the first ones are read).
     plan_seconds: float = 0.0
 
     @property
