@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import datetime
+import email.utils
 import ipaddress
 import logging
 import re
@@ -19,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -28,6 +31,7 @@ from botocore.exceptions import (
     SSLError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.utils import parse_timestamp as _botocore_timestamp
 
 from snapcloud.backends._base import GetResult, ObjectInfo
 from snapcloud.backends._keys import check_conditions, check_key, check_prefix, check_range
@@ -65,6 +69,24 @@ _TRANSIENT_IO = (
     builtins.ConnectionError,
     TimeoutError,
 )
+
+
+def _parse_timestamp(value: Any) -> datetime.datetime:
+    """botocore's timestamp parser for the two forms S3 sends, from the standard library:
+    ``Wed, 25 Nov 2026 04:57:25 GMT`` (headers) and ISO 8601 (listings). botocore's own,
+    used for anything else, goes through dateutil: measured here, it was most of a
+    listing's client CPU (0.35-0.44 s for 3,000 keys against 0.13-0.15 s)."""
+    if isinstance(value, str):
+        try:
+            if value.endswith(" GMT"):
+                return email.utils.parsedate_to_datetime(value)
+            parsed = datetime.datetime.fromisoformat(value)
+            if parsed.tzinfo is not None:
+                return parsed
+        except (TypeError, ValueError):
+            pass
+    result: datetime.datetime = _botocore_timestamp(value)
+    return result
 
 
 class S3Store:
@@ -111,7 +133,11 @@ class S3Store:
             )
             # A session per store: boto3's default session is not thread-safe to build from.
             with self._translate("setup", ""):
-                client = boto3.session.Session().client(
+                core = botocore.session.get_session()
+                core.get_component("response_parser_factory").set_parser_defaults(
+                    timestamp_parser=_parse_timestamp
+                )
+                client = boto3.session.Session(botocore_session=core).client(
                     "s3", endpoint_url=endpoint_url, region_name=region, config=config
                 )
         self._client = client

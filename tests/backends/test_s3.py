@@ -326,3 +326,40 @@ def test_translate_maps_every_error(
     assert type(info.value) is expected
     assert getattr(info.value, "key", None) == "a/key"
     assert "'a/key'" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Wed, 25 Nov 2026 04:57:25 GMT",
+        "Thu, 01 Jan 1970 00:00:00 GMT",
+        "2026-11-25T04:57:25.000Z",
+        "2026-11-25T04:57:25Z",
+        "2026-11-25T04:57:25.123456+02:00",
+        "2026-11-25T04:57:25",  # no zone: botocore's own reading (UTC)
+        1764046645,
+        "1764046645.5",
+    ],
+)
+def test_timestamps_are_read_as_botocore_reads_them(text: Any) -> None:
+    from botocore.utils import parse_timestamp
+
+    from snapcloud.backends._s3 import _parse_timestamp
+
+    got, want = _parse_timestamp(text), parse_timestamp(text)
+    assert got == want and got.utcoffset() == want.utcoffset()
+
+
+def test_listings_and_heads_carry_the_servers_timestamps(s3_bucket: tuple[str, str]) -> None:
+    """The store's client reads LastModified with the standard library; the values are
+    botocore's (a plain client's) for both forms S3 sends: a header and a listing."""
+    endpoint, bucket = s3_bucket
+    store = S3Store(bucket, "ts", endpoint_url=endpoint)
+    store.put("a", b"x")
+    plain = boto3.client("s3", endpoint_url=endpoint)
+    ours = store._client
+    head = {"Bucket": bucket, "Key": "ts/a"}
+    assert ours.head_object(**head)["LastModified"] == plain.head_object(**head)["LastModified"]
+    listed = [o["LastModified"] for o in ours.list_objects_v2(Bucket=bucket)["Contents"]]
+    want = [o["LastModified"] for o in plain.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert listed == want and len(listed) == 1
