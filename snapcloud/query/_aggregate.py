@@ -281,20 +281,18 @@ class Aggregator:
         ts: I64 = _NO_TIMES
         starts_of = _NO_TIMES  # where each snapshot's samples start (several snapshots)
         if snaps[0].columns is not None:  # each metric as long as the others: matrix rows
-            matrices = [s.columns for s in snaps]
-            widths = [c.shape[1] for c in matrices if c is not None]
+            matrices = [c for s in snaps if (c := s.columns) is not None]  # all, checked above
+            widths = [c.shape[1] for c in matrices]
             lens = np.repeat(np.asarray(widths, dtype=np.int64), count)
             total = count * sum(widths)
             if total == 0:
                 return 0
             parts = [
-                (c.values if lay.rows is None else c.values[lay.rows]).reshape(-1)
-                for c in matrices
-                if c is not None
+                (c.values if lay.rows is None else c.values[lay.rows]).reshape(-1) for c in matrices
             ]
             vals = parts[0] if len(parts) == 1 else np.concatenate(parts)
             if need_ts:
-                tiles = [np.tile(c.timestamps, count) for c in matrices if c is not None]
+                tiles = [np.tile(c.timestamps, count) for c in matrices]
                 ts = tiles[0] if len(tiles) == 1 else np.concatenate(tiles)
             if len(snaps) > 1 and self.step_ns is not None:
                 starts_of = np.cumsum([0, *(count * w for w in widths[:-1])])

@@ -158,12 +158,6 @@ class QueryPlan:
         if host.entries:
             self.hosts.append(host)
 
-    def check_memory(self, limit: int) -> None:
-        """Raise ``MemoryExceeded`` before any read when one snapshot and its keyframe
-        together are over ``limit``."""
-        for hp in self.hosts:
-            hp.check_memory(limit)
-
 
 def _plan_host(
     objects: ObjectStore,
