@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import boto3
 import botocore.session
+import urllib3.exceptions
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -68,6 +69,10 @@ _TRANSIENT_IO = (
     IncompleteReadError,
     builtins.ConnectionError,
     TimeoutError,
+    # botocore reads the body of an error reply to GetObject (a streaming operation)
+    # after its retries and lets urllib3's error through unwrapped: seen as a
+    # ProtocolError when a 404's body was cut by a connection reset.
+    urllib3.exceptions.HTTPError,
 )
 
 
@@ -170,7 +175,7 @@ class S3Store:
             else:
                 message = f"{where} failed: {code} (HTTP {status})"
             raise error(message, key=key, operation=op, code=code, status=status) from None
-        except SSLError:  # a certificate problem does not heal on retry
+        except (SSLError, urllib3.exceptions.SSLError):  # a certificate problem does not heal
             raise BackendError(f"{where} failed: TLS error", key=key, operation=op) from None
         except _TRANSIENT_IO as exc:
             name = type(exc).__name__
@@ -213,20 +218,28 @@ class S3Store:
         return GetResult(data, _etag(resp))
 
     def _get_object(self, key: str, args: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
-        """GetObject and its body. botocore retries the request, but the body is read
-        after it returns: a reply cut mid-body (reset, short read) is retried here, up to
-        ``max_attempts`` bodies, each request with botocore's own retries."""
+        """GetObject and its body. botocore retries the request, but two bodies are read
+        after its retries: the object's, and that of an error reply (a 404, a 500), which
+        GetObject streams too. A reply cut in either (reset, short read) is tried again
+        here, up to ``max_attempts`` replies, each request with botocore's own retries."""
         for attempt in range(1, self._max_attempts + 1):
             with self._translate("get", key):
-                resp = self._client.get_object(**args)
-            try:
-                with self._translate("get", key):
-                    return resp, resp["Body"].read()
-            except RetryableBackendError:
-                resp["Body"].close()
-                if attempt == self._max_attempts:
+                try:
+                    resp = self._client.get_object(**args)
+                except urllib3.exceptions.SSLError:
                     raise
-                log.debug("S3 get of %r: reply cut mid-body, reading it again", key)
+                except urllib3.exceptions.HTTPError:  # raw from urllib3: an error reply cut
+                    if attempt == self._max_attempts:
+                        raise
+                    log.debug("S3 get of %r: error reply cut mid-body, asking again", key)
+                    continue
+                try:
+                    return resp, resp["Body"].read()
+                except _TRANSIENT_IO:
+                    resp["Body"].close()
+                    if attempt == self._max_attempts:
+                        raise
+                    log.debug("S3 get of %r: reply cut mid-body, reading it again", key)
         raise AssertionError("unreachable")  # the loop returns or raises
 
     def _empty_range(self, key: str) -> GetResult:

@@ -515,6 +515,47 @@ def test_a_reply_cut_mid_body_is_read_again_and_bounded(
         assert fp.stats().by_method == {"GET": 4}
 
 
+def test_an_error_reply_cut_mid_body_is_asked_again_and_bounded(
+    s3_bucket: tuple[str, str], moto_server: str
+) -> None:
+    """GetObject streams its error replies too, and botocore reads them after its retries:
+    a 404 cut mid-body is asked again (CI saw urllib3's raw ProtocolError escape here)."""
+    _, bucket = s3_bucket
+    cut_first = lambda r: "truncate" if r.method == "GET" and r.n < 2 else None  # noqa: E731
+    with FaultProxy(moto_server, decide=cut_first) as fp:
+        with pytest.raises(ObjectNotFound):
+            _store(fp.endpoint_url, bucket, max_attempts=3).get("missing")
+        assert fp.stats().by_method == {"GET": 3}
+
+
+@pytest.mark.parametrize("attempts", [2, 4])
+def test_every_operation_through_cut_replies_fails_typed_after_its_attempts(
+    s3_bucket: tuple[str, str], moto_server: str, attempts: int
+) -> None:
+    """100% of replies cut (mid-body, or after the status line when there is no body):
+    every operation makes exactly ``attempts`` requests and raises the typed error."""
+    endpoint, bucket = s3_bucket
+    _store(endpoint, bucket).put("obj", b"data" * 100)
+    ops = {
+        "GET": lambda s: s.get("obj"),
+        "GET missing": lambda s: s.get("missing"),
+        "GET range": lambda s: s.get("obj", byte_range=(1, 7)),
+        "PUT": lambda s: s.put("obj2", b"data"),
+        "PUT if absent, taken": lambda s: s.put("obj", b"data", if_absent=True),
+        "HEAD missing": lambda s: s.head("missing"),
+        "LIST": lambda s: list(s.list("")),
+        "LIST dirs": lambda s: s.list_dirs(""),
+        "DELETE": lambda s: s.delete("obj2"),
+    }
+    for name, op in ops.items():
+        with FaultProxy(moto_server, rate=1.0, mix={"truncate": 1}, seed=SEED) as fp:
+            with pytest.raises(RetryableBackendError):
+                op(_store(fp.endpoint_url, bucket, max_attempts=attempts))
+            st = fp.stats()
+        assert st.requests == attempts == st.faults["truncate"], f"{name}: {st.as_dict()}"
+    assert _store(endpoint, bucket).get("obj").data == b"data" * 100
+
+
 def test_a_lease_whose_replies_are_lost_stays_ours_and_is_freed(
     s3_bucket: tuple[str, str], moto_server: str
 ) -> None:
