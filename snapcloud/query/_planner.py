@@ -3,10 +3,11 @@
 Hosts come from one listing of ``index/`` (every stream with data); when the
 selector has label matchers the catalog entries of the hosts that pass the host
 globs are read too (a host without an entry has no labels but ``host``). For
-each remaining host, in parallel: its index segments (one listing, one read per
-segment), the metric patterns resolved against the segments' name tables, and
-the entries ``IncrementalSnapshotStore.plan`` picks, plus the keyframes their
-deltas need.
+each remaining host, in parallel: the index segments the time range needs (one
+read per segment; compressed and archive items and range-hinted raw groups
+outside the range are skipped by their keys), the metric patterns resolved
+against the names of the entries in range, those entries, and the keyframes
+their deltas need.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from snapcloud.backends import ObjectStore
+from snapcloud.backends import ObjectInfo, ObjectStore
 from snapcloud.errors import MemoryExceeded, ValidationError
 from snapcloud.index import Catalog, CatalogEntry, IndexEntry
 from snapcloud.models import SnapshotConfig, SnapshotQuery
@@ -165,26 +166,27 @@ def _plan_host(
     selector: Selector,
     host: str,
     entry: CatalogEntry | None,
-    listed: tuple[list[str], list[str]] | None = None,
+    listed: tuple[list[str], list[ObjectInfo]] | None = None,
 ) -> HostPlan:
     stream = IncrementalSnapshotStore(objects, host, config)
     if listed is not None:
         stream.seed_listing(*listed)
-    segments = list(stream.segments())
-    # Metric patterns resolve against the raw index's name tables, the catalog's names
-    # (which also cover compacted tiers) and the exact names asked for.
+    # Only the index the time range needs is read (range hints and tier keys skip the
+    # rest), and metric patterns resolve against the names found there, the exact
+    # names asked for and the catalog's (when it was read for labels).
+    span = stream.serving(SnapshotQuery(start_ns=selector.start_ns, end_ns=selector.end_ns))
     names: set[str] = {p for p in selector.metrics if not is_glob(p)}
-    for seg in segments:
-        names.update(seg.names)
-    if entry is None and not segments and any(is_glob(p) for p in selector.metrics):
-        entry = Catalog(objects).get(host)  # a host with compacted tiers only
+    for found, _ in span:
+        names.update(found)
     if entry is not None:
         names.update(entry.metrics)
     metrics = tuple(selector.metric_names(names))
-    planned: list[IndexEntry] = []
-    if metrics:
-        query = SnapshotQuery(start_ns=selector.start_ns, end_ns=selector.end_ns, metrics=metrics)
-        planned = [e for e in stream.plan(query) if selector.fingerprint_matches(e.fingerprint)]
+    wanted = set(metrics)
+    planned = [
+        e
+        for found, e in span
+        if not wanted.isdisjoint(found) and selector.fingerprint_matches(e.fingerprint)
+    ]
     archived = [e for e in planned if tier_of(e) == "archive"]
     if archived:
         raise ValidationError(
@@ -207,24 +209,24 @@ def _plan_host(
         metrics=metrics,
         entries=tuple(planned),
         bases=bases,
-        segments_read=len(segments),
+        segments_read=stream.segment_reads,
         stream=stream,
     )
 
 
 def _fleet_listing(
     objects: ObjectStore, selector: Selector
-) -> dict[str, tuple[list[str], list[str]]] | None:
+) -> dict[str, tuple[list[str], list[ObjectInfo]]] | None:
     """For a selection of every host: one listing of ``marks/deletions/`` and one of
     ``index/`` (1000 keys a page) instead of two listings per host; ``None`` when the
     selection names hosts (then each host's own two listings read less).
 
     Marks are listed first, as a single stream does (``IncrementalSnapshotStore``).
-    Returns ``{host: (mark keys, index keys)}``.
+    Returns ``{host: (mark keys, index listing)}``.
     """
     if selector.hosts:
         return None
-    by_host: dict[str, tuple[list[str], list[str]]] = {}
+    by_host: dict[str, tuple[list[str], list[ObjectInfo]]] = {}
     marks: dict[str, list[str]] = {}
     for info in objects.list(MARKS_PREFIX):
         host = info.key[len(MARKS_PREFIX) :].partition("/")[0]
@@ -232,7 +234,7 @@ def _fleet_listing(
     for info in objects.list("index/"):
         host, sep, _ = info.key[len("index/") :].partition("/")
         if sep:
-            by_host.setdefault(host, (marks.get(host, []), []))[1].append(info.key)
+            by_host.setdefault(host, (marks.get(host, []), []))[1].append(info)
     return by_host
 
 
@@ -243,7 +245,7 @@ class _Selection:
     plan: QueryPlan
     hosts: list[str]
     entries: dict[str, CatalogEntry]
-    fleet: dict[str, tuple[list[str], list[str]]] | None
+    fleet: dict[str, tuple[list[str], list[ObjectInfo]]] | None
 
     def plan_host(self, objects: ObjectStore, config: SnapshotConfig, host: str) -> HostPlan:
         listed = None if self.fleet is None else self.fleet[host]

@@ -10,7 +10,10 @@ One run, per host, in this order (docs/RETENTION.md has the why):
    ``compressed_max_age``, is downsampled into one object, then indexed;
 4. items past ``archive_max_age`` get an *expired* mark;
 5. every item a higher tier now supersedes gets a *superseded* mark;
-6. data objects no index names get an orphan mark (deleted after ``orphan_age``).
+6. data objects no index names get an orphan mark (deleted after ``orphan_age``);
+7. each sealed raw group still served raw gets a range hint (an empty object whose
+   key carries its time range and its segment's ETag), so queries of other times
+   skip its segment; hints whose segment changed or went away are deleted.
 
 Every write is deterministic (same keys, same bytes for the same input and
 ``now``) and every mark is written only after the index that supersedes its
@@ -30,7 +33,7 @@ from dataclasses import dataclass, field
 from snapcloud import codec
 from snapcloud.backends import CountingStore, ObjectStore
 from snapcloud.errors import ChecksumMismatch, CorruptError, ObjectNotFound, PreconditionFailed
-from snapcloud.index import parse_data_key
+from snapcloud.index import parse_data_key, range_hint_key
 from snapcloud.index._lease import dead_local_holder
 from snapcloud.models import ProfileSnapshot, SnapshotConfig, validate_host
 from snapcloud.retention._downsample import Downsampler
@@ -275,7 +278,30 @@ class _HostRun:
             self._write_mark(state, m)
         if plan.orphans is not None:
             self._write_mark(state, plan.orphans)
+        self._range_hints(state, {m.mark.first_seq for m in plan.marks if m.mark.tier == "raw"})
         return self.report
+
+    def _range_hints(self, state: HostState, retired: set[int]) -> None:
+        """Step 7: hint every sealed raw group that stays raw (not the open group, not one
+        marked now or before); delete hints no segment vouches for (their segment was
+        rewritten, retired or deleted since), and wrong ones."""
+        last = state.raw_bases[-1] if state.raw_bases else None
+        wanted: dict[str, int] = {}
+        for base, seg in state.raw.items():
+            if base == last or base in retired or not seg.entries or base not in state.raw_etags:
+                continue
+            start = min(e.window_start for e in seg.entries)
+            end = max(e.window_end for e in seg.entries)
+            key = range_hint_key(self.host, base, start, end, state.raw_etags[base])
+            if key is not None:
+                wanted[key] = base
+        for key in sorted(state.hints):
+            if key not in wanted:
+                self._delete(key, 0)
+                self.report.range_hints_deleted += 1
+        for key in sorted(wanted):
+            if key not in state.hints and self._put(key, b"", f"put range hint {key}"):
+                self.report.range_hints_written += 1
 
     def _guarded(
         self,

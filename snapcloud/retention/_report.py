@@ -51,6 +51,8 @@ class HostReport:
     marks_deleted: int = 0
     orphans_marked: int = 0
     orphans_deleted: int = 0
+    range_hints_written: int = 0
+    range_hints_deleted: int = 0
     samples_compacted: int = 0
     problems: list[str] = field(default_factory=list)
     tiers: dict[str, TierTally] = field(default_factory=dict)

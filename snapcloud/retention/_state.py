@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from snapcloud.backends import ObjectStore
 from snapcloud.errors import CorruptError, ObjectNotFound
-from snapcloud.index import IndexSegment, segment_key, segment_prefix
+from snapcloud.index import IndexSegment, RangeHint, parse_range_hint, segment_key, segment_prefix
 from snapcloud.retention._marks import DeletionMark
 from snapcloud.store._tiers import (
     MARKS_PREFIX,
@@ -60,6 +60,8 @@ class HostState:
     bad_marks: list[str] = field(default_factory=list)
     raw_bases: list[int] = field(default_factory=list)
     raw: dict[int, IndexSegment] = field(default_factory=dict)
+    raw_etags: dict[int, str] = field(default_factory=dict)  # of the segment bytes read
+    hints: dict[str, RangeHint] = field(default_factory=dict)  # range hints listed, by key
     view: TierView = field(default_factory=lambda: TierView(frozenset(), (), ()))
     sizes: dict[str, int] = field(default_factory=dict)
     data_keys: list[str] = field(default_factory=list)
@@ -138,15 +140,19 @@ def load_state(objects: ObjectStore, host: str) -> HostState:
         if name.endswith(".json") and name[:-5].isdigit():
             st.sizes[info.key] = info.size
             st.raw_bases.append(int(name[:-5]))
+        elif (hint := parse_range_hint(name)) is not None:
+            st.hints[info.key] = hint
     st.raw_bases.sort()
     for base in st.raw_bases:
         if ("raw", base) in marked and base != st.raw_bases[-1]:
             continue  # its keys are in its mark; no need to read it
         key = segment_key(host, base)
         try:
-            st.raw[base] = IndexSegment.from_bytes(objects.get(key).data, key=key)
+            got = objects.get(key)
         except ObjectNotFound:
             continue
+        st.raw[base] = IndexSegment.from_bytes(got.data, key=key)
+        st.raw_etags[base] = got.etag.strip('"')
     items: dict[str, list[TierItem]] = {"compressed": [], "archive": []}
     for tier in ("compressed", "archive"):
         for info in objects.list(f"index/{host}/{tier}/"):

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from snapcloud import codec
-from snapcloud.backends import ObjectStore
+from snapcloud.backends import ObjectInfo, ObjectStore
 from snapcloud.errors import (
     ChecksumMismatch,
     MemoryExceeded,
@@ -39,7 +39,14 @@ from snapcloud.errors import (
     ValidationError,
 )
 from snapcloud.errors import ConflictError as _Conflict
-from snapcloud.index import IndexEntry, IndexSegment, data_key, segment_key, segment_prefix
+from snapcloud.index import (
+    IndexEntry,
+    IndexSegment,
+    data_key,
+    parse_range_hint,
+    segment_key,
+    segment_prefix,
+)
 from snapcloud.models import ProfileSnapshot, SnapshotConfig, SnapshotQuery, validate_host
 from snapcloud.store._read import decode_entry, fetch_entry
 from snapcloud.store._tiers import (
@@ -103,6 +110,9 @@ class IncrementalSnapshotStore:
         self._etags: dict[int, str] = {}
         self._keyframes: OrderedDict[int, ProfileSnapshot] = OrderedDict()
         self._bases: list[int] | None = None
+        # group -> (start, end) of its windows, from range hints the listing vouches for
+        self._ranges: dict[int, tuple[int, int]] = {}
+        self._raw_segment_reads = 0
         # retention tiers, read side; its view comes from the same listing as the raw groups
         self._tiers = TierReader(objects, self.host, self.config, loader=self._list_tiers)
         self._tier_view: TierView | None = None
@@ -127,28 +137,40 @@ class IncrementalSnapshotStore:
         mark that retires the lower tier, so a reader that sees a mark sees its successor.
         """
         marks = [info.key for info in self.objects.list(f"{MARKS_PREFIX}{self.host}/")]
-        index = [info.key for info in self.objects.list(f"index/{self.host}/")]
+        index = list(self.objects.list(f"index/{self.host}/"))
         self.seed_listing(marks, index)
 
-    def seed_listing(self, mark_keys: list[str], index_keys: list[str]) -> None:
-        """Take the stream's index from keys listed by someone else, in the order of
+    def seed_listing(self, mark_keys: list[str], index: list[ObjectInfo]) -> None:
+        """Take the stream's index from a listing made by someone else, in the order of
         ``_list_index``: its deletion marks listed first, then ``index/{host}/``.
 
         A fleet query lists ``marks/deletions/`` and ``index/`` once for every host
         instead of twice per host, and hands each stream its share.
+
+        A range hint counts only when the listing shows its segment with the hint's
+        ETag (the segment has not changed since the hint was written).
         """
         raw = segment_prefix(self.host)
-        bases: list[int] = []
+        etags: dict[int, str] = {}
+        hints = []
         others: list[str] = []
-        for key in index_keys:
-            if key.startswith(raw):
-                name = key[len(raw) :]
+        for info in index:
+            if info.key.startswith(raw):
+                name = info.key[len(raw) :]
                 if name.endswith(".json") and name[:-5].isdigit():
-                    bases.append(int(name[:-5]))
+                    etags[int(name[:-5])] = info.etag.strip('"')
+                elif (hint := parse_range_hint(name)) is not None:
+                    hints.append(hint)
             else:
-                others.append(key)
+                others.append(info.key)
+        ranges: dict[int, tuple[int, int]] = {}
+        for h in hints:
+            if etags.get(h.base) == h.etag:  # two hints of one version: cover both
+                start, end = ranges.get(h.base, (h.start_ns, h.end_ns))
+                ranges[h.base] = (min(start, h.start_ns), max(end, h.end_ns))
         with self._lock:
-            self._bases = sorted(bases)
+            self._bases = sorted(etags)
+            self._ranges = ranges
             self._tier_view = TierView.from_keys(self.host, mark_keys, others)
 
     def _list_tiers(self) -> TierView:
@@ -165,6 +187,7 @@ class IncrementalSnapshotStore:
         seg = self._segments.get(base)
         if seg is None:
             key = segment_key(self.host, base)
+            self._raw_segment_reads += 1
             got = self.objects.get(key)
             seg = IndexSegment.from_bytes(got.data, key=key)
             if seg.base != base or seg.host != self.host:
@@ -177,6 +200,33 @@ class IncrementalSnapshotStore:
         """Every index segment of the stream, oldest group first."""
         for base in list(self._group_bases()):
             yield self._segment(base)
+
+    @property
+    def segment_reads(self) -> int:
+        """Index segments (raw and tier) this stream has read from storage."""
+        return self._raw_segment_reads + self._tiers.segment_reads
+
+    def serving(self, query: SnapshotQuery) -> list[tuple[list[str], IndexEntry]]:
+        """``(metric names, entry)`` of every entry serving reads whose window overlaps
+        ``query``'s time range, in seq order (``query``'s other fields are not applied).
+        Reads only the index segments that range needs: tier items and range-hinted
+        raw groups outside it are skipped by their keys."""
+        return [
+            (n, e) for n, e in self._serving(query) if query.overlaps(e.window_start, e.window_end)
+        ]
+
+    def range_hint(self, base: int) -> tuple[int, int] | None:
+        """``(start, end)`` of group ``base``'s windows as a range hint states it, when the
+        listing showed the segment with the hint's ETag; else ``None``."""
+        with self._lock:
+            self._group_bases()
+            return self._ranges.get(base)
+
+    def _may_overlap(self, base: int, query: SnapshotQuery | None) -> bool:
+        """False only when group ``base``'s range hint puts all its windows outside
+        ``query``'s time range (then its segment need not be read)."""
+        bounds = self._ranges.get(base)
+        return query is None or bounds is None or query.overlaps(*bounds)
 
     def tier_segments(self) -> list[TierSegment]:
         """The compressed and archive index segments serving reads (``segments`` is raw)."""
@@ -363,6 +413,7 @@ class IncrementalSnapshotStore:
             ) from None
         self._segments[seg.base] = seg
         self._etags[seg.base] = etag
+        self._ranges.pop(seg.base, None)  # a hint of the segment before this append
         bases = self._group_bases()
         if not bases or bases[-1] != seg.base:
             bases.append(seg.base)
@@ -383,6 +434,7 @@ class IncrementalSnapshotStore:
                 self._segments.pop(self._bases[-1], None)
                 self._etags.pop(self._bases[-1], None)
             self._bases = None
+            self._ranges = {}
             self._tier_view = None
             self._tiers.refresh()
 
@@ -390,6 +442,7 @@ class IncrementalSnapshotStore:
         """Forget cached index state so the next call rereads it from storage."""
         with self._lock:
             self._bases = None
+            self._ranges = {}
             self._tier_view = None
             self._segments.clear()
             self._etags.clear()
@@ -445,6 +498,8 @@ class IncrementalSnapshotStore:
         """``(metric names, entry)`` of every entry serving reads, across tiers, in seq order."""
 
         def raw(base: int) -> list[tuple[list[str], IndexEntry]]:
+            if not self._may_overlap(base, query):
+                return []  # its hint says no window of it is in range: not read
             seg = self._segment(base)
             return [(seg.metric_names(e), e) for e in seg.entries]
 

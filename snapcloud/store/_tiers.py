@@ -194,6 +194,7 @@ class TierReader:
         self._loader = loader or (lambda: TierView.load(objects, host))
         self._view: TierView | None = None
         self._segments: dict[str, TierSegment] = {}
+        self.segment_reads = 0  # tier segments read from storage (for query figures)
         self._decoded: OrderedDict[str, dict[tuple[int, int], ProfileSnapshot]] = OrderedDict()
         self._lock = threading.RLock()
 
@@ -219,6 +220,7 @@ class TierReader:
         with self._lock:
             seg = self._segments.get(item.key)
         if seg is None:
+            self.segment_reads += 1
             seg = TierSegment.from_bytes(self.objects.get(item.key).data, key=item.key)
             if seg.host != self.host or seg.first_seq != item.first or seg.last_seq != item.last:
                 raise ChecksumMismatch(f"tier segment {item.key} names another item", key=item.key)

@@ -171,7 +171,9 @@ def _raw_segments(stream: IncrementalSnapshotStore, report: VerifyReport) -> lis
     out = []
     for base in list(stream._group_bases()):
         try:
-            out.append(stream._segment(base))
+            seg = stream._segment(base)
+            out.append(seg)
+            _check_range_hint(stream, seg, report)
         except ObjectNotFound:
             continue  # deleted (compacted) while we listed
         except CorruptError as exc:
@@ -183,6 +185,27 @@ def _raw_segments(stream: IncrementalSnapshotStore, report: VerifyReport) -> lis
                 )
             )
     return out
+
+
+def _check_range_hint(
+    stream: IncrementalSnapshotStore, seg: IndexSegment, report: VerifyReport
+) -> None:
+    """A range hint the listing vouches for must cover every window of its group:
+    queries skip the group's segment by it."""
+    hint = stream.range_hint(seg.base)
+    if hint is None:
+        return
+    for e in seg.entries:
+        if e.window_start < hint[0] or e.window_end > hint[1]:
+            report.problems.append(
+                Problem(
+                    stream.host,
+                    segment_key(stream.host, seg.base),
+                    f"its range hint [{hint[0]}, {hint[1]}) leaves out the window of entry "
+                    f"{e.seq}, so queries would skip it (verify --repair deletes the hint)",
+                )
+            )
+            return
 
 
 def _check_tier(stream: IncrementalSnapshotStore, tier: str, report: VerifyReport) -> None:
