@@ -49,9 +49,6 @@ def main() -> None:
     ap.add_argument("--gets", type=int, default=600)
     ap.add_argument("--size", type=int, default=7000)
     args = ap.parse_args()
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1"
-    )
     server, endpoint = _start_moto()  # the query benchmark's server, started the same way
     try:
         client = _client(endpoint)

@@ -10,7 +10,8 @@ in one run:
    every host, mean per host) through ``snapcloud.query``;
 2. the same answer from a naive client that lists every object under ``raw/`` and
    reads and decodes every one, sequentially (and again with a 16-thread pool, to
-   separate what selectivity buys from what parallel reads buy);
+   separate what selectivity buys from what parallel reads buy), with the CPU time the
+   moto process spends on each: the floor its one process puts under the query;
 3. a full scan (every metric of every host, mean/min/max/count per host and metric),
    in million samples decoded per second, end to end (index reads, object reads,
    decoding, aggregation), over the fresh raw objects (one per snapshot);
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -68,6 +70,11 @@ def _free_port() -> int:
 
 
 def _start_moto() -> tuple[subprocess.Popen[bytes], str]:
+    """A moto server on a free loopback port, and its endpoint. Sets fake credentials in
+    this process's environment (moto accepts any; boto3 refuses to sign without)."""
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1"
+    )
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -302,6 +309,22 @@ def _median_run(repo: Repository, sel: Selector, runs: int, **kw: Any) -> Any:
     return best
 
 
+class _Cpu:
+    """CPU seconds (user + system) the moto server process and this process spend."""
+
+    def __init__(self, server_pid: int) -> None:
+        self._server = psutil.Process(server_pid)
+
+    def now(self) -> tuple[float, float]:
+        t = self._server.cpu_times()
+        return t.user + t.system, time.process_time()
+
+    def since(self, then: tuple[float, float], runs: int = 1) -> dict[str, float]:
+        """``{"server": s, "client": s}`` per run since ``then``."""
+        now = self.now()
+        return {"server": (now[0] - then[0]) / runs, "client": (now[1] - then[1]) / runs}
+
+
 def compacted_scans(
     memory: MemoryStore,
     endpoint: str,
@@ -411,9 +434,6 @@ def main() -> None:
         help="Skip compacting the fleet and the full scan over the compressed tier.",
     )
     args = ap.parse_args()
-    os.environ.update(
-        AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1"
-    )
     server, endpoint = _start_moto()
     try:
         import boto3
@@ -426,10 +446,15 @@ def main() -> None:
         end = T0 + args.windows * MIN
         start = end - 10 * MIN
         sel = Selector(metrics=("gpu.*.power_mw",), start_ns=start, end_ns=end)
+        cpu = _Cpu(server.pid)
+        then = cpu.now()
         selective = _median_run(
             repo, sel, args.runs, aggs=("mean",), group_by=("host",), workers=args.workers
         )
+        cpu_ours = cpu.since(then, args.runs)
+        then = cpu.now()
         naive_means, naive_1 = naive(objects, "gpu.*.power_mw", start, end)
+        cpu_naive = cpu.since(then)
         _, naive_16 = naive(objects, "gpu.*.power_mw", start, end, workers=args.workers)
         ours = {r["host"]: r["mean"] for r in selective.records()}
         assert ours.keys() == naive_means.keys()
@@ -502,6 +527,19 @@ def main() -> None:
         f"(a selection of every host lists marks/deletions/ and index/ once for the "
         f"fleet; a selection by host lists both per host). The last host was planned "
         f"{st.plan_seconds:.2f} s in (hosts are planned while the first ones are read).\n"
+    )
+    per_request = cpu_ours["server"] / st.total_requests
+    floor_s = st.min_requests * per_request
+    print(
+        f"CPU, user + system: moto {cpu_ours['server']:.2f} s "
+        f"({1000 * per_request:.2f} ms per request) and this process "
+        f"{cpu_ours['client']:.2f} s per selective query (mean of {args.runs} runs); moto "
+        f"{cpu_naive['server']:.2f} s ({1000 * cpu_naive['server'] / naive_1['requests']:.2f} "
+        f"ms per request) and the client {cpu_naive['client']:.2f} s for the sequential "
+        f"naive client. moto serves from one Python process, so the layout's "
+        f"{st.min_requests} requests cost it at least {floor_s:.2f} s: a client that cost "
+        f"nothing would be at most **{naive_1['seconds'] / floor_s:.1f}x** faster than the "
+        f"sequential naive client here.\n"
     )
     if lat:
         ours_s, n16 = lat["ours"].seconds, lat["naive16"]
