@@ -286,7 +286,7 @@ class _HostRun:
         marked now or before); delete hints no segment vouches for (their segment was
         rewritten, retired or deleted since), and wrong ones."""
         last = state.raw_bases[-1] if state.raw_bases else None
-        wanted: dict[str, int] = {}
+        wanted: set[str] = set()
         for base, seg in state.raw.items():
             if base == last or base in retired or not seg.entries or base not in state.raw_etags:
                 continue
@@ -294,7 +294,7 @@ class _HostRun:
             end = max(e.window_end for e in seg.entries)
             key = range_hint_key(self.host, base, start, end, state.raw_etags[base])
             if key is not None:
-                wanted[key] = base
+                wanted.add(key)
         for key in sorted(state.hints):
             if key not in wanted:
                 self._delete(key, 0)
