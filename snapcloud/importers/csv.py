@@ -69,7 +69,9 @@ from snapcloud.importers._gpu_fields import (
     parse_pstate,
     scale_exactly,
 )
-from snapcloud.models import MetricSeries, ProfileSnapshot, validate_metric_name
+from snapcloud.importers._samples import unseen
+from snapcloud.models import MetricSeries, ProfileSnapshot, SnapshotQuery, validate_metric_name
+from snapcloud.store._tiers import tier_of_key
 
 if TYPE_CHECKING:
     from snapcloud.index import IndexEntry
@@ -1015,10 +1017,12 @@ def import_files(
 
 @dataclass
 class ImportOutcome:
-    """What ``append_windows`` did: the entries it appended, and the windows already stored."""
+    """What ``append_windows`` did: the entries it appended, the entries that already held
+    every sample of a window, and how many samples were already stored."""
 
     appended: list[IndexEntry] = field(default_factory=list)
     already_stored: list[IndexEntry] = field(default_factory=list)
+    samples_already_stored: int = 0
 
 
 def append_windows(
@@ -1027,40 +1031,64 @@ def append_windows(
     *,
     on_each: Callable[[], None] | None = None,
 ) -> ImportOutcome:
-    """Append the windows ``stream`` does not hold yet, in order; skip those it holds.
+    """Append what ``stream`` does not hold yet, sample by sample, in order.
 
-    An import is acknowledged by its end (exit 0). One that was interrupted (a
-    crash, a kill, a lost connection) and is run again must not store a window
-    twice: a window counts as stored when an entry of the stream has its window
-    bounds and the content checksum the window would have at that entry's seq,
-    and the snapshot read back at that seq is bit for bit the window. So a rerun
-    appends exactly what the interrupted run did not, and the stream ends as an
-    uninterrupted run would have left it. ``on_each`` is called once per window.
-    Raises what ``IncrementalSnapshotStore.append`` and ``get`` raise.
+    Exactly once by sample: a sample is its metric, timestamp and value bits, with
+    multiplicity. For each window, the stored snapshots whose windows overlap it and
+    that share a metric with it are read, and only the samples they do not hold are
+    appended, as a snapshot of the same window (windows may then overlap; queries answer
+    by time). So importing the same file twice stores it once, a grown file stores its
+    new rows, a file that fills a gap stores the gap, and an interrupted import run
+    again appends exactly what the first run did not. A window with nothing new is
+    reported in ``already_stored`` and not appended.
+
+    The index is read for the windows' time range only: range hints and tier tables say
+    which keyframe groups lie outside it, and their segments are not read (at most one
+    read per group in range, plus the open group's, which every append needs).
+    ``on_each`` is called once per window. Raises ``ValidationError`` when a window
+    overlaps what only the archive tier holds (downsampled: which samples it holds cannot
+    be told), and what ``IncrementalSnapshotStore.append`` and ``read`` raise.
     """
-    held: dict[tuple[int, int], list[IndexEntry]] = {}
-    if snapshots:
-        stream.refresh()
-        for entry in stream.entries():
-            held.setdefault((entry.window_start, entry.window_end), []).append(entry)
     outcome = ImportOutcome()
+    if not snapshots:
+        return outcome
+    stream.relist()  # another writer, or an earlier run, may have appended since
+    lo = min(s.window_start for s in snapshots)
+    hi = max(s.window_end for s in snapshots)
+    held = [(set(n), e) for n, e in stream.serving(SnapshotQuery(start_ns=lo, end_ns=hi))]
     for snap in snapshots:
-        found = _stored_as(stream, snap, held.get((snap.window_start, snap.window_end), []))
-        if found is not None:
-            outcome.already_stored.append(found)
+        names = set(snap.metric_names)
+        near = [
+            e
+            for n, e in held
+            if e.window_start < snap.window_end
+            and snap.window_start < e.window_end
+            and not names.isdisjoint(n)
+        ]
+        new = snap if not near else unseen(snap, _stored(stream, snap, near))
+        outcome.samples_already_stored += snap.sample_count - (new.sample_count if new else 0)
+        if new is None:
+            outcome.already_stored.extend(near)
         else:
-            outcome.appended.append(stream.append(snap))
+            entry = stream.append(new)
+            outcome.appended.append(entry)
+            held.append((set(new.metric_names), entry))
         if on_each is not None:
             on_each()
     return outcome
 
 
-def _stored_as(
-    stream: IncrementalSnapshotStore, snap: ProfileSnapshot, candidates: list[IndexEntry]
-) -> IndexEntry | None:
-    """The entry that holds ``snap`` already (checksum, then a bit-exact read), if any."""
-    for entry in candidates:
-        at_seq = snap.with_seq(entry.seq)
-        if entry.checksum == at_seq.checksum and stream.get(entry.seq) == at_seq:
-            return entry
-    return None
+def _stored(
+    stream: IncrementalSnapshotStore, snap: ProfileSnapshot, entries: list[IndexEntry]
+) -> list[ProfileSnapshot]:
+    """The stored snapshots of ``entries``; raises ``ValidationError`` for an archive one."""
+    archived = [e for e in entries if tier_of_key(e.key) == "archive"]
+    if archived:
+        raise ValidationError(
+            f"host {stream.host!r}: the window starting {snap.window_start} overlaps "
+            f"snapshots the archive tier holds downsampled (seq {archived[0].seq}); which "
+            "of its samples are stored cannot be told, so it is not imported",
+            host=stream.host,
+            seq=archived[0].seq,
+        )
+    return [stream.read(e) for e in entries]
