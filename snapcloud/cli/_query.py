@@ -262,6 +262,14 @@ def export_parquet_(
     labels: Annotated[
         bool, typer.Option("--labels", help="Add one label_<name> column per host label.")
     ] = False,
+    mode: Annotated[
+        str,
+        typer.Option(
+            "--mode",
+            help="error (refuse a --dest that holds data), overwrite (replace the export "
+            "there) or append (add beside it).",
+        ),
+    ] = "error",
     workers: WorkersOpt = DEFAULT_WORKERS,
     store: StoreOpt = None,
     endpoint_url: EndpointOpt = None,
@@ -277,10 +285,13 @@ def export_parquet_(
         endpoint_url=endpoint_url,
         labels=labels,
         workers=workers,
+        mode=mode,
     )
     doc = {
         "dest": report.dest,
+        "mode": report.mode,
         "files": report.files,
+        "deleted": report.deleted,
         "rows": report.rows,
         "bytes_written": report.bytes_written,
         "stats": report.stats.as_dict(),
