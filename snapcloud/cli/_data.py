@@ -35,21 +35,31 @@ HostOpt = Annotated[str, typer.Option("--host", help="Host id of the stream.")]
 
 
 def _stats_dict(st: StreamStats) -> dict[str, Any]:
+    """A host's figures; ``stored_bytes`` is everything it stores (data, index, catalog)."""
+    total = st.total_bytes
     return {
         "host": st.host,
         "snapshots": st.snapshots,
+        "tiers": st.tiers,
         "keyframes": st.keyframes,
         "deltas": st.deltas,
         "segments": st.segments,
         "samples": st.samples,
-        "stored_bytes": st.stored_bytes,
+        "stored_bytes": total,
+        "data_bytes": st.stored_bytes,
+        "index_bytes": st.index_bytes,
+        "catalog_bytes": st.catalog_bytes,
         "raw_bytes": st.raw_bytes,
-        "ratio": round(st.ratio, 6),
-        "bytes_per_sample": round(st.bytes_per_sample, 4),
+        "ratio": round(total / st.raw_bytes, 6) if st.raw_bytes else 0.0,
+        "bytes_per_sample": round(total / st.samples, 4) if st.samples else 0.0,
         "first_ns": st.first_ns,
         "last_ns": st.last_ns,
         "fingerprints": st.fingerprints,
     }
+
+
+def _tiers_text(tiers: dict[str, int]) -> str:
+    return ", ".join(f"{tier} {n}" for tier, n in tiers.items()) or "-"
 
 
 @app.command("import")
@@ -169,11 +179,12 @@ def ls(
         if as_json:
             print_json(rows)
             return
-        table = Table("host", "snapshots", "first", "last", "stored", "B/sample")
+        table = Table("host", "snapshots", "by tier", "first", "last", "stored", "B/sample")
         for r in rows:
             table.add_row(
                 r["host"],
                 str(r["snapshots"]),
+                _tiers_text(r["tiers"]),
                 format_ns(r["first_ns"]) if r["first_ns"] is not None else "-",
                 format_ns(r["last_ns"]) if r["last_ns"] is not None else "-",
                 human_bytes(r["stored_bytes"]),
@@ -187,9 +198,10 @@ def ls(
         return
     table = Table("seq", "kind", "base", "window start", "fingerprint", "samples", "stored")
     for e in entries:
+        tier = str(e["key"]).split("/", 1)[0]
         table.add_row(
             str(e["seq"]),
-            "keyframe" if e["kind"] == "k" else "delta",
+            tier if tier != "raw" else "keyframe" if e["kind"] == "k" else "delta",
             str(e["base"]),
             format_ns(e["window_start"]),
             e["fingerprint"],
@@ -282,22 +294,31 @@ def stats(
     repo = open_repo(store, endpoint_url, debug)
     hosts = [host] if host else repo.hosts()
     rows = [_stats_dict(repo.stream(h).stats()) for h in hosts]
-    total = {
-        k: sum(r[k] for r in rows)
-        for k in ("snapshots", "keyframes", "deltas", "samples", "stored_bytes", "raw_bytes")
-    }
+    keys = ("snapshots", "keyframes", "deltas", "samples", "stored_bytes", "data_bytes")
+    total = {k: sum(r[k] for r in rows) for k in (*keys, "index_bytes", "catalog_bytes")}
+    total["raw_bytes"] = sum(r["raw_bytes"] for r in rows)
+    total["tiers"] = {}
+    for r in rows:
+        for tier, n in r["tiers"].items():
+            total["tiers"][tier] = total["tiers"].get(tier, 0) + n
     total["objects"] = total["snapshots"] + sum(r["segments"] for r in rows)
     doc = {"store": repo.description, "hosts": rows, "total": total, "requests": repo.requests()}
     if as_json:
         print_json(doc)
         return
-    table = Table("host", "snapshots", "keyframes", "samples", "stored", "raw", "ratio", "B/sample")
+    table = Table(
+        "host", "snapshots", "by tier", "keyframes", "samples", "data", "index", "stored",
+        "raw", "ratio", "B/sample",
+    )  # fmt: skip
     for r in rows:
         table.add_row(
             r["host"],
             str(r["snapshots"]),
+            _tiers_text(r["tiers"]),
             str(r["keyframes"]),
             str(r["samples"]),
+            human_bytes(r["data_bytes"]),
+            human_bytes(r["index_bytes"] + r["catalog_bytes"]),
             human_bytes(r["stored_bytes"]),
             human_bytes(r["raw_bytes"]),
             f"{r['ratio']:.4f}",
@@ -306,9 +327,10 @@ def stats(
     out.print(table)
     ratio = total["stored_bytes"] / total["raw_bytes"] if total["raw_bytes"] else 0.0
     out.print(
-        f"{len(rows)} host(s), {total['snapshots']} snapshots, {total['objects']} objects, "
-        f"{human_bytes(total['stored_bytes'])} stored of {human_bytes(total['raw_bytes'])} raw "
-        f"({ratio:.4f}); requests: "
+        f"{len(rows)} host(s), {total['snapshots']} snapshots ({_tiers_text(total['tiers'])}), "
+        f"{total['objects']} objects, {human_bytes(total['stored_bytes'])} stored (index and "
+        f"catalog {human_bytes(total['index_bytes'] + total['catalog_bytes'])}) of "
+        f"{human_bytes(total['raw_bytes'])} raw ({ratio:.4f}); requests: "
         + ", ".join(f"{k}={v}" for k, v in sorted(repo.requests().items()) if v)
     )
 

@@ -132,7 +132,7 @@ def hosts(
             }
         )
         return
-    table = Table("host", "labels", "first", "last", "snapshots", "stored", "metrics")
+    table = Table("host", "labels", "first", "last", "snapshots", "by tier", "stored", "metrics")
     table.columns[0].no_wrap = True
     for e in listing.entries:
         table.add_row(
@@ -141,11 +141,14 @@ def hosts(
             format_ns(e.first_ns) if e.first_ns is not None else "-",
             format_ns(e.last_ns) if e.last_ns is not None else "-",
             str(e.snapshots),
+            ", ".join(f"{t} {s.snapshots}" for t, s in e.tiers.items()) or "-",
             human_bytes(e.stored_bytes),
             str(len(e.metrics)),
         )
     for h in listing.uncataloged:
-        table.add_row(h, "(no catalog entry: snapcloud hosts --refresh)", "-", "-", "-", "-", "-")
+        table.add_row(
+            h, "(no catalog entry: snapcloud hosts --refresh)", "-", "-", "-", "-", "-", "-"
+        )
     out.print(table)
 
 

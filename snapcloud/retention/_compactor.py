@@ -13,7 +13,15 @@ One run, per host, in this order (docs/RETENTION.md has the why):
 6. data objects no index names get an orphan mark (deleted after ``orphan_age``);
 7. each sealed raw group still served raw gets a range hint (an empty object whose
    key carries its time range and its segment's ETag), so queries of other times
-   skip its segment; hints whose segment changed or went away are deleted.
+   skip its segment; hints whose segment changed or went away are deleted;
+8. a host the run wrote or deleted anything of gets its catalog entry rebuilt from
+   its index (as ``hosts --refresh`` does, keeping its labels, stamped with ``now``),
+   so the fleet catalog counts each tier as it now is; a host with nothing left loses
+   its entry. These requests are not in the report's counts (a dry run could not plan
+   them: they read what the run wrote); ``HostReport.catalog_refreshed`` says which
+   hosts got (or would get) one. A compactor killed after its last write and before
+   this step leaves the entry as it was until the next run that changes the host, or
+   ``hosts --refresh``.
 
 Every write is deterministic (same keys, same bytes for the same input and
 ``now``) and every mark is written only after the index that supersedes its
@@ -32,8 +40,15 @@ from dataclasses import dataclass, field
 
 from snapcloud import codec
 from snapcloud.backends import CountingStore, ObjectStore
-from snapcloud.errors import ChecksumMismatch, CorruptError, ObjectNotFound, PreconditionFailed
-from snapcloud.index import parse_data_key, range_hint_key
+from snapcloud.errors import (
+    ChecksumMismatch,
+    CorruptError,
+    HostNotFound,
+    ObjectNotFound,
+    PreconditionFailed,
+    SnapcloudError,
+)
+from snapcloud.index import Catalog, parse_data_key, range_hint_key
 from snapcloud.index._lease import dead_local_holder
 from snapcloud.models import ProfileSnapshot, SnapshotConfig, validate_host
 from snapcloud.retention._downsample import Downsampler
@@ -42,6 +57,7 @@ from snapcloud.retention._marks import DeletionMark
 from snapcloud.retention._policy import RetentionPolicy
 from snapcloud.retention._report import CompactionReport, HostReport
 from snapcloud.retention._state import GroupInfo, HostState, load_state
+from snapcloud.store import Repository
 from snapcloud.store._tiers import (
     MARKS_PREFIX,
     Tier,
@@ -180,7 +196,12 @@ class Compactor:
             names = [validate_host(h, "--host") for h in hosts] if hosts else self.hosts()
             for host in names:
                 run = _HostRun(self, counting, host, now, steps, dry_run, would)
-                report.hosts.append(run.execute())
+                done = run.execute()
+                report.hosts.append(done)
+                if _tiers_changed(done):
+                    done.catalog_refreshed = True
+                    if not dry_run:  # its requests are the catalog's, not the tiers'
+                        self._refresh_catalog(self.raw_objects, done, now)
         finally:
             if lease is not None:
                 lease.release()
@@ -189,6 +210,29 @@ class Compactor:
             report.requests[op] = report.requests.get(op, 0) + n
         report.seconds = time.perf_counter() - started
         return report
+
+    def _refresh_catalog(self, objects: ObjectStore, report: HostReport, now: int) -> None:
+        """Step 8: rebuild the host's catalog entry (its labels kept: no object read),
+        stamped with the run's ``now`` so that a rerun writes the same bytes; a failure
+        is the report's problem, not the run's (``hosts --refresh`` mends it)."""
+        host = report.host
+        catalog = Catalog(objects, clock=lambda: now)
+        try:
+            previous = catalog.get(host)
+            labels = previous.labels if previous is not None else None
+            repo = Repository(objects, self.config)
+            repo.refresh_catalog(host, labels=labels, catalog=catalog)
+        except HostNotFound:
+            catalog.delete(host)  # every tier of it expired
+        except SnapcloudError as exc:
+            report.problems.append(f"catalog entry not refreshed: {exc}")
+
+
+def _tiers_changed(report: HostReport) -> bool:
+    """Whether the run wrote or deleted anything of the host: then its entry is rebuilt.
+    (Any write, not only a tier change: a run killed before its last write and run again
+    makes that write, so the rerun refreshes the entry as the whole run would have.)"""
+    return any(t.written_objects or t.deleted_objects for t in report.tiers.values())
 
 
 class _HostRun:

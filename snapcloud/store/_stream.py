@@ -42,6 +42,7 @@ from snapcloud.errors import ConflictError as _Conflict
 from snapcloud.index import (
     IndexEntry,
     IndexSegment,
+    catalog_key,
     data_key,
     parse_range_hint,
     segment_key,
@@ -65,7 +66,16 @@ _KEYFRAME_CACHE = 8
 
 @dataclass
 class StreamStats:
-    """Sizes and counts of one host stream, from its index (real stored bytes)."""
+    """Sizes and counts of one host stream, from its index (real stored bytes).
+
+    ``snapshots`` counts every tier; ``tiers`` splits it by tier (raw, compressed,
+    archive); ``keyframes`` and ``deltas`` are raw objects (a compressed-tier snapshot is
+    neither: its group is one object). ``stored_bytes`` is the data objects that serve
+    reads (data the compactor retired but has not deleted yet is not counted);
+    ``index_bytes`` is every object under ``index/{host}/`` (segments, tier tables, range
+    hints; retired ones until deleted) and ``catalog_bytes`` the host's catalog entry;
+    ``total_bytes`` adds the three.
+    """
 
     host: str
     snapshots: int = 0
@@ -78,6 +88,14 @@ class StreamStats:
     first_ns: int | None = None
     last_ns: int | None = None
     fingerprints: dict[str, int] = field(default_factory=dict)
+    tiers: dict[str, int] = field(default_factory=dict)
+    index_bytes: int = 0
+    catalog_bytes: int = 0
+
+    @property
+    def total_bytes(self) -> int:
+        """Everything the host stores: data, index and catalog objects."""
+        return self.stored_bytes + self.index_bytes + self.catalog_bytes
 
     @property
     def ratio(self) -> float:
@@ -578,15 +596,18 @@ class IncrementalSnapshotStore:
 
     def stats(self) -> StreamStats:
         """Counts and real stored bytes of the stream, from its index, across tiers
-        (``segments`` counts raw groups and tier objects; archive frames count as snapshots)."""
+        (``segments`` counts raw groups and tier objects; archive frames count as snapshots).
+        Lists ``index/{host}/`` and heads the catalog entry for their sizes."""
         st = StreamStats(host=self.host)
         groups: set[tuple[str, int]] = set()
         for _, e in self._serving(None):
-            raw = tier_of_key(e.key) == "raw"
+            tier = tier_of_key(e.key)
+            raw = tier == "raw"
             groups.add(("raw", e.base) if raw else (e.key, 0))
             st.snapshots += 1
-            st.keyframes += e.kind == "k"
-            st.deltas += e.kind == "d"
+            st.tiers[tier] = st.tiers.get(tier, 0) + 1
+            st.keyframes += raw and e.kind == "k"
+            st.deltas += raw and e.kind == "d"
             st.samples += e.samples
             st.stored_bytes += e.stored_bytes
             st.raw_bytes += e.raw_bytes
@@ -596,6 +617,10 @@ class IncrementalSnapshotStore:
             )
             st.last_ns = e.window_end if st.last_ns is None else max(st.last_ns, e.window_end)
         st.segments = len(groups)
+        st.tiers = dict(sorted(st.tiers.items()))
+        st.index_bytes = sum(info.size for info in self.objects.list(f"index/{self.host}/"))
+        catalog = self.objects.head(catalog_key(self.host))
+        st.catalog_bytes = catalog.size if catalog is not None else 0
         return st
 
 
