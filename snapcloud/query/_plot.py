@@ -169,9 +169,13 @@ class _Looks:
         return _Look(self._colours[self.gpus.index(gpu)], "-", f"GPU {gpu}")
 
     def legend(self, line2d: Any) -> tuple[list[Any], list[str]]:
-        """Legend handles and labels: each series, or past ``MAX_LEGEND_SERIES`` the hosts'
-        colours (up to 20 named) and the GPUs' line styles."""
-        if len(self.keys) <= MAX_LEGEND_SERIES or not self.by_host:
+        """Legend handles and labels: each series, or past ``MAX_LEGEND_SERIES`` (or with
+        host and GPU metrics of several hosts) the hosts' colours (up to 20 named) and
+        the GPUs' line styles."""
+        # A host's own metrics and its GPU 0 share colour and solid line (in other
+        # panels); a legend naming both would show two identical entries.
+        mixed = self.by_host and bool(self.gpus) and any(g is None for _, g in self.keys)
+        if not self.by_host or (len(self.keys) <= MAX_LEGEND_SERIES and not mixed):
             shown = self.keys[: max(MAX_LEGEND_SERIES, _MAX_LEGEND_HOSTS)]
             looks = [self.look(h, g) for h, g in shown]
             handles = [line2d([], [], color=lk.colour, linestyle=lk.style) for lk in looks]

@@ -101,6 +101,22 @@ def test_legend_names_each_series_up_to_the_limit() -> None:
     assert colours["node-00 GPU 0"] == colours["node-00 GPU 3"] != colours["node-01 GPU 0"]
 
 
+def test_host_and_gpu_metrics_of_several_hosts_get_the_factored_legend() -> None:
+    series = [*_fleet(2, 2), _series("node-00", "cpu.util", unit="%")]
+    series.append(_series("node-01", "cpu.util", unit="%"))
+    fig = plot_figure(series)
+    assert _legend_labels(fig) == [
+        "hosts (colour)",
+        "node-00",
+        "node-01",
+        "GPUs (line)",
+        "GPU 0",
+        "GPU 1",
+    ]
+    cpu = next(ax for ax in fig.axes if ax.get_title(loc="left") == "cpu.util")
+    assert [_dashes(ln) for ln in cpu.get_lines()] == [(0, None), (0, None)]  # solid
+
+
 def test_many_hosts_keep_distinct_colours_and_a_bounded_legend() -> None:
     series = [_series(f"h{i:03d}", "cpu.util", unit="%") for i in range(30)]
     fig = plot_figure(series)
