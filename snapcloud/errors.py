@@ -5,7 +5,8 @@ so a caller can catch at the depth that matches how it recovers::
 
     SnapcloudError
     ├── ValidationError (ValueError)        bad input: names, lengths, config, CSV rows
-    │   └── ConfigError                     bad store URL, bad settings
+    │   ├── ConfigError                     bad store URL, bad settings
+    │   └── EmptySelection                  a selection that holds no samples (``unmatched``)
     ├── NotFoundError (LookupError)
     │   ├── ObjectNotFound (FileNotFoundError)   no such key in the object store
     │   ├── SnapshotNotFound                no such seq in a host stream
@@ -57,6 +58,10 @@ class ValidationError(SnapcloudError, ValueError):
 
 class ConfigError(ValidationError):
     """A store URL or setting that cannot be used."""
+
+
+class EmptySelection(ValidationError):
+    """A selection with nothing in it; ``unmatched`` names the patterns that matched nothing."""
 
 
 class NotFoundError(SnapcloudError, LookupError):
