@@ -1023,6 +1023,7 @@ class ImportOutcome:
     appended: list[IndexEntry] = field(default_factory=list)
     already_stored: list[IndexEntry] = field(default_factory=list)
     samples_already_stored: int = 0
+    range_hints_written: int = 0
 
 
 def append_windows(
@@ -1044,7 +1045,9 @@ def append_windows(
 
     The index is read for the windows' time range only: range hints and tier tables say
     which keyframe groups lie outside it, and their segments are not read (at most one
-    read per group in range, plus the open group's, which every append needs).
+    read per group in range, plus the open group's, which every append needs). At the
+    end, every sealed group whose segment was read or written and that has no range
+    hint gets one (one put each, once), so the next import skips it.
     ``on_each`` is called once per window. Raises ``ValidationError`` when a window
     overlaps what only the archive tier holds (downsampled: which samples it holds cannot
     be told), and what ``IncrementalSnapshotStore.append`` and ``read`` raise.
@@ -1075,6 +1078,9 @@ def append_windows(
             held.append((set(new.metric_names), entry))
         if on_each is not None:
             on_each()
+    # The groups this import read or sealed get range hints, so the next import (or a
+    # query of other times) skips them whether or not the compactor ever runs here.
+    outcome.range_hints_written = stream.write_range_hints()
     return outcome
 
 

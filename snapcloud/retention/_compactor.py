@@ -14,14 +14,13 @@ One run, per host, in this order (docs/RETENTION.md has the why):
 7. each sealed raw group still served raw gets a range hint (an empty object whose
    key carries its time range and its segment's ETag), so queries of other times
    skip its segment; hints whose segment changed or went away are deleted;
-8. a host the run wrote or deleted anything of gets its catalog entry rebuilt from
-   its index (as ``hosts --refresh`` does, keeping its labels, stamped with ``now``),
-   so the fleet catalog counts each tier as it now is; a host with nothing left loses
-   its entry. These requests are not in the report's counts (a dry run could not plan
-   them: they read what the run wrote); ``HostReport.catalog_refreshed`` says which
-   hosts got (or would get) one. A compactor killed after its last write and before
-   this step leaves the entry as it was until the next run that changes the host, or
-   ``hosts --refresh``.
+8. each host's catalog entry is rebuilt from its index (as ``hosts --refresh`` does,
+   keeping its labels) and written, stamped with ``now``, when it differs from the
+   stored one: the fleet catalog counts each tier as it now is, and a host with
+   nothing left loses its entry. This reads the host's index once more (listings and
+   segments); its requests are not in the report's counts (a dry run could not plan
+   them: they read what the run wrote). ``HostReport.catalog_refreshed`` says which
+   entries were written.
 
 Every write is deterministic (same keys, same bytes for the same input and
 ``now``) and every mark is written only after the index that supersedes its
@@ -43,21 +42,20 @@ from snapcloud.backends import CountingStore, ObjectStore
 from snapcloud.errors import (
     ChecksumMismatch,
     CorruptError,
-    HostNotFound,
     ObjectNotFound,
     PreconditionFailed,
     SnapcloudError,
 )
-from snapcloud.index import Catalog, parse_data_key, range_hint_key
+from snapcloud.index import Catalog, CatalogEntry, entry_from_index, parse_data_key, range_hint_key
 from snapcloud.index._lease import dead_local_holder
-from snapcloud.models import ProfileSnapshot, SnapshotConfig, validate_host
+from snapcloud.models import ProfileSnapshot, SnapshotConfig, SnapshotQuery, validate_host
 from snapcloud.retention._downsample import Downsampler
 from snapcloud.retention._lease import COMPACTOR_LEASE_KEY, Lease
 from snapcloud.retention._marks import DeletionMark
 from snapcloud.retention._policy import RetentionPolicy
 from snapcloud.retention._report import CompactionReport, HostReport
 from snapcloud.retention._state import GroupInfo, HostState, load_state
-from snapcloud.store import Repository
+from snapcloud.store import IncrementalSnapshotStore
 from snapcloud.store._tiers import (
     MARKS_PREFIX,
     Tier,
@@ -198,10 +196,8 @@ class Compactor:
                 run = _HostRun(self, counting, host, now, steps, dry_run, would)
                 done = run.execute()
                 report.hosts.append(done)
-                if _tiers_changed(done):
-                    done.catalog_refreshed = True
-                    if not dry_run:  # its requests are the catalog's, not the tiers'
-                        self._refresh_catalog(self.raw_objects, done, now)
+                if not dry_run:  # its requests are the catalog's, not the tiers'
+                    self._refresh_catalog(self.raw_objects, done, now)
         finally:
             if lease is not None:
                 lease.release()
@@ -212,27 +208,33 @@ class Compactor:
         return report
 
     def _refresh_catalog(self, objects: ObjectStore, report: HostReport, now: int) -> None:
-        """Step 8: rebuild the host's catalog entry (its labels kept: no object read),
-        stamped with the run's ``now`` so that a rerun writes the same bytes; a failure
-        is the report's problem, not the run's (``hosts --refresh`` mends it)."""
+        """Step 8: rebuild the host's catalog entry from its index (its labels kept: no
+        object read) and write it when it differs from the stored one but for its time,
+        stamped with the run's ``now`` (a rerun writes the same bytes, or nothing). A
+        failure is the report's problem, not the run's (``hosts --refresh`` mends it)."""
         host = report.host
         catalog = Catalog(objects, clock=lambda: now)
         try:
             previous = catalog.get(host)
-            labels = previous.labels if previous is not None else None
-            repo = Repository(objects, self.config)
-            repo.refresh_catalog(host, labels=labels, catalog=catalog)
-        except HostNotFound:
-            catalog.delete(host)  # every tier of it expired
+            stream = IncrementalSnapshotStore(objects, host, self.config)
+            items = stream.serving(SnapshotQuery())
+            if not items:
+                if previous is not None:
+                    catalog.delete(host)  # every tier of it expired
+                    report.catalog_refreshed = True
+                return
+            labels = previous.labels if previous is not None else stream.read(items[-1][1]).labels
+            fresh = entry_from_index(host, items, labels=labels, previous=previous)
+            if previous is not None and _same_entry(fresh, previous):
+                return
+            catalog.refresh(host, items, labels=labels)
+            report.catalog_refreshed = True
         except SnapcloudError as exc:
             report.problems.append(f"catalog entry not refreshed: {exc}")
 
 
-def _tiers_changed(report: HostReport) -> bool:
-    """Whether the run wrote or deleted anything of the host: then its entry is rebuilt.
-    (Any write, not only a tier change: a run killed before its last write and run again
-    makes that write, so the rerun refreshes the entry as the whole run would have.)"""
-    return any(t.written_objects or t.deleted_objects for t in report.tiers.values())
+def _same_entry(a: CatalogEntry, b: CatalogEntry) -> bool:
+    return a.model_dump(exclude={"updated_ns"}) == b.model_dump(exclude={"updated_ns"})
 
 
 class _HostRun:

@@ -75,15 +75,8 @@ class Repository:
         """The fleet catalog of this store (``catalog/{host}.json``), through the counted store."""
         return Catalog(self.objects)
 
-    def refresh_catalog(
-        self,
-        host: str,
-        labels: Mapping[str, str] | None = None,
-        *,
-        catalog: Catalog | None = None,
-    ) -> CatalogEntry:
-        """Rebuild ``host``'s catalog entry from its index and store it (through ``catalog``
-        when given: the compactor passes one whose clock is its run's ``now``).
+    def refresh_catalog(self, host: str, labels: Mapping[str, str] | None = None) -> CatalogEntry:
+        """Rebuild ``host``'s catalog entry from its index and store it.
 
         Reads the index of every tier (listings plus one read per segment) and,
         unless ``labels`` are given, the labels of the latest snapshot (at most two
@@ -102,7 +95,7 @@ class Repository:
             stream.relist()  # each attempt reads the index after the entry it replaces
             return stream._serving(None)
 
-        return (catalog or self.catalog()).refresh(host, fresh, labels=labels)
+        return self.catalog().refresh(host, fresh, labels=labels)
 
     def close(self) -> None:
         self.objects.close()

@@ -45,6 +45,7 @@ from snapcloud.index import (
     catalog_key,
     data_key,
     parse_range_hint,
+    range_hint_key,
     segment_key,
     segment_prefix,
 )
@@ -239,6 +240,37 @@ class IncrementalSnapshotStore:
         with self._lock:
             self._group_bases()
             return self._ranges.get(base)
+
+    def write_range_hints(self) -> int:
+        """Put the range hint (D18) of every sealed raw group whose segment this stream
+        holds and that has none; return how many were written.
+
+        The compactor writes them too; an import calls this so that the groups it read
+        or sealed are skipped by the next import or query of other times, compactor or
+        not. Safe against any writer: a hint names its segment's ETag and counts only
+        while the listing shows that version. Raises ``BackendError`` when a put fails.
+        """
+        written = 0
+        with self._lock:
+            bases = self._group_bases()
+            open_group = bases[-1] if bases else None
+            for base, seg in sorted(self._segments.items()):
+                etag = self._etags.get(base)
+                if base == open_group or base in self._ranges or not seg.entries or not etag:
+                    continue
+                start = min(e.window_start for e in seg.entries)
+                end = max(e.window_end for e in seg.entries)
+                key = range_hint_key(self.host, base, start, end, etag)
+                if key is None:
+                    continue  # a store whose ETags a key cannot carry gets no hints
+                try:
+                    self.objects.put(key, b"", if_absent=True)
+                except PreconditionFailed:
+                    pass  # written already (by the compactor, or an earlier import)
+                else:
+                    written += 1
+                self._ranges[base] = (start, end)
+        return written
 
     def _may_overlap(self, base: int, query: SnapshotQuery | None) -> bool:
         """False only when group ``base``'s range hint puts all its windows outside

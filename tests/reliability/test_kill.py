@@ -237,6 +237,8 @@ def s3_target(endpoint: str) -> Target:
 IMPORT_HOST = "imp-k"
 IMPORT_WINDOWS = 40
 IMPORT_CONFIG = {"keyframe_interval": 6}
+# the import's last puts: a range hint for each keyframe group it sealed (the last stays open)
+IMPORT_HINTS = -(-IMPORT_WINDOWS // IMPORT_CONFIG["keyframe_interval"]) - 1
 IMPORT_T0_S = T0 // NS
 
 
@@ -322,7 +324,8 @@ def test_import_killed_anywhere_then_rerun_stores_every_window_once(
     assert done.returncode == 0, done.describe()
     check_stream(clean.open(), IMPORT_HOST, expected, SnapshotConfig(**IMPORT_CONFIG))
     count = len(done.mutations)
-    assert count == 2 * IMPORT_WINDOWS + 1, done.mutations  # object + segment each, catalog
+    # object + segment each, the range hints, the catalog
+    assert count == 2 * IMPORT_WINDOWS + IMPORT_HINTS + 1, done.mutations
     print(f"\nimport clean run: {count} mutating requests")
     rng = random.Random(SEED)
     points = [Point(f"mut:{n}:before") for n in range(1, count + 1)]
@@ -383,7 +386,7 @@ def test_import_killed_on_s3_then_rerun(
     import_case: tuple[list[Path], list[ProfileSnapshot]],
 ) -> None:
     rng = random.Random(SEED + 1)
-    count = 2 * IMPORT_WINDOWS + 1
+    count = 2 * IMPORT_WINDOWS + IMPORT_HINTS + 1
     points = [Point(f"mut:{n}:{phase}") for n, phase in ((1, "before"), (count, "after"))]
     points += [
         Point(f"mut:{n}:{rng.choice(['before', 'after'])}") for n in rng.sample(range(2, count), 3)
