@@ -210,3 +210,26 @@ def test_an_overlapping_import_reads_each_overlapping_group_once() -> None:
     series = [MetricSeries("cpu", start + np.arange(150) * 10 * S, 100 + np.arange(150.0))]
     reads, _ = index_reads(objects, cut_windows("h", series, window_ns=60 * S))
     assert 3 <= reads <= 5  # the groups in range and the open group, each once
+
+
+def test_an_import_hints_the_groups_it_read_so_the_next_reads_one() -> None:
+    """A host the compactor never ran on: the first import reads every sealed group's
+    segment (no range hint says where they lie) and writes their hints; the next reads
+    only the open group's."""
+    objects = MemoryStore()
+    stream = Repository(objects, LONG).stream("h", create=True)
+    series = [MetricSeries("cpu", T0 + np.arange(300 * 6) * 10 * S, np.arange(300 * 6.0))]
+    for snap in cut_windows("h", series, window_ns=60 * S):
+        stream.append(snap)
+    end = T0 + 300 * 60 * S
+    first = cut_windows(
+        "h", [MetricSeries("cpu", end + np.arange(6) * 10 * S, np.ones(6))], window_ns=60 * S
+    )
+    reads, _ = index_reads(objects, first)
+    assert reads == 30  # every group: 29 sealed, the open one
+    later = end + 3600 * S
+    second = cut_windows(
+        "h", [MetricSeries("cpu", later + np.arange(6) * 10 * S, np.ones(6))], window_ns=60 * S
+    )
+    reads, _ = index_reads(objects, second)
+    assert reads == 1
