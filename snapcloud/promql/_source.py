@@ -100,10 +100,17 @@ class StoreSource:
     """A ``SeriesSource`` over a ``Repository``; keeps what it learns of metric kinds and
     units (for listings) and the figures of the queries it ran (``stats``)."""
 
-    def __init__(self, repo: Repository, *, workers: int = DEFAULT_WORKERS) -> None:
+    def __init__(
+        self,
+        repo: Repository,
+        *,
+        workers: int = DEFAULT_WORKERS,
+        meta: dict[tuple[str, str], MetricMeta] | None = None,
+    ) -> None:
         self.repo = repo
         self.workers = workers
-        self.meta: dict[tuple[str, str], MetricMeta] = {}
+        #: (host, metric) -> kind and unit; pass one dict to sources that should share it.
+        self.meta: dict[tuple[str, str], MetricMeta] = {} if meta is None else meta
         self.stats: list[QueryStats] = []
         self._lock = threading.Lock()
 
