@@ -305,7 +305,7 @@ def test_topk_bottomk(random_fleet):
 
 
 def test_binary_arithmetic_and_matching(random_fleet):
-    repo, raw = random_fleet
+    repo, _raw = random_fleet
     ev = Evaluator(StoreSource(repo))
     t = 2000 * S
     plain = {
@@ -319,7 +319,7 @@ def test_binary_arithmetic_and_matching(random_fleet):
     assert "__name__" not in dict(doubled.series[0].labels)
     ratio = ev.instant("snapcloud_net_rx_bytes_total / on(host) snapcloud_net_rx_bytes_total", t)
     assert {float(s.values[0]) for s in ratio.series} == {1.0}
-    assert [dict(s.labels) for s in ratio.series][0] == {"host": "h0"}
+    assert next(dict(s.labels) for s in ratio.series) == {"host": "h0"}
     share = ev.instant(
         "snapcloud_net_rx_bytes_total / ignoring(host) group_left "
         "sum by (rack) (snapcloud_net_rx_bytes_total)",
@@ -398,7 +398,7 @@ def test_regex_matchers_are_anchored_re2():
     assert hosts('snapcloud_up{model!~".*H100.*"}') == ["gpu-b"]
     assert hosts('snapcloud_up{host!="gpu-a"}') == ["gpu-b"]
     assert hosts('snapcloud_up{missing=""}') == ["gpu-a", "gpu-b"]
-    with pytest.raises(ValidationError, match="bad regular expression"):
+    with pytest.raises(ValidationError, match="regex"):
         ev.instant('snapcloud_up{model=~"(?<=a)b"}', S)  # lookbehind: not RE2
 
 
