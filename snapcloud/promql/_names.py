@@ -43,7 +43,12 @@ _RESERVED = frozenset({"__name__", "host"})
 
 
 def _sanitize(text: str) -> str:
-    out = _UNSAFE.sub("_", text)
+    return _UNSAFE.sub("_", text)
+
+
+def _label(text: str) -> str:
+    """A label name: sanitized, and not starting with a digit."""
+    out = _sanitize(text)
     return "_" + out if out[:1].isdigit() else out
 
 
@@ -74,7 +79,7 @@ def _split(name: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
     used: set[str] = set()
     for i, part in enumerate(parts):
         if 0 < i < len(parts) - 1 and part.isdigit() and kept and not parts[i - 1].isdigit():
-            label = _sanitize(parts[i - 1])
+            label = _label(parts[i - 1])
             if label not in _RESERVED and not label.startswith("__") and label not in used:
                 used.add(label)
                 index.append((label, part))
@@ -94,7 +99,7 @@ def map_metric(name: str) -> MappedName:
 def prom_label_name(key: str) -> tuple[str, tuple[tuple[str, str], ...]]:
     """A catalog label key as ``(Prometheus label name, index pairs it applies to)``."""
     kept, index = _split(key)
-    return "_".join(_sanitize(p) for p in kept), index
+    return _label("_".join(kept)), index
 
 
 def _catalog_labels(
