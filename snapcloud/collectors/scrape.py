@@ -348,6 +348,8 @@ class ScrapeCollector:
                 )
             return _Line("", kind, unit, family)
         gpu = sample_labels.get("gpu")
+        if sample == family + "_total" and family.startswith("DCGM_"):
+            sample = family  # the library names a counter's sample ..._total
         if sample in DCGM_FIELDS and gpu is not None and gpu.isdigit():
             for label, key in DCGM_LABELS.items():
                 if sample_labels.get(label):
