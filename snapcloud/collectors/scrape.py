@@ -39,6 +39,7 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from snapcloud.collectors._base import Sample, SampleKind
 from snapcloud.errors import ValidationError
@@ -291,7 +292,10 @@ class ScrapeCollector:
 
         self.full_parses += 1
         om = "application/openmetrics-text" in ctype
-        families = list(openmetrics_families(text) if om else text_string_to_metric_families(text))
+        parse: Callable[[str], Iterable[Any]] = (
+            openmetrics_families if om else text_string_to_metric_families
+        )
+        families = list(parse(text))
         job = st.target.job
         labels: dict[str, str] = {}
         st.dropped = 0  # series dropped by this scrape (and the fast ones like it)

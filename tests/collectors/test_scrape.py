@@ -10,6 +10,7 @@ import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -27,7 +28,7 @@ NODE = (DATA / "node_exporter.prom").read_text()
 
 
 class _Exporter(http.server.BaseHTTPRequestHandler):
-    pages: dict[str, tuple[int, str, str]] = {}
+    pages: ClassVar[dict[str, tuple[int, str, str]]] = {}
 
     def do_GET(self) -> None:
         status, ctype, body = self.pages.get(self.path, (404, "text/plain", "no such page"))
