@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from snapcloud.cli import _data, _query, _record, _retention  # noqa: F401  (register commands)
+from snapcloud.cli import _data, _query, _record, _retention, _serve  # noqa: F401  (register commands)
 from snapcloud.cli._app import app, entrypoint, main
 
 __all__ = ["app", "entrypoint", "main"]

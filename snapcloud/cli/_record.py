@@ -188,6 +188,23 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(s, h)
 
 
+def _scrapers(urls: list[str], config: Path | None, timeout: float) -> list[Collector]:
+    """A scrape collector for the ``--scrape`` targets and those listed in ``config``."""
+    targets = list(urls)
+    if config is not None:
+        lines = config.read_text(encoding="utf-8").splitlines()
+        targets += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    if not targets:
+        return []
+    try:
+        from snapcloud.collectors.scrape import ScrapeCollector
+    except ImportError as exc:  # pragma: no cover - the scrape extra is missing
+        raise ValidationError(
+            f"--scrape needs the scrape extra ({exc}): pip install 'snapcloud[scrape]'"
+        ) from None
+    return [ScrapeCollector(targets, timeout_s=timeout)]
+
+
 def _refresh_catalog(repo: Repository, host: str) -> None:
     """Bring the host's fleet catalog entry up to date; a failure here loses no data."""
     try:
@@ -242,6 +259,14 @@ def record(
         ),
     ] = None,
     no_gpu: Annotated[bool, typer.Option("--no-gpu", help="Do not sample GPUs.")] = False,
+    scrape: Annotated[
+        list[str] | None,
+        typer.Option(help="Also record an exporter's /metrics: URL or JOB=URL (repeatable)."),
+    ] = None,
+    scrape_config: Annotated[
+        Path | None, typer.Option(help="A file of scrape targets, one URL or JOB=URL a line.")
+    ] = None,
+    scrape_timeout: Annotated[float, typer.Option(help="Seconds per scrape.", min=0.01)] = 2.0,
     store: StoreOpt = None,
     endpoint_url: EndpointOpt = None,
     as_json: Annotated[
@@ -267,6 +292,7 @@ def record(
     stop = threading.Event()
     with _logging(interactive, debug):
         collectors, no_gpu_reason = _collectors(no_gpu, opt_in)
+        collectors += _scrapers(scrape or [], scrape_config, scrape_timeout)
         if no_gpu_reason:
             err.print(f"no GPU collector: {no_gpu_reason}", markup=False, highlight=False)
         try:
