@@ -35,7 +35,8 @@ EXPORTER = textwrap.dedent(
     import http.server, random, sys
     base = open(sys.argv[1]).read().splitlines()
     extra = sys.argv[3].split(",")
-    labels = [ln[ln.index("{"):ln.index("}") + 1] for ln in base if ln.startswith("DCGM_FI_DEV_GPU_TEMP")]
+    temps = [ln for ln in base if ln.startswith("DCGM_FI_DEV_GPU_TEMP")]
+    labels = [ln[ln.index("{"):ln.index("}") + 1] for ln in temps]
     for name in extra:
         base += ["# HELP %s a profiling field." % name, "# TYPE %s gauge" % name]
         base += ["%s%s 0" % (name, lab) for lab in labels]
@@ -117,16 +118,24 @@ def measure(url: str, args: argparse.Namespace) -> None:
     cpu = time.process_time() - c0
     wall = time.perf_counter() - w0
     collector.close()
-    print(f"page: {len(page.splitlines())} lines, {len(page)} bytes, {series} GPU series; "
-          f"full parses: {collector.full_parses} of {1 + args.scrapes + ticks} scrapes")
+    print(
+        f"page: {len(page.splitlines())} lines, {len(page)} bytes, {series} GPU series; "
+        f"full parses: {collector.full_parses} of {1 + args.scrapes + ticks} scrapes"
+    )
     print("\n| scrape of a dcgm-exporter page, 8 GPUs | CPU ms per scrape | % of a core at 1 Hz |")
     print("|---|---:|---:|")
-    print(f"| ScrapeCollector, back to back ({args.scrapes} scrapes; wall {wall_each * 1e3:.2f} ms)"
-          f" | {cpu_each * 1e3:.2f} | {cpu_each * 100:.2f} |")
-    print(f"| ScrapeCollector at 1 Hz for {wall:.0f} s (process CPU / wall) | "
-          f"{cpu / ticks * 1e3:.2f} | {cpu / wall * 100:.2f} |")
-    print(f"| baseline: prometheus_client parser on every scrape ({n} parses) | "
-          f"{parse_each * 1e3:.2f} | {parse_each * 100:.2f} |")
+    print(
+        f"| ScrapeCollector, back to back ({args.scrapes} scrapes; wall {wall_each * 1e3:.2f} ms)"
+        f" | {cpu_each * 1e3:.2f} | {cpu_each * 100:.2f} |"
+    )
+    print(
+        f"| ScrapeCollector at 1 Hz for {wall:.0f} s (process CPU / wall) | "
+        f"{cpu / ticks * 1e3:.2f} | {cpu / wall * 100:.2f} |"
+    )
+    print(
+        f"| baseline: prometheus_client parser on every scrape ({n} parses) | "
+        f"{parse_each * 1e3:.2f} | {parse_each * 100:.2f} |"
+    )
 
 
 if __name__ == "__main__":

@@ -35,13 +35,13 @@ import requests
 import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_query import BUCKET, _start_moto, _store, load_fleet  # noqa: E402
+from bench_query import BUCKET, _start_moto, _store, load_fleet
 
-from snapcloud.backends import CountingStore, MemoryStore  # noqa: E402
-from snapcloud.query import Selector, run_query  # noqa: E402
-from snapcloud.serve import PrometheusAPI, ServeCache, ServeConfig, create_app  # noqa: E402
-from snapcloud.store import Repository  # noqa: E402
-from snapcloud.synth import host_snapshots  # noqa: E402
+from snapcloud.backends import CountingStore, MemoryStore
+from snapcloud.query import Selector, run_query
+from snapcloud.serve import PrometheusAPI, ServeCache, ServeConfig, create_app
+from snapcloud.store import Repository
+from snapcloud.synth import host_snapshots
 
 S = 10**9
 
@@ -76,15 +76,15 @@ def main() -> None:
 def run(args: argparse.Namespace, endpoint: str) -> None:
     import boto3
 
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
-        Bucket=BUCKET
-    )
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
     memory = MemoryStore()
     loaded = load_fleet(memory, _store(endpoint, 32), args.hosts, args.windows, 16)
     t0 = host_snapshots(0, 1)[0].window_start
     end = t0 + args.windows * 60 * S
-    print(f"fleet: {args.hosts} hosts x {args.windows} one-minute windows, "
-          f"{loaded['samples'] / 1e6:.1f} M samples, {loaded['objects']} objects on moto")
+    print(
+        f"fleet: {args.hosts} hosts x {args.windows} one-minute windows, "
+        f"{loaded['samples'] / 1e6:.1f} M samples, {loaded['objects']} objects on moto"
+    )
 
     # -- snapcloud serve: HTTP against Uvicorn, the store through ServeCache
     counted = CountingStore(_store(endpoint, 32))
@@ -107,20 +107,42 @@ def run(args: argparse.Namespace, endpoint: str) -> None:
         seconds = time.perf_counter() - t
         backend = sum(counted.counts().values()) - before
         serve_runs.append((seconds, backend, figures[-1]))
-        print(f"serve run {i + 1}: {seconds:.3f} s, {backend} backend requests "
-              f"({figures[-1]['requests']} through the cache)")
+        print(
+            f"serve run {i + 1}: {seconds:.3f} s, {backend} backend requests "
+            f"({figures[-1]['requests']} through the cache)"
+        )
     server.should_exit = True
     got = {}
     for s in doc["data"]["result"]:
         m = s["metric"]
-        got[(m["host"], int(m["gpu"]))] = [(int(round(float(t))), float(v)) for t, v in s["values"]]
+        got[(m["host"], int(m["gpu"]))] = [(round(float(t)), float(v)) for t, v in s["values"]]
 
     # -- the CLI: a process, as a user runs it; and run_query in-process
     env = {**os.environ, "SNAPCLOUD_ENDPOINT_URL": endpoint}
-    cli = [sys.executable, "-m", "snapcloud", "query", "--store", f"s3://{BUCKET}/fleet",
-           "--metric", "gpu.*.power_mw", "--agg", "last", "--group-by", "host",
-           "--group-by", "gpu", "--step", "60", "--start", str(t0), "--end", str(end),
-           "--format", "json"]
+    cli = [
+        sys.executable,
+        "-m",
+        "snapcloud",
+        "query",
+        "--store",
+        f"s3://{BUCKET}/fleet",
+        "--metric",
+        "gpu.*.power_mw",
+        "--agg",
+        "last",
+        "--group-by",
+        "host",
+        "--group-by",
+        "gpu",
+        "--step",
+        "60",
+        "--start",
+        str(t0),
+        "--end",
+        str(end),
+        "--format",
+        "json",
+    ]
     cli_runs = []
     for i in range(args.runs):
         t = time.perf_counter()
@@ -133,8 +155,13 @@ def run(args: argparse.Namespace, endpoint: str) -> None:
     for _ in range(args.runs):
         repo = Repository(_store(endpoint, 32))
         t = time.perf_counter()
-        res = run_query(repo, Selector(metrics=("gpu.*.power_mw",), start_ns=t0, end_ns=end),
-                        aggs=("last",), group_by=("host", "gpu"), step_ns=60 * S)
+        res = run_query(
+            repo,
+            Selector(metrics=("gpu.*.power_mw",), start_ns=t0, end_ns=end),
+            aggs=("last",),
+            group_by=("host", "gpu"),
+            step_ns=60 * S,
+        )
         lib_runs.append((time.perf_counter() - t, res.stats.total_requests))
 
     # -- the answers: equal value for value
@@ -155,13 +182,19 @@ def run(args: argparse.Namespace, endpoint: str) -> None:
     print("|---|---:|---:|")
     print(f"| serve, first query (cold cache) | {cold[0]:.3f} | {cold[1]} |")
     if warm:
-        print(f"| serve, again (median of {len(warm)}) | "
-              f"{statistics.median(w[0] for w in warm):.3f} | "
-              f"{statistics.median(w[1] for w in warm):.0f} |")
-    print(f"| CLI `snapcloud query` process (median of {len(cli_runs)}) | "
-          f"{statistics.median(c[0] for c in cli_runs):.3f} | {cli_runs[0][1]} |")
-    print(f"| `run_query` in-process (median of {len(lib_runs)}) | "
-          f"{statistics.median(x[0] for x in lib_runs):.3f} | {lib_runs[0][1]} |")
+        print(
+            f"| serve, again (median of {len(warm)}) | "
+            f"{statistics.median(w[0] for w in warm):.3f} | "
+            f"{statistics.median(w[1] for w in warm):.0f} |"
+        )
+    print(
+        f"| CLI `snapcloud query` process (median of {len(cli_runs)}) | "
+        f"{statistics.median(c[0] for c in cli_runs):.3f} | {cli_runs[0][1]} |"
+    )
+    print(
+        f"| `run_query` in-process (median of {len(lib_runs)}) | "
+        f"{statistics.median(x[0] for x in lib_runs):.3f} | {lib_runs[0][1]} |"
+    )
     print(f"serve's query figures (cold): {json.dumps(cold[2])}")
 
 
