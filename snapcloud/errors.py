@@ -6,7 +6,8 @@ so a caller can catch at the depth that matches how it recovers::
     SnapcloudError
     ├── ValidationError (ValueError)        bad input: names, lengths, config, CSV rows
     │   ├── ConfigError                     bad store URL, bad settings
-    │   └── UnsupportedQuery                PromQL that snapcloud serve does not evaluate
+    │   ├── UnsupportedQuery                PromQL that snapcloud serve does not evaluate
+    │   └── EmptySelection                  a selection that holds no samples (``unmatched``)
     ├── NotFoundError (LookupError)
     │   ├── ObjectNotFound (FileNotFoundError)   no such key in the object store
     │   ├── SnapshotNotFound                no such seq in a host stream
@@ -61,6 +62,10 @@ class ValidationError(SnapcloudError, ValueError):
 
 class ConfigError(ValidationError):
     """A store URL or setting that cannot be used."""
+
+
+class EmptySelection(ValidationError):
+    """A selection with nothing in it; ``unmatched`` names the patterns that matched nothing."""
 
 
 class NotFoundError(SnapcloudError, LookupError):

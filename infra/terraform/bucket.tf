@@ -35,42 +35,15 @@ resource "aws_s3_bucket_server_side_encryption_configuration" "store" {
   }
 }
 
-data "aws_iam_policy_document" "tls_only" {
-  statement {
-    sid       = "DenyInsecureTransport"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = [aws_s3_bucket.store.arn, "${aws_s3_bucket.store.arn}/*"]
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-    condition {
-      test     = "Bool"
-      variable = "aws:SecureTransport"
-      values   = ["false"]
-    }
-  }
-  statement {
-    sid       = "DenyOldTls"
-    effect    = "Deny"
-    actions   = ["s3:*"]
-    resources = [aws_s3_bucket.store.arn, "${aws_s3_bucket.store.arn}/*"]
-    principals {
-      type        = "*"
-      identifiers = ["*"]
-    }
-    condition {
-      test     = "NumericLessThan"
-      variable = "s3:TlsVersion"
-      values   = ["1.2"]
-    }
-  }
-}
-
+# TLS 1.2+ only, and no unconditional write to raw data: every data object is written
+# once with If-None-Match (D7), so the bucket refuses whatever would overwrite one, from
+# any principal (policies/bucket.json.tpl; docs/architecture.md D20).
 resource "aws_s3_bucket_policy" "store" {
-  bucket     = aws_s3_bucket.store.id
-  policy     = data.aws_iam_policy_document.tls_only.json
+  bucket = aws_s3_bucket.store.id
+  policy = templatefile("${path.module}/policies/bucket.json.tpl", {
+    bucket_arn = aws_s3_bucket.store.arn
+    prefix     = var.key_prefix
+  })
   depends_on = [aws_s3_bucket_public_access_block.store]
 }
 

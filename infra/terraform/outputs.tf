@@ -7,3 +7,8 @@ output "policy_arns" {
   description = "The IAM policies, by access role."
   value       = { for k, p in aws_iam_policy.snapcloud : k => p.arn }
 }
+
+output "irsa_role_arns" {
+  description = "IRSA role ARNs by component, for the ServiceAccounts' eks.amazonaws.com/role-arn annotation."
+  value       = { for k, r in aws_iam_role.irsa : k => r.arn }
+}

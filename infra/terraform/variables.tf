@@ -19,10 +19,28 @@ variable "kms_key_arn" {
   default     = null
 }
 
-variable "host_writer_role_names" {
-  description = "IAM roles of recording hosts; each must carry the principal tag 'snapcloud-host' = its host id."
+variable "recorder_role_names" {
+  description = "IAM roles that recording hosts share (an instance profile's role, a DaemonSet's role): get the recorder policy."
   type        = list(string)
   default     = []
+}
+
+variable "host_writer_role_names" {
+  description = "IAM roles of recording hosts with their own identity; each must carry the principal tag 'snapcloud-host' = its host id."
+  type        = list(string)
+  default     = []
+}
+
+variable "eks_oidc_provider_arn" {
+  description = "The EKS cluster's IAM OIDC provider ARN; when set, IRSA roles are made for the ServiceAccounts of infra/k8s."
+  type        = string
+  default     = null
+}
+
+variable "k8s_namespace" {
+  description = "Namespace of the snapcloud ServiceAccounts (infra/k8s creates 'snapcloud')."
+  type        = string
+  default     = "snapcloud"
 }
 
 variable "reader_role_names" {

@@ -6,19 +6,17 @@ import csv
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
+import click
 import numpy as np
-import typer
 from rich.progress import Progress
 from rich.table import Table
 
 from snapcloud.cli._app import (
-    DebugOpt,
-    EndpointOpt,
-    JsonOpt,
-    StoreOpt,
-    app,
+    CONTEXT,
+    cli,
+    global_options,
     human_bytes,
     open_repo,
     out,
@@ -31,7 +29,8 @@ from snapcloud.models import SnapshotQuery, validate_host
 from snapcloud.store import StreamStats
 from snapcloud.timeparse import format_ns, parse_instant
 
-HostOpt = Annotated[str, typer.Option("--host", help="Host id of the stream.")]
+host_option = click.option("--host", required=True, help="Host id of the stream.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
 def _stats_dict(st: StreamStats) -> dict[str, Any]:
@@ -52,21 +51,22 @@ def _stats_dict(st: StreamStats) -> dict[str, Any]:
     }
 
 
-@app.command("import")
+@cli.command("import", context_settings=CONTEXT)
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@host_option
+@click.option(
+    "--window", type=click.FloatRange(min=0.001), default=60.0, help="Seconds per snapshot."
+)
+@click.option("--fingerprint", default="", help="Workload fingerprint to record.")
+@json_option
+@global_options
 def import_(
-    files: Annotated[list[Path], typer.Argument(help="CSV files: long (timestamp,value) or wide.")],
-    host: HostOpt,
-    window: Annotated[float, typer.Option(help="Seconds per snapshot.", min=0.001)] = 60.0,
-    fingerprint: Annotated[str, typer.Option(help="Workload fingerprint to record.")] = "",
-    store: StoreOpt = None,
-    endpoint_url: EndpointOpt = None,
-    as_json: JsonOpt = False,
-    debug: DebugOpt = False,
+    files: tuple[Path, ...], host: str, window: float, fingerprint: str, as_json: bool
 ) -> None:
-    """Import CSV files into the stream of HOST, cut into windows."""
+    """Import CSV FILES (long timestamp,value or wide) into the stream of HOST, cut into windows."""
     validate_host(host, "--host")
-    snaps = import_files(host, files, window_ns=int(window * 1e9), fingerprint=fingerprint)
-    repo = open_repo(store, endpoint_url, debug)
+    snaps = import_files(host, list(files), window_ns=int(window * 1e9), fingerprint=fingerprint)
+    repo = open_repo()
     stream = repo.stream(host, create=True)
     # Windows the stream already holds (an import that was interrupted, or run twice)
     # are skipped, so a rerun stores exactly what is missing.
@@ -99,16 +99,17 @@ def import_(
         )
 
 
-@app.command()
+@cli.command(context_settings=CONTEXT)
+@host_option
+@click.option("--metric", multiple=True, help="Metric name (repeatable).")
+@click.option("--start", help="ISO-8601 with Z/offset or epoch ns.")
+@click.option("--end", help="Exclusive end, like --start.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", help="Output format."
+)
+@global_options
 def export(
-    host: HostOpt,
-    metric: Annotated[list[str] | None, typer.Option(help="Metric name (repeatable).")] = None,
-    start: Annotated[str | None, typer.Option(help="ISO-8601 with Z/offset or epoch ns.")] = None,
-    end: Annotated[str | None, typer.Option(help="Exclusive end, like --start.")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl.")] = "csv",
-    store: StoreOpt = None,
-    endpoint_url: EndpointOpt = None,
-    debug: DebugOpt = False,
+    host: str, metric: tuple[str, ...], start: str | None, end: str | None, fmt: str
 ) -> None:
     """Write the samples of HOST to stdout: csv host,metric,timestamp_ns,value or jsonl."""
     if fmt not in ("csv", "jsonl"):
@@ -118,7 +119,7 @@ def export(
         end_ns=parse_instant(end, field="--end") if end else None,
         metrics=tuple(metric) if metric else None,
     )
-    stream = open_repo(store, endpoint_url, debug).stream(host)
+    stream = open_repo().stream(host)
     writer = csv.writer(sys.stdout, lineterminator="\n")
     if fmt == "csv":
         writer.writerow(["host", "metric", "timestamp_ns", "value"])
@@ -154,16 +155,13 @@ def export(
                 )
 
 
-@app.command("ls")
-def ls(
-    host: Annotated[str | None, typer.Option("--host", help="List this host's snapshots.")] = None,
-    store: StoreOpt = None,
-    endpoint_url: EndpointOpt = None,
-    as_json: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
+@cli.command("ls", context_settings=CONTEXT)
+@click.option("--host", help="List this host's snapshots.")
+@json_option
+@global_options
+def ls(host: str | None, as_json: bool) -> None:
     """List hosts, or the snapshots of one host."""
-    repo = open_repo(store, endpoint_url, debug)
+    repo = open_repo()
     if host is None:
         rows = [_stats_dict(repo.stream(h).stats()) for h in repo.hosts()]
         if as_json:
@@ -206,17 +204,14 @@ def _summary(values: np.ndarray) -> dict[str, float | None]:
     return {"min": float(finite.min()), "max": float(finite.max()), "mean": float(finite.mean())}
 
 
-@app.command()
-def show(
-    host: HostOpt,
-    seq: Annotated[int, typer.Argument(help="Sequence number.", min=0)],
-    store: StoreOpt = None,
-    endpoint_url: EndpointOpt = None,
-    as_json: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    """Show one snapshot of HOST: its facts and a summary per metric."""
-    stream = open_repo(store, endpoint_url, debug).stream(host)
+@cli.command(context_settings=CONTEXT)
+@host_option
+@click.argument("seq", type=click.IntRange(min=0))
+@json_option
+@global_options
+def show(host: str, seq: int, as_json: bool) -> None:
+    """Show snapshot SEQ of HOST: its facts and a summary per metric."""
+    stream = open_repo().stream(host)
     entry = stream.entry(seq)
     snap = stream.get(seq)
     metrics = [
@@ -270,16 +265,13 @@ def show(
     out.print(table)
 
 
-@app.command()
-def stats(
-    host: Annotated[str | None, typer.Option("--host", help="Only this host.")] = None,
-    store: StoreOpt = None,
-    endpoint_url: EndpointOpt = None,
-    as_json: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
+@cli.command(context_settings=CONTEXT)
+@click.option("--host", help="Only this host.")
+@json_option
+@global_options
+def stats(host: str | None, as_json: bool) -> None:
     """Stored bytes, raw bytes (16 B/sample), samples, objects and requests, per host."""
-    repo = open_repo(store, endpoint_url, debug)
+    repo = open_repo()
     hosts = [host] if host else repo.hosts()
     rows = [_stats_dict(repo.stream(h).stats()) for h in hosts]
     total = {
@@ -313,17 +305,16 @@ def stats(
     )
 
 
-@app.command()
-def verify(
-    host: Annotated[str | None, typer.Option("--host", help="Only this host.")] = None,
-    repair: Annotated[bool, typer.Option(help="Rebuild index segments from the objects.")] = False,
-    store: StoreOpt = None,
-    endpoint_url: EndpointOpt = None,
-    as_json: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> int:
+@cli.command(context_settings=CONTEXT)
+@click.option("--host", help="Only this host.")
+@click.option(
+    "--repair/--no-repair", default=False, help="Rebuild index segments from the objects."
+)
+@json_option
+@global_options
+def verify(host: str | None, repair: bool, as_json: bool) -> int:
     """Check every object's checksums against the index; exit 1 when problems are found."""
-    reports = open_repo(store, endpoint_url, debug).verify(host, repair=repair)
+    reports = open_repo().verify(host, repair=repair)
     doc = [
         {
             "host": r.host,
@@ -353,17 +344,16 @@ def verify(
     return 0 if all(r.ok for r in reports) else 1
 
 
-@app.command()
-def demo(
-    hosts: Annotated[int, typer.Option(help="Synthetic hosts.", min=1, max=1000)] = 4,
-    windows: Annotated[int, typer.Option(help="One-minute windows per host.", min=1)] = 30,
-    store: StoreOpt = None,
-    endpoint_url: EndpointOpt = None,
-    as_json: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> int:
+@cli.command(context_settings=CONTEXT)
+@click.option("--hosts", type=click.IntRange(1, 1000), default=4, help="Synthetic hosts.")
+@click.option(
+    "--windows", type=click.IntRange(min=1), default=30, help="One-minute windows per host."
+)
+@json_option
+@global_options
+def demo(hosts: int, windows: int, as_json: bool) -> int:
     """Store a small synthetic GPU fleet, read it back, print stats and a query."""
-    repo = open_repo(store, endpoint_url, debug)
+    repo = open_repo()
     result = run_demo(repo, hosts=hosts, windows=windows)
     doc = {
         "store": repo.description,

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
+import click
 from rich.table import Table
 
 from snapcloud.cli._app import (
-    DebugOpt,
-    EndpointOpt,
-    JsonOpt,
-    StoreOpt,
-    app,
+    CONTEXT,
+    cli,
     err,
+    global_options,
+    globals_,
     human_bytes,
     open_repo,
     out,
@@ -23,6 +23,7 @@ from snapcloud.cli._app import (
 )
 from snapcloud.errors import ValidationError
 from snapcloud.query import (
+    AGGREGATIONS,
     DEFAULT_WORKERS,
     FORMATS,
     LabelMatcher,
@@ -38,47 +39,49 @@ from snapcloud.query import (
 )
 from snapcloud.timeparse import format_ns
 
-HostsOpt = Annotated[
-    list[str] | None, typer.Option("--host", help="Host id or glob (repeatable: any matches).")
-]
-WhereOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--where", help="LABEL=VALUE, LABEL!=VALUE, LABEL=~REGEX or LABEL!~REGEX (repeatable)."
-    ),
-]
-SinceOpt = Annotated[
-    str | None, typer.Option("--since", help="Relative range ending now: 30m, 2h, 7d.")
-]
-StartOpt = Annotated[
-    str | None, typer.Option("--start", help="ISO-8601 with Z/offset or epoch ns (inclusive).")
-]
-EndOpt = Annotated[str | None, typer.Option("--end", help="Exclusive end, like --start.")]
-MetricOpt = Annotated[
-    list[str], typer.Option("--metric", help="Metric name or glob, e.g. 'gpu.*.power_mw'.")
-]
-FingerprintOpt = Annotated[
-    str | None, typer.Option("--fingerprint", help="Workload fingerprint (name or glob).")
-]
-StepOpt = Annotated[
-    float | None, typer.Option("--step", help="Aggregate per time bucket of SECONDS.", min=0.001)
-]
-WorkersOpt = Annotated[int, typer.Option("--workers", help="Parallel reads.", min=1, max=256)]
+hosts_option = click.option(
+    "--host", multiple=True, help="Host id or glob (repeatable: any matches)."
+)
+where_option = click.option(
+    "--where",
+    multiple=True,
+    help="LABEL=VALUE, LABEL!=VALUE, LABEL=~REGEX or LABEL!~REGEX (repeatable).",
+)
+since_option = click.option("--since", help="Relative range ending now: 30m, 2h, 7d.")
+start_option = click.option("--start", help="ISO-8601 with Z/offset or epoch ns (inclusive).")
+end_option = click.option("--end", help="Exclusive end, like --start.")
+metric_option = click.option(
+    "--metric", multiple=True, required=True, help="Metric name or glob, e.g. 'gpu.*.power_mw'."
+)
+fingerprint_option = click.option("--fingerprint", help="Workload fingerprint (name or glob).")
+step_option = click.option(
+    "--step",
+    type=click.FloatRange(min=0.001),
+    metavar="SECONDS",
+    help="Aggregate per time bucket of SECONDS.",
+)
+workers_option = click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=DEFAULT_WORKERS,
+    help="Parallel reads.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
 def _selector(
-    hosts: list[str] | None,
-    where: list[str] | None,
+    hosts: Sequence[str],
+    where: Sequence[str],
     since: str | None,
     start: str | None,
     end: str | None,
-    metrics: list[str] | None,
+    metrics: Sequence[str],
     fingerprint: str | None,
 ) -> Selector:
     start_ns, end_ns = time_range(since=since, start=start, end=end)
     return Selector(
-        hosts=tuple(hosts or ()),
-        where=tuple(LabelMatcher.parse(w) for w in where or ()),
+        hosts=tuple(hosts),
+        where=tuple(LabelMatcher.parse(w) for w in where),
         start_ns=start_ns,
         end_ns=end_ns,
         metrics=tuple(metrics) if metrics else ("*",),
@@ -108,21 +111,16 @@ def _write(data: bytes, output: Path | None) -> None:
         output.write_bytes(data)
 
 
-@app.command()
-def hosts(
-    host: HostsOpt = None,
-    where: WhereOpt = None,
-    refresh: Annotated[
-        bool, typer.Option("--refresh", help="Rebuild each host's catalog entry from its index.")
-    ] = False,
-    store: StoreOpt = None,
-    endpoint_url: EndpointOpt = None,
-    as_json: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
+@cli.command(context_settings=CONTEXT)
+@hosts_option
+@where_option
+@click.option("--refresh", is_flag=True, help="Rebuild each host's catalog entry from its index.")
+@json_option
+@global_options
+def hosts(host: tuple[str, ...], where: tuple[str, ...], refresh: bool, as_json: bool) -> None:
     """List the fleet from the catalog: labels, time bounds, snapshots, stored bytes."""
-    selector = _selector(host, where, None, None, None, None, None)
-    listing = list_hosts(open_repo(store, endpoint_url, debug), selector, refresh=refresh)
+    selector = _selector(host, where, None, None, None, (), None)
+    listing = list_hosts(open_repo(), selector, refresh=refresh)
     if as_json:
         print_json(
             {
@@ -149,30 +147,42 @@ def hosts(
     out.print(table)
 
 
-@app.command()
+@cli.command(context_settings=CONTEXT)
+@metric_option
+@hosts_option
+@where_option
+@since_option
+@start_option
+@end_option
+@fingerprint_option
+@click.option(
+    "--agg",
+    multiple=True,
+    metavar="AGG",
+    help=f"{'|'.join(AGGREGATIONS)} (repeatable; default mean).",
+)
+@click.option(
+    "--group-by", multiple=True, help="host, gpu, fingerprint or a label name (repeatable)."
+)
+@step_option
+@click.option("--format", "fmt", default="table", help=f"{', '.join(FORMATS)}.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to FILE.")
+@workers_option
+@global_options
 def query(
-    metric: MetricOpt,
-    host: HostsOpt = None,
-    where: WhereOpt = None,
-    since: SinceOpt = None,
-    start: StartOpt = None,
-    end: EndOpt = None,
-    fingerprint: FingerprintOpt = None,
-    agg: Annotated[
-        list[str] | None,
-        typer.Option("--agg", help="mean|min|max|sum|count|last|p50|p90|p95|p99|rate|increase."),
-    ] = None,
-    group_by: Annotated[
-        list[str] | None,
-        typer.Option("--group-by", help="host, gpu, fingerprint or a label name (repeatable)."),
-    ] = None,
-    step: StepOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="table, json, csv or parquet.")] = "table",
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to FILE.")] = None,
-    workers: WorkersOpt = DEFAULT_WORKERS,
-    store: StoreOpt = None,
-    endpoint_url: EndpointOpt = None,
-    debug: DebugOpt = False,
+    metric: tuple[str, ...],
+    host: tuple[str, ...],
+    where: tuple[str, ...],
+    since: str | None,
+    start: str | None,
+    end: str | None,
+    fingerprint: str | None,
+    agg: tuple[str, ...],
+    group_by: tuple[str, ...],
+    step: float | None,
+    fmt: str,
+    output: Path | None,
+    workers: int,
 ) -> None:
     """Aggregate selected metrics over time across the fleet, grouped as asked."""
     if fmt not in FORMATS:
@@ -190,10 +200,10 @@ def query(
         raise ValidationError("--format parquet is binary: give -o FILE", field="output")
     selector = _selector(host, where, since, start, end, metric, fingerprint)
     result = run_query(
-        open_repo(store, endpoint_url, debug),
+        open_repo(),
         selector,
-        aggs=tuple(agg or ("mean",)),
-        group_by=tuple(group_by or ()),
+        aggs=agg or ("mean",),
+        group_by=group_by,
         step_ns=_step_ns(step),
         workers=workers,
     )
@@ -207,29 +217,41 @@ def query(
     err.print(result.stats.summary(), markup=False)
 
 
-@app.command()
+@cli.command(context_settings=CONTEXT)
+@metric_option
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), required=True, help="PNG file to write."
+)
+@hosts_option
+@where_option
+@since_option
+@start_option
+@end_option
+@fingerprint_option
+@step_option
+@click.option(
+    "--agg", metavar="AGG", default="mean", help="Aggregation per --step bucket (as in query)."
+)
+@click.option("--title", help="Figure title.")
+@workers_option
+@global_options
 def plot(
-    metric: MetricOpt,
-    output: Annotated[Path, typer.Option("-o", "--output", help="PNG file to write.")],
-    host: HostsOpt = None,
-    where: WhereOpt = None,
-    since: SinceOpt = None,
-    start: StartOpt = None,
-    end: EndOpt = None,
-    fingerprint: FingerprintOpt = None,
-    step: StepOpt = None,
-    agg: Annotated[
-        str, typer.Option("--agg", help="Aggregation per --step bucket (default mean).")
-    ] = "mean",
-    title: Annotated[str | None, typer.Option("--title", help="Figure title.")] = None,
-    workers: WorkersOpt = DEFAULT_WORKERS,
-    store: StoreOpt = None,
-    endpoint_url: EndpointOpt = None,
-    debug: DebugOpt = False,
+    metric: tuple[str, ...],
+    output: Path,
+    host: tuple[str, ...],
+    where: tuple[str, ...],
+    since: str | None,
+    start: str | None,
+    end: str | None,
+    fingerprint: str | None,
+    step: float | None,
+    agg: str,
+    title: str | None,
+    workers: int,
 ) -> None:
     """Draw the selected series over time to a PNG: one line per host or GPU."""
     selector = _selector(host, where, since, start, end, metric, fingerprint)
-    repo = open_repo(store, endpoint_url, debug)
+    repo = open_repo()
     if step is None:
         got = read_series(repo, selector, workers=workers)
         series, stats = got.series, got.stats
@@ -247,34 +269,39 @@ def plot(
     err.print(f"wrote {output}: {len(series)} series; {stats.summary()}", markup=False)
 
 
-@app.command("export-parquet")
+@cli.command("export-parquet", context_settings=CONTEXT)
+@click.option("--dest", required=True, help="Local dir, file:///dir or s3://bucket/prefix.")
+@click.option("--metric", multiple=True, help="Metric name or glob (default: all).")
+@hosts_option
+@where_option
+@since_option
+@start_option
+@end_option
+@fingerprint_option
+@click.option("--labels", is_flag=True, help="Add one label_<name> column per host label.")
+@workers_option
+@json_option
+@global_options
 def export_parquet_(
-    dest: Annotated[str, typer.Option("--dest", help="Local dir, file:///dir or s3://bucket/p.")],
-    metric: Annotated[
-        list[str] | None, typer.Option("--metric", help="Metric name or glob (default: all).")
-    ] = None,
-    host: HostsOpt = None,
-    where: WhereOpt = None,
-    since: SinceOpt = None,
-    start: StartOpt = None,
-    end: EndOpt = None,
-    fingerprint: FingerprintOpt = None,
-    labels: Annotated[
-        bool, typer.Option("--labels", help="Add one label_<name> column per host label.")
-    ] = False,
-    workers: WorkersOpt = DEFAULT_WORKERS,
-    store: StoreOpt = None,
-    endpoint_url: EndpointOpt = None,
-    as_json: JsonOpt = False,
-    debug: DebugOpt = False,
+    dest: str,
+    metric: tuple[str, ...],
+    host: tuple[str, ...],
+    where: tuple[str, ...],
+    since: str | None,
+    start: str | None,
+    end: str | None,
+    fingerprint: str | None,
+    labels: bool,
+    workers: int,
+    as_json: bool,
 ) -> None:
     """Write the selected samples as Parquet, Hive-partitioned by host and date."""
     selector = _selector(host, where, since, start, end, metric, fingerprint)
     report = export_parquet(
-        open_repo(store, endpoint_url, debug),
+        open_repo(),
         selector,
         dest,
-        endpoint_url=endpoint_url,
+        endpoint_url=globals_().endpoint_url,
         labels=labels,
         workers=workers,
     )

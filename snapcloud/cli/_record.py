@@ -9,24 +9,25 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any
+from typing import Any
 
-import typer
+import click
 from rich.highlighter import NullHighlighter
 from rich.live import Live
 from rich.logging import RichHandler
 from rich.text import Text
 
 from snapcloud.cli._app import (
-    DebugOpt,
-    EndpointOpt,
-    StoreOpt,
-    app,
+    CONTEXT,
+    cli,
+    debug_env,
     err,
+    global_options,
+    globals_,
     human_bytes,
     open_repo,
     print_json,
@@ -62,7 +63,7 @@ def parse_size(text: str) -> int:
     return size
 
 
-def _labels(pairs: list[str]) -> dict[str, str]:
+def _labels(pairs: Sequence[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -227,52 +228,83 @@ def _summary_line(s: RecordSummary) -> str:
     return line
 
 
-@app.command()
+@cli.command(context_settings=CONTEXT)
+@click.option(
+    "--interval", type=click.FloatRange(min=0.001), default=1.0, help="Seconds between samples."
+)
+@click.option(
+    "--window", type=click.FloatRange(min=0.001), default=60.0, help="Seconds per snapshot."
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Stop after this many seconds (default: until stopped).",
+)
+@click.option("--fingerprint", help="Workload name (default: from the busiest processes).")
+@click.option(
+    "--label", multiple=True, metavar="KEY=VALUE", help="Label on every snapshot (repeatable)."
+)
+@click.option("--host", help="Host id (default: the hostname).")
+@click.option(
+    "--spool-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Local spool (default: user cache dir/spool/HOST).",
+)
+@click.option(
+    "--spool-max-bytes",
+    default="1GiB",
+    metavar="SIZE",
+    help="Spool bound; the oldest snapshots go past it.",
+)
+@click.option(
+    "--flush-timeout",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    help="Seconds to upload the spool at exit.",
+)
+@click.option(
+    "--lease-ttl", type=click.FloatRange(min=1), default=60.0, help="Writer lease TTL, seconds."
+)
+@click.option(
+    "--gpu-opt-in",
+    metavar="GROUPS",
+    help="GPU field groups, comma-separated (default: processes if no --fingerprint).",
+)
+@click.option("--no-gpu", is_flag=True, help="Do not sample GPUs.")
+@click.option(
+    "--scrape",
+    multiple=True,
+    metavar="URL|JOB=URL",
+    help="Also record an exporter's /metrics (repeatable; extra: scrape).",
+)
+@click.option(
+    "--scrape-config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A file of scrape targets, one URL or JOB=URL a line.",
+)
+@click.option(
+    "--scrape-timeout", type=click.FloatRange(min=0.01), default=2.0, help="Seconds per scrape."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per sealed window on stdout.")
+@global_options
 def record(
-    interval: Annotated[float, typer.Option(help="Seconds between samples.", min=0.001)] = 1.0,
-    window: Annotated[float, typer.Option(help="Seconds per snapshot.", min=0.001)] = 60.0,
-    duration: Annotated[
-        float | None,
-        typer.Option(help="Stop after this many seconds (default: until stopped).", min=0),
-    ] = None,
-    fingerprint: Annotated[
-        str | None, typer.Option(help="Workload name (default: from the busiest processes).")
-    ] = None,
-    label: Annotated[
-        list[str] | None, typer.Option(help="KEY=VALUE label on every snapshot (repeatable).")
-    ] = None,
-    host: Annotated[str | None, typer.Option(help="Host id (default: the hostname).")] = None,
-    spool_dir: Annotated[
-        Path | None, typer.Option(help="Local spool (default: user cache dir/spool/HOST).")
-    ] = None,
-    spool_max_bytes: Annotated[
-        str, typer.Option(help="Spool bound; the oldest snapshots go past it.")
-    ] = "1GiB",
-    flush_timeout: Annotated[
-        float, typer.Option(help="Seconds to upload the spool at exit.", min=0)
-    ] = 10.0,
-    lease_ttl: Annotated[float, typer.Option(help="Writer lease TTL, seconds.", min=1)] = 60.0,
-    gpu_opt_in: Annotated[
-        str | None,
-        typer.Option(
-            help="GPU field groups, comma-separated (default: processes if no --fingerprint)."
-        ),
-    ] = None,
-    no_gpu: Annotated[bool, typer.Option("--no-gpu", help="Do not sample GPUs.")] = False,
-    scrape: Annotated[
-        list[str] | None,
-        typer.Option(help="Also record an exporter's /metrics: URL or JOB=URL (repeatable)."),
-    ] = None,
-    scrape_config: Annotated[
-        Path | None, typer.Option(help="A file of scrape targets, one URL or JOB=URL a line.")
-    ] = None,
-    scrape_timeout: Annotated[float, typer.Option(help="Seconds per scrape.", min=0.01)] = 2.0,
-    store: StoreOpt = None,
-    endpoint_url: EndpointOpt = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="One JSON line per sealed window on stdout.")
-    ] = False,
-    debug: DebugOpt = False,
+    interval: float,
+    window: float,
+    duration: float | None,
+    fingerprint: str | None,
+    label: tuple[str, ...],
+    host: str | None,
+    spool_dir: Path | None,
+    spool_max_bytes: str,
+    flush_timeout: float,
+    lease_ttl: float,
+    gpu_opt_in: str | None,
+    no_gpu: bool,
+    scrape: tuple[str, ...],
+    scrape_config: Path | None,
+    scrape_timeout: float,
+    as_json: bool,
 ) -> int:
     """Sample this host's CPU and GPUs, seal a snapshot per window, upload through a spool."""
     host_id = _host(host)
@@ -280,19 +312,20 @@ def record(
         interval_s=interval,
         window_s=window,
         fingerprint=fingerprint,
-        labels=_labels(label or []),
+        labels=_labels(label),
         spool_dir=spool_dir,
         spool_max_bytes=parse_size(spool_max_bytes) if spool_max_bytes else DEFAULT_SPOOL_MAX_BYTES,
         flush_timeout_s=flush_timeout,
         lease_ttl_s=lease_ttl,
     )
-    repo = open_repo(store, endpoint_url)
+    repo = open_repo(debug_logs=False)  # _logging below sets up the log handlers
+    debug = globals_().debug or debug_env()
     opt_in = gpu_opt_in if gpu_opt_in is not None else ("" if fingerprint else "processes")
     interactive = err.is_terminal
     stop = threading.Event()
     with _logging(interactive, debug):
         collectors, no_gpu_reason = _collectors(no_gpu, opt_in)
-        collectors += _scrapers(scrape or [], scrape_config, scrape_timeout)
+        collectors += _scrapers(list(scrape), scrape_config, scrape_timeout)
         if no_gpu_reason:
             err.print(f"no GPU collector: {no_gpu_reason}", markup=False, highlight=False)
         try:

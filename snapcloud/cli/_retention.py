@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-import typer
+import click
 from pydantic import ValidationError as PydanticError
 from rich.table import Table
 
 from snapcloud.backends import S3Store
 from snapcloud.cli._app import (
-    DebugOpt,
-    EndpointOpt,
-    JsonOpt,
-    StoreOpt,
-    app,
+    CONTEXT,
+    cli,
+    global_options,
+    globals_,
     human_bytes,
     open_repo,
     out,
     print_json,
+    subgroup,
 )
 from snapcloud.errors import ConfigError
 from snapcloud.retention import (
@@ -31,22 +31,24 @@ from snapcloud.retention import (
 )
 from snapcloud.timeparse import format_ns, parse_instant
 
-lifecycle_app = typer.Typer(
-    help="The retention policy as an S3 bucket lifecycle configuration (a safety net).",
-    no_args_is_help=True,
+lifecycle = subgroup(
+    cli, "lifecycle", "The retention policy as an S3 bucket lifecycle configuration (a safety net)."
 )
-app.add_typer(lifecycle_app, name="lifecycle")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
-GraceOpt = Annotated[
-    int, typer.Option("--grace-days", help="Days past the compactor's schedule.", min=0)
-]
-ClassOpt = Annotated[
-    str | None,
-    typer.Option("--archive-storage-class", help="Move archive objects to this class."),
-]
-TransitionOpt = Annotated[
-    int | None, typer.Option("--archive-transition-days", help="Age at which to move them.")
-]
+
+def policy_options(f: Any) -> Any:
+    """The lifecycle options: grace days, archive storage class and transition age."""
+    f = click.option(
+        "--archive-transition-days", type=int, help="Age at which to move them (days)."
+    )(f)
+    f = click.option("--archive-storage-class", help="Move archive objects to this class.")(f)
+    return click.option(
+        "--grace-days",
+        type=click.IntRange(min=0),
+        default=7,
+        help="Days past the compactor's schedule.",
+    )(f)
 
 
 def _render(report: CompactionReport) -> None:
@@ -86,30 +88,26 @@ def _render(report: CompactionReport) -> None:
     out.print(f"requests: {requests or 'none'}; {report.seconds:.2f} s", markup=False)
 
 
-@app.command()
+@cli.command(context_settings=CONTEXT)
+@click.option("--host", multiple=True, help="Only these hosts (repeatable).")
+@click.option("--now", help="Act as of this time (ISO-8601 or epoch ns).")
+@click.option("--dry-run", is_flag=True, help="Print the plan; write nothing.")
+@click.option(
+    "--lease-ttl",
+    type=click.FloatRange(min=1),
+    default=600.0,
+    help="Seconds the compactor lease lasts.",
+)
+@json_option
+@global_options
 def compact(
-    host: Annotated[
-        list[str] | None, typer.Option("--host", help="Only these hosts (repeatable).")
-    ] = None,
-    now: Annotated[
-        str | None, typer.Option("--now", help="Act as of this time (ISO-8601 or epoch ns).")
-    ] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the plan; write nothing.")
-    ] = False,
-    lease_ttl: Annotated[
-        float, typer.Option("--lease-ttl", help="Seconds the compactor lease lasts.", min=1)
-    ] = 600.0,
-    store: StoreOpt = None,
-    endpoint_url: EndpointOpt = None,
-    as_json: JsonOpt = False,
-    debug: DebugOpt = False,
+    host: tuple[str, ...], now: str | None, dry_run: bool, lease_ttl: float, as_json: bool
 ) -> int:
     """Move data through the retention tiers: raw -> compressed -> archive -> deleted."""
-    repo = open_repo(store, endpoint_url, debug)
+    repo = open_repo()
     now_ns = parse_instant(now, field="--now") if now is not None else None
     compactor = Compactor(repo.objects, repo.config, lease_ttl_s=lease_ttl)
-    report = compactor.run(now_ns, host or None, dry_run=dry_run)
+    report = compactor.run(now_ns, list(host) or None, dry_run=dry_run)
     if as_json:
         print_json(report.to_dict())
     else:
@@ -148,25 +146,23 @@ def _print_rules(doc: dict[str, Any], as_json: bool) -> None:
     out.print(table)
 
 
-@lifecycle_app.command("show")
+@lifecycle.command("show", context_settings=CONTEXT)
+@click.option("--prefix", help="Key prefix (default: the store's).")
+@click.option("--current", is_flag=True, help="Show the bucket's rules instead.")
+@policy_options
+@json_option
+@global_options
 def lifecycle_show(
-    prefix: Annotated[
-        str | None, typer.Option("--prefix", help="Key prefix (default: the store's).")
-    ] = None,
-    current: Annotated[
-        bool, typer.Option("--current", help="Show the bucket's rules instead.")
-    ] = False,
-    grace_days: GraceOpt = 7,
-    archive_storage_class: ClassOpt = None,
-    archive_transition_days: TransitionOpt = None,
-    store: StoreOpt = None,
-    endpoint_url: EndpointOpt = None,
-    as_json: JsonOpt = False,
-    debug: DebugOpt = False,
+    prefix: str | None,
+    current: bool,
+    grace_days: int,
+    archive_storage_class: str | None,
+    archive_transition_days: int | None,
+    as_json: bool,
 ) -> None:
     """Print the lifecycle rules the retention policy gives (or, --current, the bucket's)."""
     policy = _policy(grace_days, archive_storage_class, archive_transition_days)
-    objects = open_repo(store, endpoint_url, debug).objects.inner if store else None
+    objects = open_repo().objects.inner if globals_().store else None
     if current:
         if not isinstance(objects, S3Store):
             raise ConfigError("--current needs an s3:// store", field="store")
@@ -177,19 +173,19 @@ def lifecycle_show(
     _print_rules(lifecycle_rules(policy, prefix), as_json)
 
 
-@lifecycle_app.command("apply")
+@lifecycle.command("apply", context_settings=CONTEXT)
+@policy_options
+@json_option
+@global_options
 def lifecycle_apply(
-    grace_days: GraceOpt = 7,
-    archive_storage_class: ClassOpt = None,
-    archive_transition_days: TransitionOpt = None,
-    store: StoreOpt = None,
-    endpoint_url: EndpointOpt = None,
-    as_json: JsonOpt = False,
-    debug: DebugOpt = False,
+    grace_days: int,
+    archive_storage_class: str | None,
+    archive_transition_days: int | None,
+    as_json: bool,
 ) -> None:
     """Put the policy's rules on the store's bucket (other rules are kept)."""
     policy = _policy(grace_days, archive_storage_class, archive_transition_days)
-    objects = open_repo(store, endpoint_url, debug).objects.inner
+    objects = open_repo().objects.inner
     if not isinstance(objects, S3Store):
         raise ConfigError("lifecycle apply needs an s3:// store", field="store")
     _print_rules(apply_lifecycle(objects, policy), as_json)

@@ -3,37 +3,57 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
 
-import typer
+import click
 
-from snapcloud.cli._app import DebugOpt, EndpointOpt, StoreOpt, app, err
+from snapcloud.cli._app import CONTEXT, cli, debug_env, err, global_options, globals_
 from snapcloud.errors import ConfigError
 
 DEFAULT_LISTEN = "127.0.0.1:9090"
 
 
-@app.command()
+@cli.command(context_settings=CONTEXT)
+@click.option(
+    "--listen",
+    default=DEFAULT_LISTEN,
+    metavar="HOST:PORT",
+    help="Where to listen (Prometheus's default port).",
+)
+@click.option(
+    "--max-samples",
+    type=click.IntRange(min=1),
+    default=50_000_000,
+    help="Samples one query may load (else 422 execution).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.001),
+    default=120.0,
+    help="Seconds one query may take (else 503 timeout).",
+)
+@click.option(
+    "--max-concurrency", type=click.IntRange(min=1), default=4, help="Queries run at once."
+)
+@click.option(
+    "--cache-mib",
+    type=click.IntRange(min=0),
+    default=256,
+    help="MiB of immutable data objects kept between requests.",
+)
+@click.option(
+    "--catalog-ttl",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    help="Seconds a catalog entry (host labels) is reused.",
+)
+@global_options
 def serve(
-    listen: Annotated[
-        str, typer.Option(help="HOST:PORT to listen on (Prometheus's default port).")
-    ] = DEFAULT_LISTEN,
-    max_samples: Annotated[
-        int, typer.Option(help="Samples one query may load (else 422 execution).", min=1)
-    ] = 50_000_000,
-    timeout: Annotated[
-        float, typer.Option(help="Seconds one query may take (else 503 timeout).", min=0.001)
-    ] = 120.0,
-    max_concurrency: Annotated[int, typer.Option(help="Queries run at once.", min=1)] = 4,
-    cache_mib: Annotated[
-        int, typer.Option(help="MiB of immutable data objects kept between requests.", min=0)
-    ] = 256,
-    catalog_ttl: Annotated[
-        float, typer.Option(help="Seconds a catalog entry (host labels) is reused.", min=0)
-    ] = 60.0,
-    store: StoreOpt = None,
-    endpoint_url: EndpointOpt = None,
-    debug: DebugOpt = False,
+    listen: str,
+    max_samples: int,
+    timeout: float,
+    max_concurrency: int,
+    cache_mib: int,
+    catalog_ttl: float,
 ) -> int:
     """Serve the Prometheus HTTP API (queries, series, labels, metadata) over the store,
     read-only, for Grafana's Prometheus data source. See docs/SERVE.md."""
@@ -45,12 +65,14 @@ def serve(
             "pip install 'snapcloud[serve]'"
         ) from None
     parse_listen(listen)
+    opts = globals_()
+    debug = opts.debug or debug_env()
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO, format="%(levelname)s %(message)s"
     )
     api = open_api(
-        store,
-        endpoint_url=endpoint_url,
+        opts.store,
+        endpoint_url=opts.endpoint_url,
         config=ServeConfig(max_samples=max_samples, timeout_s=timeout),
         cache_bytes=cache_mib * 2**20,
         catalog_ttl_s=catalog_ttl,

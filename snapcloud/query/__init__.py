@@ -31,7 +31,12 @@ from snapcloud.query._api import (
 from snapcloud.query._executor import Budget, Fetched
 from snapcloud.query._export import FORMATS, ExportReport, export_parquet, format_result
 from snapcloud.query._planner import HostPlan, QueryPlan
-from snapcloud.query._plot import plot_series, series_from_result
+from snapcloud.query._plot import (
+    plot_figure,
+    plot_series,
+    series_from_result,
+    unmatched_metrics,
+)
 from snapcloud.query._result import QueryResult, QueryStats, Series, SeriesSet
 from snapcloud.query._selectors import (
     GROUP_BUILTINS,
@@ -71,10 +76,12 @@ __all__ = [
     "list_hosts",
     "metric_field",
     "plan_query",
+    "plot_figure",
     "plot_series",
     "read_series",
     "run_query",
     "scan",
     "series_from_result",
     "time_range",
+    "unmatched_metrics",
 ]
