@@ -41,6 +41,7 @@ from snapcloud.query._result import QueryResult, QueryStats, Series, SeriesSet
 from snapcloud.query._selectors import (
     GROUP_BUILTINS,
     LabelMatcher,
+    Narrowing,
     Selector,
     gpu_index,
     metric_field,
@@ -61,6 +62,7 @@ __all__ = [
     "HostListing",
     "HostPlan",
     "LabelMatcher",
+    "Narrowing",
     "QueryPlan",
     "QueryResult",
     "QueryStats",

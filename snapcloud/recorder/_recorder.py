@@ -397,6 +397,8 @@ class Recorder:
             "partial": window.partial,
             "spool_id": uuid.uuid4().hex,
         }
+        if any(getattr(c, "dynamic_labels", False) for c in self.collectors):
+            self._labels = self._collect_labels()  # e.g. scraped pod labels move
         snap = ProfileSnapshot(
             self.host,
             window.metrics,
