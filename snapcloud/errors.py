@@ -6,6 +6,7 @@ so a caller can catch at the depth that matches how it recovers::
     SnapcloudError
     ├── ValidationError (ValueError)        bad input: names, lengths, config, CSV rows
     │   ├── ConfigError                     bad store URL, bad settings
+    │   ├── UnsupportedQuery                PromQL that snapcloud serve does not evaluate
     │   └── EmptySelection                  a selection that holds no samples (``unmatched``)
     ├── NotFoundError (LookupError)
     │   ├── ObjectNotFound (FileNotFoundError)   no such key in the object store
@@ -23,7 +24,10 @@ so a caller can catch at the depth that matches how it recovers::
     ├── BackendError                        the storage service failed
     │   ├── RetryableBackendError           throttling, 5xx, timeouts: retry later
     │   └── QueryIncomplete                 a query could not read objects it planned
-    └── MemoryExceeded                      a query would hold more than its memory limit
+    ├── MemoryExceeded                      a query would hold more than its memory limit
+    └── QueryExecutionError                 a PromQL query failed while evaluating
+        ├── TooManySamples                  it would load more samples than its limit
+        └── QueryTimeout                    it ran past its time limit
 
 Context travels as keyword attributes (``key``, ``host``, ``seq``), never as
 secrets: messages carry keys and hosts, not credentials or URLs with userinfo.
@@ -134,3 +138,19 @@ class QueryIncomplete(BackendError):
 
 class MemoryExceeded(SnapcloudError):
     """A query would hold more decoded bytes than its memory limit allows."""
+
+
+class UnsupportedQuery(ValidationError):
+    """A PromQL construct (function, operator, modifier) that snapcloud does not evaluate."""
+
+
+class QueryExecutionError(SnapcloudError):
+    """A PromQL query failed while evaluating (duplicate series in a match, ...)."""
+
+
+class TooManySamples(QueryExecutionError):
+    """A PromQL query would load more samples than its per-request limit."""
+
+
+class QueryTimeout(QueryExecutionError):
+    """A PromQL query ran past its per-request time limit."""

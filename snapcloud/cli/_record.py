@@ -189,6 +189,23 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(s, h)
 
 
+def _scrapers(urls: list[str], config: Path | None, timeout: float) -> list[Collector]:
+    """A scrape collector for the ``--scrape`` targets and those listed in ``config``."""
+    targets = list(urls)
+    if config is not None:
+        lines = config.read_text(encoding="utf-8").splitlines()
+        targets += [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    if not targets:
+        return []
+    try:
+        from snapcloud.collectors.scrape import ScrapeCollector
+    except ImportError as exc:  # pragma: no cover - the scrape extra is missing
+        raise ValidationError(
+            f"--scrape needs the scrape extra ({exc}): pip install 'snapcloud[scrape]'"
+        ) from None
+    return [ScrapeCollector(targets, timeout_s=timeout)]
+
+
 def _refresh_catalog(repo: Repository, host: str) -> None:
     """Bring the host's fleet catalog entry up to date; a failure here loses no data."""
     try:
@@ -255,6 +272,20 @@ def _summary_line(s: RecordSummary) -> str:
     help="GPU field groups, comma-separated (default: processes if no --fingerprint).",
 )
 @click.option("--no-gpu", is_flag=True, help="Do not sample GPUs.")
+@click.option(
+    "--scrape",
+    multiple=True,
+    metavar="URL|JOB=URL",
+    help="Also record an exporter's /metrics (repeatable; extra: scrape).",
+)
+@click.option(
+    "--scrape-config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A file of scrape targets, one URL or JOB=URL a line.",
+)
+@click.option(
+    "--scrape-timeout", type=click.FloatRange(min=0.01), default=2.0, help="Seconds per scrape."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per sealed window on stdout.")
 @global_options
 def record(
@@ -270,6 +301,9 @@ def record(
     lease_ttl: float,
     gpu_opt_in: str | None,
     no_gpu: bool,
+    scrape: tuple[str, ...],
+    scrape_config: Path | None,
+    scrape_timeout: float,
     as_json: bool,
 ) -> int:
     """Sample this host's CPU and GPUs, seal a snapshot per window, upload through a spool."""
@@ -291,6 +325,7 @@ def record(
     stop = threading.Event()
     with _logging(interactive, debug):
         collectors, no_gpu_reason = _collectors(no_gpu, opt_in)
+        collectors += _scrapers(list(scrape), scrape_config, scrape_timeout)
         if no_gpu_reason:
             err.print(f"no GPU collector: {no_gpu_reason}", markup=False, highlight=False)
         try:

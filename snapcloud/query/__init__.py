@@ -47,6 +47,7 @@ from snapcloud.query._result import QueryResult, QueryStats, Series, SeriesSet
 from snapcloud.query._selectors import (
     GROUP_BUILTINS,
     LabelMatcher,
+    Narrowing,
     Selector,
     gpu_index,
     metric_field,
@@ -68,6 +69,7 @@ __all__ = [
     "HostListing",
     "HostPlan",
     "LabelMatcher",
+    "Narrowing",
     "QueryPlan",
     "QueryResult",
     "QueryStats",

@@ -22,7 +22,7 @@ from snapcloud.query._aggregate import check_group_by as _check_group_by
 from snapcloud.query._executor import Budget, fetch_plan
 from snapcloud.query._planner import HostPlan, QueryPlan, plan_hosts, plan_stream
 from snapcloud.query._result import QueryResult, QueryStats, SeriesSet
-from snapcloud.query._selectors import GROUP_BUILTINS, Selector
+from snapcloud.query._selectors import GROUP_BUILTINS, Narrowing, Selector
 from snapcloud.store import Repository
 
 __all__ = [
@@ -66,10 +66,13 @@ def plan_query(
     *,
     workers: int = DEFAULT_WORKERS,
     with_catalog: bool = False,
+    narrow: Narrowing | None = None,
 ) -> QueryPlan:
     """What ``selector`` would read, from the catalog and index segments alone."""
     with _pool(workers) as pool:
-        return plan_hosts(repo.objects, repo.config, selector, pool, with_catalog=with_catalog)
+        return plan_hosts(
+            repo.objects, repo.config, selector, pool, with_catalog=with_catalog, narrow=narrow
+        )
 
 
 def scan(
@@ -81,10 +84,12 @@ def scan(
     workers: int = DEFAULT_WORKERS,
     with_catalog: bool = False,
     many: BatchConsumer | None = None,
+    narrow: Narrowing | None = None,
 ) -> QueryStats:
     """Plan ``selector``, then feed each selected snapshot (trimmed) to ``consumer`` in
     host then seq order. Returns the query's figures. With ``many``, the snapshots of
     one compressed-tier object go to it in one call instead (in the same order).
+    ``narrow`` adds host and metric predicates to the selector (``Narrowing``).
 
     Raises ``MemoryExceeded`` (never truncates), ``ObjectNotFound`` or ``CorruptError``.
     """
@@ -94,7 +99,9 @@ def scan(
     budget = budget or Budget(config.max_query_memory_bytes)
     samples = 0
     with _pool(workers) as pool:
-        plan, incoming = plan_stream(objects, config, selector, pool, with_catalog=with_catalog)
+        plan, incoming = plan_stream(
+            objects, config, selector, pool, with_catalog=with_catalog, narrow=narrow
+        )
         with closing(incoming):
             fetched = fetch_plan(
                 objects, config, plan, incoming, pool, budget, max_inflight=2 * workers

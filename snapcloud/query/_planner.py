@@ -24,7 +24,7 @@ from snapcloud.backends import ObjectInfo, ObjectStore
 from snapcloud.errors import MemoryExceeded, ValidationError
 from snapcloud.index import Catalog, CatalogEntry, IndexEntry
 from snapcloud.models import SnapshotConfig, SnapshotQuery
-from snapcloud.query._selectors import Selector, is_glob
+from snapcloud.query._selectors import Narrowing, Selector, is_glob
 from snapcloud.store import MARKS_PREFIX, IncrementalSnapshotStore
 from snapcloud.timeparse import format_ns
 
@@ -167,6 +167,7 @@ def _plan_host(
     host: str,
     entry: CatalogEntry | None,
     listed: tuple[list[str], list[ObjectInfo]] | None = None,
+    narrow: Narrowing | None = None,
 ) -> HostPlan:
     stream = IncrementalSnapshotStore(objects, host, config)
     if listed is not None:
@@ -181,6 +182,9 @@ def _plan_host(
     if entry is not None:
         names.update(entry.metrics)
     metrics = tuple(selector.metric_names(names))
+    if narrow is not None and narrow.metric is not None:
+        labels = entry.all_labels() if entry else {}
+        metrics = tuple(m for m in metrics if narrow.metric(host, labels, m))
     wanted = set(metrics)
     planned = [
         e
@@ -246,17 +250,31 @@ class _Selection:
     hosts: list[str]
     entries: dict[str, CatalogEntry]
     fleet: dict[str, tuple[list[str], list[ObjectInfo]]] | None
+    narrow: Narrowing | None = None
 
     def plan_host(self, objects: ObjectStore, config: SnapshotConfig, host: str) -> HostPlan:
         listed = None if self.fleet is None else self.fleet[host]
-        return _plan_host(objects, config, self.plan.selector, host, self.entries.get(host), listed)
+        return _plan_host(
+            objects,
+            config,
+            self.plan.selector,
+            host,
+            self.entries.get(host),
+            listed,
+            self.narrow,
+        )
 
 
 def _select(
-    objects: ObjectStore, selector: Selector, pool: Executor, with_catalog: bool
+    objects: ObjectStore,
+    selector: Selector,
+    pool: Executor,
+    with_catalog: bool,
+    narrow: Narrowing | None = None,
 ) -> _Selection:
-    """List the fleet (or the hosts the globs pick) and, for label matchers, read and
-    match the catalog entries."""
+    """List the fleet (or the hosts the globs pick) and, for label matchers (or a host
+    narrowing), read and match the catalog entries."""
+    host_ok = narrow.host if narrow is not None else None
     fleet = _fleet_listing(objects, selector)
     if fleet is not None:
         hosts = sorted(h for h in fleet if selector.host_matches(h))
@@ -269,7 +287,7 @@ def _select(
         hosts.sort()
     entries: dict[str, CatalogEntry] = {}
     plan = QueryPlan(selector=selector, hosts=[], hosts_considered=len(hosts))
-    if (selector.needs_labels or with_catalog) and hosts:
+    if (selector.needs_labels or with_catalog or host_ok is not None) and hosts:
         catalog = Catalog(objects)
         listed = set(catalog.hosts())
         wanted = [h for h in hosts if h in listed]
@@ -284,12 +302,14 @@ def _select(
                 len(plan.uncataloged),
                 ", ".join(plan.uncataloged[:5]) + (" ..." if len(plan.uncataloged) > 5 else ""),
             )
+        labels_of = {h: entries[h].all_labels() if h in entries else {} for h in hosts}
         hosts = [
             h
             for h in hosts
-            if selector.labels_match(h, entries[h].all_labels() if h in entries else {})
+            if selector.labels_match(h, labels_of[h])
+            and (host_ok is None or host_ok(h, labels_of[h]))
         ]
-    return _Selection(plan, hosts, entries, fleet)
+    return _Selection(plan, hosts, entries, fleet, narrow)
 
 
 def plan_hosts(
@@ -299,13 +319,15 @@ def plan_hosts(
     pool: Executor,
     *,
     with_catalog: bool = False,
+    narrow: Narrowing | None = None,
 ) -> QueryPlan:
     """Plan ``selector`` over the store, reading index data in parallel on ``pool``.
 
     ``with_catalog`` reads catalog entries even without label matchers (to group by
-    a user label). Raises what reading an index segment raises (``CorruptError``...).
+    a user label); ``narrow`` adds the caller's host and metric predicates. Raises
+    what reading an index segment raises (``CorruptError``...).
     """
-    sel = _select(objects, selector, pool, with_catalog)
+    sel = _select(objects, selector, pool, with_catalog, narrow)
     for hp in pool.map(lambda h: sel.plan_host(objects, config, h), sel.hosts):
         sel.plan.add(hp)
     return sel.plan
@@ -319,6 +341,7 @@ def plan_stream(
     *,
     with_catalog: bool = False,
     lookahead: int = 8,
+    narrow: Narrowing | None = None,
 ) -> tuple[QueryPlan, Generator[Future[HostPlan], None, None]]:
     """Plan ``selector`` host by host, so that reading can start before planning ends.
 
@@ -326,9 +349,9 @@ def plan_stream(
     as it takes it, ``QueryPlan.add``) and the hosts' plans as futures in host
     order. Each host is planned on ``pool`` at most ``lookahead`` hosts ahead of
     the one taken last, so planning tasks and object reads share the pool's queue
-    instead of every host's planning running first.
+    instead of every host's planning running first. ``narrow``: as ``plan_hosts``.
     """
-    sel = _select(objects, selector, pool, with_catalog)
+    sel = _select(objects, selector, pool, with_catalog, narrow)
 
     def futures() -> Generator[Future[HostPlan], None, None]:
         ahead: deque[Future[HostPlan]] = deque()

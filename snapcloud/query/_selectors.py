@@ -11,7 +11,8 @@ from __future__ import annotations
 import fnmatch
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, field_validator, model_validator
@@ -24,6 +25,7 @@ from snapcloud.timeparse import parse_duration, parse_instant
 __all__ = [
     "GROUP_BUILTINS",
     "LabelMatcher",
+    "Narrowing",
     "Selector",
     "gpu_index",
     "is_glob",
@@ -216,6 +218,20 @@ class Selector(_Model):
         if not is_glob(self.fingerprint):
             return fingerprint == self.fingerprint
         return fnmatch.fnmatchcase(fingerprint, self.fingerprint)
+
+
+@dataclass(frozen=True)
+class Narrowing:
+    """Predicates a caller adds to a ``Selector``, applied while planning, before any
+    index segment (``host``) or data object (``metric``) of what they refuse is read.
+
+    ``host(host, labels)`` sees the catalog labels of the host (``{}`` without an
+    entry; asking for it makes the planner read the catalog); ``metric(host, labels,
+    name)`` sees each metric name the selector's patterns resolved. Both must hold.
+    """
+
+    host: Callable[[str, Mapping[str, str]], bool] | None = None
+    metric: Callable[[str, Mapping[str, str], str], bool] | None = None
 
 
 def time_range(

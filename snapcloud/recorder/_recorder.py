@@ -486,6 +486,8 @@ class Recorder:
             metadata["clock_offset_ns"] = window.clock_offset_ns
         if window.recovered_ticks:
             metadata["recovered_ticks"] = window.recovered_ticks
+        if any(getattr(c, "dynamic_labels", False) for c in self.collectors):
+            self._labels = self._collect_labels()  # e.g. scraped pod labels move
         snap = ProfileSnapshot(
             self.host,
             window.metrics,
