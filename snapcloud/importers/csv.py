@@ -51,6 +51,7 @@ import itertools
 import logging
 import math
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from snapcloud.errors import ValidationError
+from snapcloud.errors import BackendError, ValidationError
 from snapcloud.importers._gpu_fields import (
     NVSMI_FIELDS,
     NVSMI_KEYS,
@@ -124,6 +125,7 @@ _EPOCH_MAGNITUDES = (
 )
 _MAX_EPOCH_DIGITS = 20  # int64 has 19 digits; longer cells are out of range, not parsed
 _CELL_SHOWN = 40  # characters of a cell an error message quotes
+_READ_CACHE = 8  # stored snapshots an import keeps decoded while it compares windows
 _FORMAT_NAMES = {
     _EPOCH_NS: "integer epoch nanoseconds",
     _EPOCH_S: "decimal epoch seconds",
@@ -1059,6 +1061,8 @@ def append_windows(
     lo = min(s.window_start for s in snapshots)
     hi = max(s.window_end for s in snapshots)
     held = [(set(n), e) for n, e in stream.serving(SnapshotQuery(start_ns=lo, end_ns=hi))]
+    # a stored window wider than the import's overlaps several of them: read it once
+    read: OrderedDict[tuple[int, int], ProfileSnapshot] = OrderedDict()
     for snap in snapshots:
         names = set(snap.metric_names)
         near = [
@@ -1068,7 +1072,7 @@ def append_windows(
             and snap.window_start < e.window_end
             and not names.isdisjoint(n)
         ]
-        new = snap if not near else unseen(snap, _stored(stream, snap, near))
+        new = snap if not near else unseen(snap, _stored(stream, snap, near, read))
         outcome.samples_already_stored += snap.sample_count - (new.sample_count if new else 0)
         if new is None:
             outcome.already_stored.extend(near)
@@ -1080,14 +1084,23 @@ def append_windows(
             on_each()
     # The groups this import read or sealed get range hints, so the next import (or a
     # query of other times) skips them whether or not the compactor ever runs here.
-    outcome.range_hints_written = stream.write_range_hints()
+    # A hint only saves reads: one that cannot be written (no right to, a failing
+    # store) costs the next import those reads, not this import its success.
+    try:
+        outcome.range_hints_written = stream.write_range_hints()
+    except BackendError as exc:
+        log.warning("host %r: range hints not written (%s)", stream.host, exc)
     return outcome
 
 
 def _stored(
-    stream: IncrementalSnapshotStore, snap: ProfileSnapshot, entries: list[IndexEntry]
+    stream: IncrementalSnapshotStore,
+    snap: ProfileSnapshot,
+    entries: list[IndexEntry],
+    read: OrderedDict[tuple[int, int], ProfileSnapshot],
 ) -> list[ProfileSnapshot]:
-    """The stored snapshots of ``entries``; raises ``ValidationError`` for an archive one."""
+    """The stored snapshots of ``entries`` (the last few kept in ``read``); raises
+    ``ValidationError`` for an archive one."""
     archived = [e for e in entries if tier_of_key(e.key) == "archive"]
     if archived:
         raise ValidationError(
@@ -1097,4 +1110,13 @@ def _stored(
             host=stream.host,
             seq=archived[0].seq,
         )
-    return [stream.read(e) for e in entries]
+    out = []
+    for e in entries:
+        key = (e.seq, e.checksum)
+        got = read.get(key)
+        if got is None:
+            got = read[key] = stream.read(e)
+            while len(read) > _READ_CACHE:
+                read.popitem(last=False)
+        out.append(got)
+    return out

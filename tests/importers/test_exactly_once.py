@@ -233,3 +233,17 @@ def test_an_import_hints_the_groups_it_read_so_the_next_reads_one() -> None:
     )
     reads, _ = index_reads(objects, second)
     assert reads == 1
+
+
+def test_a_stored_window_wider_than_the_import_s_is_read_once(tmp_path: Path) -> None:
+    """Imported at 1 h windows, re-imported at 1 min: each stored hour overlaps 60 new
+    windows, and is read once, not 60 times."""
+    repo = Repository(MemoryStore())
+    path = tmp_path / "log.csv"
+    import_text(repo, path, log_text(range(1000)), window_s=3600)
+    counted = CountingStore(repo.objects)
+    again = append_windows(
+        Repository(counted).stream("h"), import_files("h", [path], window_ns=60 * S)
+    )
+    assert again.appended == [] and again.samples_already_stored == 1000
+    assert counted.counts()["get"] <= 2 + 4  # segment(s), two hour objects (and keyframes)

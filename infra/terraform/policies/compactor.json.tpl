@@ -17,7 +17,8 @@
         "${bucket_arn}/${prefix}archive/*",
         "${bucket_arn}/${prefix}index/*",
         "${bucket_arn}/${prefix}marks/deletions/*",
-        "${bucket_arn}/${prefix}marks/leases/compactor.json"
+        "${bucket_arn}/${prefix}marks/leases/compactor.json",
+        "${bucket_arn}/${prefix}catalog/*"
       ]
     },
     {
