@@ -11,8 +11,8 @@
 #   `snapcloud-host` = host id (a role per host, IAM Roles Anywhere with per-host
 #   certificates): the recorder's rights narrowed to that host's prefixes.
 # - fleet-reader: read and list everything under the store prefix.
-# - compactor: read everything; write and delete the tiers, indexes and marks, and the
-#   catalog entries it rebuilds after each host (docs/architecture.md D28).
+# - compactor: read everything; write and delete the tiers, indexes and marks; write
+#   (never delete) the catalog entries it rebuilds after each host (architecture D28).
 
 locals {
   policy_vars = {

@@ -16,8 +16,9 @@ One run, per host, in this order (docs/RETENTION.md has the why):
    skip its segment; hints whose segment changed or went away are deleted;
 8. each host's catalog entry is rebuilt from its index (as ``hosts --refresh`` does,
    keeping its labels) and written, stamped with ``now``, when it differs from the
-   stored one: the fleet catalog counts each tier as it now is, and a host with
-   nothing left loses its entry. This reads the host's index once more (listings and
+   stored one: the fleet catalog counts each tier as it now is (a host with nothing
+   left keeps an entry with no tiers: the compactor writes entries, never deletes
+   them). This reads the host's index once more (listings and
    segments); its requests are not in the report's counts (a dry run could not plan
    them: they read what the run wrote). ``HostReport.catalog_refreshed`` says which
    entries were written.
@@ -218,12 +219,12 @@ class Compactor:
             previous = catalog.get(host)
             stream = IncrementalSnapshotStore(objects, host, self.config)
             items = stream.serving(SnapshotQuery())
-            if not items:
-                if previous is not None:
-                    catalog.delete(host)  # every tier of it expired
-                    report.catalog_refreshed = True
-                return
-            labels = previous.labels if previous is not None else stream.read(items[-1][1]).labels
+            if not items and previous is None:
+                return  # nothing stored, nothing catalogued
+            if items:
+                labels = previous.labels if previous else stream.read(items[-1][1]).labels
+            else:  # every tier of it expired: the entry says so (the compactor never deletes it)
+                labels = previous.labels if previous else {}
             fresh = entry_from_index(host, items, labels=labels, previous=previous)
             if previous is not None and _same_entry(fresh, previous):
                 return

@@ -17,9 +17,14 @@
         "${bucket_arn}/${prefix}archive/*",
         "${bucket_arn}/${prefix}index/*",
         "${bucket_arn}/${prefix}marks/deletions/*",
-        "${bucket_arn}/${prefix}marks/leases/compactor.json",
-        "${bucket_arn}/${prefix}catalog/*"
+        "${bucket_arn}/${prefix}marks/leases/compactor.json"
       ]
+    },
+    {
+      "Sid": "RefreshCatalog",
+      "Effect": "Allow",
+      "Action": ["s3:PutObject"],
+      "Resource": ["${bucket_arn}/${prefix}catalog/*"]
     },
     {
       "Sid": "ListFleet",
