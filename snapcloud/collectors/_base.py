@@ -17,12 +17,18 @@ SampleKind = Literal["gauge", "counter"]
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """One reading: a metric name, its value, gauge or counter, and its unit."""
+    """One reading: a metric name, its value, gauge or counter, and its unit.
+
+    ``event`` marks one occurrence of something (an XID error): every event
+    sample is kept, several in one tick included, where a second plain sample
+    of a name in the same tick replaces the first.
+    """
 
     name: str
     value: float
     kind: SampleKind
     unit: str
+    event: bool = False
 
 
 @runtime_checkable

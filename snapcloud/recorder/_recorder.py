@@ -397,6 +397,9 @@ class Recorder:
             "partial": window.partial,
             "spool_id": uuid.uuid4().hex,
         }
+        # Device facts change (a GPU lost, a MIG layout, a driver): each window says what held
+        # when it was sealed.
+        self._labels = self._collect_labels()
         snap = ProfileSnapshot(
             self.host,
             window.metrics,
