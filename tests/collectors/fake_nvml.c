@@ -197,6 +197,7 @@ typedef struct { int gpu, gi; unsigned int metric; int ret; double value; } fk_g
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static int initialized, init_ret, device_count, cuda_version, root;
 static int proc_struct_v3 = 24, fi_max = 308, fi_unknown_ret = NVML_ERROR_INVALID_ARGUMENT;
+static int pcie_delay_us; /* what nvmlDeviceGetPcieThroughput blocks (the driver counts for 20 ms) */
 static long long clock_ns = -1;
 static char driver[96];
 static fk_gpu gpus[MAXG];
@@ -295,6 +296,7 @@ void fk_reset(int count_) {
     device_count = count_;
     cuda_version = 12040;
     proc_struct_v3 = 24;
+    pcie_delay_us = 0;
     fi_max = 308;
     fi_unknown_ret = NVML_ERROR_INVALID_ARGUMENT;
     clock_ns = -1;
@@ -326,6 +328,7 @@ int fk_set(int gpu, const char *key, double value) {
         else if (strcmp(key, "fi_max") == 0) fi_max = (int)value, ok = 0;
         else if (strcmp(key, "fi_unknown_ret") == 0) fi_unknown_ret = (int)value, ok = 0;
         else if (strcmp(key, "clock_ns") == 0) clock_ns = (long long)value, ok = 0;
+        else if (strcmp(key, "pcie_delay_us") == 0) pcie_delay_us = (int)value, ok = 0;
     } else if (gpu < MAXG) {
         if (strcmp(key, "lost") == 0) gpus[gpu].lost = (int)value, ok = 0;
         else if (strcmp(key, "mig_on") == 0) gpus[gpu].mig_on = (int)value, ok = 0;
@@ -740,6 +743,43 @@ nvmlReturn_t nvmlDeviceGetCurrentClocksEventReasons(fk_dev *d, unsigned long lon
 nvmlReturn_t nvmlDeviceGetCurrentClocksThrottleReasons(fk_dev *d, unsigned long long *v) { LOCKED(ull_knob("nvmlDeviceGetCurrentClocksThrottleReasons", d, K_CLOCK_REASONS, v)); }
 nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(fk_dev *d, unsigned long long *v) { LOCKED(ull_knob("nvmlDeviceGetTotalEnergyConsumption", d, K_ENERGY, v)); }
 
+/* A field's value, for the older per-reading calls (0 when not set). */
+static unsigned long long field_bits(int gpu, unsigned int fid, int *ret) {
+    for (int j = 0; j < nfields; j++)
+        if (fields[j].gpu == gpu && fields[j].fid == fid && fields[j].scope == 0) {
+            *ret = fields[j].ret;
+            return fields[j].bits;
+        }
+    *ret = NVML_ERROR_NOT_SUPPORTED;
+    return 0;
+}
+
+static nvmlReturn_t ecc_(fk_dev *d, int type, int counter, unsigned long long *v) {
+    fk_gpu *g;
+    int r = resolve("nvmlDeviceGetTotalEccErrors", d, &g, NULL);
+    if (r) return r;
+    if (!v || type < 0 || type > 1 || counter < 0 || counter > 1) return NVML_ERROR_INVALID_ARGUMENT;
+    int ret;
+    /* NVML_FI_DEV_ECC_{SBE,DBE}_{VOL,AGG}_TOTAL: 3, 4, 5, 6 */
+    *v = field_bits(gpu_index(g), (unsigned int)(3 + type + 2 * counter), &ret);
+    return ret;
+}
+nvmlReturn_t nvmlDeviceGetTotalEccErrors(fk_dev *d, int type, int counter, unsigned long long *v) { LOCKED(ecc_(d, type, counter, v)); }
+
+static nvmlReturn_t remapped_(fk_dev *d, unsigned int *c, unsigned int *u, unsigned int *p, unsigned int *f) {
+    fk_gpu *g;
+    int r = resolve("nvmlDeviceGetRemappedRows", d, &g, NULL);
+    if (r) return r;
+    if (!c || !u || !p || !f) return NVML_ERROR_INVALID_ARGUMENT;
+    int ret, gpu = gpu_index(g);
+    *c = (unsigned int)field_bits(gpu, 142, &ret);
+    *u = (unsigned int)field_bits(gpu, 143, &ret);
+    *p = (unsigned int)field_bits(gpu, 144, &ret);
+    *f = (unsigned int)field_bits(gpu, 145, &ret);
+    return ret;
+}
+nvmlReturn_t nvmlDeviceGetRemappedRows(fk_dev *d, unsigned int *c, unsigned int *u, unsigned int *p, unsigned int *f) { LOCKED(remapped_(d, c, u, p, f)); }
+
 static nvmlReturn_t pcie_(fk_dev *d, int counter, unsigned int *v) {
     fk_gpu *g;
     int r = resolve("nvmlDeviceGetPcieThroughput", d, &g, NULL);
@@ -747,6 +787,10 @@ static nvmlReturn_t pcie_(fk_dev *d, int counter, unsigned int *v) {
     if (!v || counter < 0 || counter > 1) return NVML_ERROR_INVALID_ARGUMENT;
     int k = counter == 0 ? K_PCIE_TX : K_PCIE_RX;
     if (!SUPPORTED(g, k)) return NVML_ERROR_NOT_SUPPORTED;
+    if (pcie_delay_us > 0) {
+        struct timespec d = {pcie_delay_us / 1000000, (long)(pcie_delay_us % 1000000) * 1000L};
+        nanosleep(&d, NULL);
+    }
     *v = (unsigned int)KN(g, k);
     return NVML_SUCCESS;
 }

@@ -97,6 +97,8 @@ PROTOTYPES: dict[str, tuple[Any, list[Any]]] = {
     "nvmlDeviceGetCurrentClocksThrottleReasons": (c_int, [P, _PULL]),
     "nvmlDeviceGetTotalEnergyConsumption": (c_int, [P, _PULL]),
     "nvmlDeviceGetPcieThroughput": (c_int, [P, c_uint, _PU]),
+    "nvmlDeviceGetTotalEccErrors": (c_int, [P, c_uint, c_uint, _PULL]),
+    "nvmlDeviceGetRemappedRows": (c_int, [P, _PU, _PU, _PU, _PU]),
     "nvmlDeviceGetMigMode": (c_int, [P, _PU, _PU]),
     "nvmlDeviceGetMaxMigDeviceCount": (c_int, [P, _PU]),
     "nvmlDeviceGetMigDeviceHandleByIndex": (c_int, [P, c_uint, P]),
@@ -460,6 +462,10 @@ class FakeNvml:
     def calls(self, fn: str = "", gpu: int = -2) -> int:
         """Calls of C function ``fn`` ("": all) on ``gpu`` (-1: host-level, -2: all)."""
         return int(self.lib.fk_calls(fn.encode(), gpu))
+
+    def nvml_calls(self, gpu: int = -2) -> int:
+        """NVML calls (the fake's own counters left out) on ``gpu`` (-1: host, -2: all)."""
+        return sum(self.calls_by_function(gpu).values())
 
     def call_names(self) -> list[str]:
         """Every C function called since the reset (plus the fake's own counters)."""
