@@ -674,6 +674,8 @@ class Gpm:
                 dropped.append(m)
         if dropped:
             self.metrics = [m for m in self.metrics if m not in dropped]
+            if not self.metrics:  # nothing left to ask: the whole reading goes
+                raise nv.NVMLError(NOT_SUPPORTED)
             self.mg = self._metrics_get(nv)
         return out
 

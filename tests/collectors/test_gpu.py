@@ -597,6 +597,18 @@ def test_gpm_metric_not_supported_is_dropped_alone(
     assert "gpu.0.gpm.nvlink_rx_mibps" not in s and "gpu.0.gpm.nvlink_tx_mibps" in s
 
 
+def test_gpm_with_no_metric_supported_is_dropped(
+    nvml: FakeNvml, clock: Clock, open_gpu: OpenGpu, caplog: pytest.LogCaptureFixture
+) -> None:
+    nvml.mig_add(7, 1, 0)  # a GPU instance NVML answers no GPM metric for
+    c = open_gpu()
+    with caplog.at_level(logging.INFO, logger="snapcloud.collectors.gpu"):
+        steady(c, clock, 4)
+    assert c.fields_seen()["gpu.7.mig.1"] == ["memory"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert nvml.live_gpm_samples == 2 * 7, "its sample buffers freed"
+
+
 def test_no_gpm_before_hopper(nvml: FakeNvml, clock: Clock, open_gpu: OpenGpu) -> None:
     for i in range(8):
         nvml.set(i, "gpm", 0)
