@@ -113,12 +113,18 @@ COUNTERS = {
     "xid_count",
     *(k for k in FIELDS if k.startswith(("violation_", "nvlink_"))),
 }
+# The temperature call this pynvml makes (12.535 and 12.560 have no nvmlDeviceGetTemperatureV).
+TEMPERATURE = (
+    "nvmlDeviceGetTemperatureV"
+    if hasattr(pynvml, "nvmlDeviceGetTemperatureV")
+    else "nvmlDeviceGetTemperature"
+)
 # One steady sample of one H100 with the default set: (C function, calls).
 STEADY_CALLS = {
     "nvmlDeviceGetFieldValues": 1,
     "nvmlDeviceGetMemoryInfo_v2": 1,
     "nvmlDeviceGetUtilizationRates": 1,
-    "nvmlDeviceGetTemperatureV": 1,
+    TEMPERATURE: 1,
     "nvmlDeviceGetClockInfo": 2,
     "nvmlDeviceGetEncoderUtilization": 1,
     "nvmlDeviceGetDecoderUtilization": 1,
@@ -330,7 +336,7 @@ def test_unknown_error_of_one_field_skips_that_sample_only(
     """A transient 999 from one reading is N/A for that sample, never a lost GPU."""
     c = open_gpu()
     steady(c, clock)
-    nvml.fail("nvmlDeviceGetTemperatureV", UNKNOWN, gpu=1, times=1)
+    nvml.fail(TEMPERATURE, UNKNOWN, gpu=1, times=1)
     nvml.field_fails(1, 185, 0, UNKNOWN)
     with caplog.at_level(logging.WARNING, logger="snapcloud.collectors.gpu"):
         s = by_name(c.collect())
