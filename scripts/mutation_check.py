@@ -58,7 +58,7 @@ MUTATIONS = (
     Mutation(
         "always ullVal",
         NVML,
-        (("return float(getattr(v.value, _VALUE_MEMBER[kind]))", "return float(v.value.ullVal)"),),
+        (("float(getattr(v.value, _VALUE_MEMBER[kind]))", "float(v.value.ullVal)"),),
     ),
     Mutation(
         "SM clock <-> graphics clock",

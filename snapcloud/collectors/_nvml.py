@@ -15,6 +15,7 @@ Every id and struct layout here is nvml.h's (NVML API 13); see docs/GPU.md.
 from __future__ import annotations
 
 import ctypes
+import math
 import re
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -225,8 +226,7 @@ class _FieldValue(ctypes.Structure):
     """nvmlFieldValue_t (nvml.h): pynvml's answer is read through this plain struct.
 
     pynvml's own struct class formats every attribute it hands out, which costs
-    more than the call; the bytes are the same (checked: same size, else
-    pynvml's objects are read).
+    more than the NVML call; the bytes are the same (``field_values`` checks).
     """
 
     _fields_ = (
@@ -240,29 +240,23 @@ class _FieldValue(ctypes.Structure):
     )
 
 
-def _plain(values: Any) -> Any:
-    """The nvmlFieldValue_t array pynvml returned, seen through ``_FieldValue``."""
-    if ctypes.sizeof(values) != ctypes.sizeof(_FieldValue) * len(values):
-        return values
-    return (_FieldValue * len(values)).from_buffer(values)
+def field_values(values: Any) -> list[tuple[int, float, int]]:
+    """(nvmlReturn, value, latencyUsec) of each entry of pynvml's nvmlFieldValue_t array.
 
-
-def field_value(v: Any) -> float:
-    """The value of an nvmlFieldValue_t answering NVML_SUCCESS, read as its valueType says.
-
-    Raises ``ValueError`` for a value type nvml.h does not define.
+    The value is read from the union member its valueType names (NaN when the
+    entry failed, or for a value type nvml.h does not define). Raises
+    ``ValueError`` if the array is not nvml.h's layout.
     """
-    kind = int(v.valueType)
-    if not 0 <= kind < len(_VALUE_MEMBER):
-        raise ValueError(f"field {v.fieldId}: unknown value type {kind}")
-    return float(getattr(v.value, _VALUE_MEMBER[kind]))
-
-
-@dataclass(slots=True)
-class _Latency:
-    n: int = 0
-    total: int = 0
-    peak: int = 0
+    if ctypes.sizeof(values) != ctypes.sizeof(_FieldValue) * len(values):
+        raise ValueError(f"nvmlFieldValue_t of {ctypes.sizeof(values) // len(values)} bytes")
+    out = []
+    for v in (_FieldValue * len(values)).from_buffer(values):
+        ret, kind = v.nvmlReturn, v.valueType
+        if ret == SUCCESS and 0 <= kind < len(_VALUE_MEMBER):
+            out.append((ret, float(getattr(v.value, _VALUE_MEMBER[kind])), v.latencyUsec))
+        else:
+            out.append((ret, math.nan, v.latencyUsec))
+    return out
 
 
 class FieldBatch:
@@ -277,32 +271,42 @@ class FieldBatch:
     def __init__(self, prefix: str, entries: Sequence[FV]) -> None:
         self.prefix = prefix
         self.entries = list(entries)
-        self.latency: dict[str, _Latency] = {}
         self.dropped_now: list[FV] = []  # what the last read dropped
+        self._lat: dict[str, list[int]] = {}  # suffix -> [answers, sum, max]
         self._index()
 
     def _index(self) -> None:
         self.ids = [(e.field_id, e.scope) for e in self.entries]
-        self.names = [f"{self.prefix}.{e.suffix}" for e in self.entries]
+        self.specs = [(f"{self.prefix}.{e.suffix}", e.kind, e.unit) for e in self.entries]
+        self._stats = [self._lat.setdefault(e.suffix, [0, 0, 0]) for e in self.entries]
+
+    @property
+    def latency(self) -> dict[str, tuple[int, int, int]]:
+        """Per field: how many answers, the sum and the max of their ``latencyUsec``."""
+        return {k: (n, total, peak) for k, (n, total, peak) in self._lat.items() if n}
 
     def read(self, nv: Any, handle: Any, report: Report) -> list[Sample]:
         """One call; a field NVML cannot answer is reported (and dropped if the class says so)."""
-        values = _plain(nv.nvmlDeviceGetFieldValues(handle, self.ids))
+        answers = field_values(nv.nvmlDeviceGetFieldValues(handle, self.ids))
         out: list[Sample] = []
-        dropped: list[FV] = []
-        for e, name, v in zip(self.entries, self.names, values, strict=True):
-            if v.nvmlReturn != SUCCESS:
-                if report(e.suffix, int(v.nvmlReturn)) in (UNSUPPORTED, INVALID):
-                    dropped.append(e)  # an id this driver does not know stays unknown
+        failed = []
+        specs = zip(self.specs, self._stats, answers, strict=True)
+        for i, ((name, kind, unit), stat, (ret, value, latency)) in enumerate(specs):
+            if value != value:  # NaN: the entry failed
+                failed.append((i, ret))
                 continue
-            out.append(Sample(name, field_value(v), e.kind, e.unit))
-            stat = self.latency.setdefault(e.suffix, _Latency())
-            stat.n += 1
-            stat.total += int(v.latencyUsec)
-            stat.peak = max(stat.peak, int(v.latencyUsec))
-        self.dropped_now = dropped
-        if dropped:
-            self.entries = [e for e in self.entries if e not in dropped]
+            out.append(Sample(name, value, kind, unit))
+            stat[0] += 1
+            stat[1] += latency
+            stat[2] = max(stat[2], latency)
+        self.dropped_now = []
+        for i, ret in failed:
+            e = self.entries[i]
+            code = UNKNOWN if ret == SUCCESS else ret  # SUCCESS: a value type nvml.h lacks
+            if report(e.suffix, code) in (UNSUPPORTED, INVALID):
+                self.dropped_now.append(e)  # an id this driver does not know stays unknown
+        if self.dropped_now:
+            self.entries = [e for e in self.entries if e not in self.dropped_now]
             self._index()
         return out
 
@@ -666,8 +670,9 @@ class Gpm:
     def _results(self, nv: Any, report: Report) -> list[Sample]:
         out: list[Sample] = []
         dropped = []
+        results = self.mg.metrics  # pynvml's struct class: fetched once
         for i, m in enumerate(self.metrics):
-            r = self.mg.metrics[i]
+            r = results[i]
             if r.nvmlReturn == SUCCESS:
                 out.append(Sample(f"{self.prefix}.{m.suffix}", float(r.value), _G, m.unit))
             elif report(m.suffix, int(r.nvmlReturn)) == UNSUPPORTED:

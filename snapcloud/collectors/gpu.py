@@ -71,7 +71,7 @@ from snapcloud.collectors._nvml import (
     Processes,
     classify,
     error_code,
-    field_value,
+    field_values,
     handle_key,
     init_reason,
     nvlink_link_fields,
@@ -369,9 +369,10 @@ class GpuCollector:
         nv = self._nv
         ids = [NVLINK_LINK_COUNT]
         v = self._query(gpu, "NVLink count", nv.nvmlDeviceGetFieldValues, gpu.handle, ids)
-        if v is None or v[0].nvmlReturn != 0 or v[0].fieldId != NVLINK_LINK_COUNT:
+        if v is None:
             return 0
-        return int(field_value(v[0]))
+        ret, count, _ = field_values(v)[0]
+        return int(count) if ret == 0 and count == count else 0
 
     def _add_gpm(self, gpu: _Gpu, readings: list[Any], prefix: str, gi: int | None) -> None:
         nv = self._nv
@@ -716,9 +717,9 @@ class GpuCollector:
         for gpu in self._gpus:
             for r in gpu.readings:
                 if isinstance(r, FieldBatch):
-                    for suffix, s in r.latency.items():
+                    for suffix, (n, total, peak) in r.latency.items():
                         t = totals.setdefault(suffix, [0, 0, 0])
-                        t[0], t[1], t[2] = t[0] + s.total, max(t[1], s.peak), t[2] + s.n
+                        t[0], t[1], t[2] = t[0] + total, max(t[1], peak), t[2] + n
         return {k: (t[0] / t[2], t[1], t[2]) for k, t in sorted(totals.items()) if t[2]}
 
     def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -110,4 +111,5 @@ def test_every_phase_over_the_fake_library(
     # its snapshots were read back from the file store.
     record = next(line for line in text.splitlines() if "snapcloud record" in line)
     assert ": exit 0," in record, text.split("snapcloud record")[1][:800]
-    assert "- 1 snapshots stored" in text
+    stored = re.search(r"- (\d+) snapshots stored", text)  # 1 or 2: windows sit on a 5 s grid
+    assert stored is not None and int(stored.group(1)) >= 1, text
