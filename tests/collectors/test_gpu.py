@@ -704,6 +704,25 @@ def test_mig_enabled_later_is_found_on_schedule(
     assert c.labels()["gpu.7.mig_mode"] == "enabled"
 
 
+def test_a_replaced_gpu_and_a_new_driver_reach_the_labels(
+    nvml: FakeNvml, clock: Clock, open_gpu: OpenGpu
+) -> None:
+    c = open_gpu(recheck_s=60)
+    steady(c, clock)
+    nvml.set_str(4, "uuid", "GPU-00000000-new0-4a5b-8c7d-00000000cafe")
+    nvml.set_str(-1, "driver", "570.86.15")
+    clock.advance(30)
+    c.collect()
+    assert c.labels()["gpu.4.uuid"].startswith("GPU-1f2e"), "not before the re-enumeration"
+    clock.advance(30)
+    s = by_name(steady(c, clock))
+    labels = c.labels()
+    assert labels["gpu.4.uuid"] == "GPU-00000000-new0-4a5b-8c7d-00000000cafe"
+    assert labels["driver_version"] == "570.86.15"
+    assert labels["gpu.4.name"] == "NVIDIA H100 80GB HBM3", "re-opened with all its facts"
+    assert s["gpu.4.gpm.sm_util_pct"].value == nvml.gpm_value(4, 2)
+
+
 # --- processes --------------------------------------------------------------------------------
 
 
