@@ -19,6 +19,7 @@ baseline can be measured on the same fake in the same session:
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import statistics
 import sys
 import time
@@ -138,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"code: {CODE} (snapcloud from {sys.modules['snapcloud'].__file__})")
     print(
         f"{ticks} ticks at {1 / args.interval:g} Hz over {seconds:.1f} s; GPU = real pynvml "
-        f"{getattr(pynvml, '__version__', '')} over the fake {args.gpus}-GPU NVML C library "
+        f"(nvidia-ml-py {importlib.metadata.version('nvidia-ml-py')}) over the fake "
+        f"{args.gpus}-GPU NVML C library "
         f"(not hardware); PCIe calls block {args.pcie_delay_ms:g} ms"
     )
     print()
