@@ -43,7 +43,7 @@ def test_every_event_is_kept_with_the_tick_that_saw_it() -> None:
 
 
 def test_events_filling_as_many_rows_as_ticks_keep_their_own_timestamps() -> None:
-    # Three events over three ticks, two in the first: as many values as ticks, yet not one per tick.
+    # Three events over three ticks, two in the first: as many rows as ticks, not one per tick.
     clock = FakeClock()
 
     def extra(k: int) -> list[Sample]:
