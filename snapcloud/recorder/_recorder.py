@@ -397,8 +397,9 @@ class Recorder:
             "partial": window.partial,
             "spool_id": uuid.uuid4().hex,
         }
-        if any(getattr(c, "dynamic_labels", False) for c in self.collectors):
-            self._labels = self._collect_labels()  # e.g. scraped pod labels move
+        # Device facts change (a GPU lost, a MIG layout, a driver): each window says what held
+        # when it was sealed.
+        self._labels = self._collect_labels()
         snap = ProfileSnapshot(
             self.host,
             window.metrics,
