@@ -220,7 +220,12 @@ class FileStore:
         if base.split("/", 1)[0] in _RESERVED:
             return []
         keys = []
-        for dirpath, dirnames, filenames in os.walk(self.root / base):
+        seen: set[tuple[int, int]] = set()
+        # Links are followed, as reads follow them: a directory moved to another disk
+        # and linked back must be listed, or verify and repair would take its objects
+        # for lost. A link that leads back into a directory being walked is refused.
+        for dirpath, dirnames, filenames in os.walk(self.root / base, followlinks=True):
+            _check_no_loop(dirpath, seen, self)
             rel = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
             rel = "" if rel == "." else rel + "/"
             dirnames[:] = [
@@ -234,6 +239,22 @@ class FileStore:
                 if key.startswith(prefix) and (rel or name not in _RESERVED) and _is_key(key):
                     keys.append(key)
         return sorted(keys)
+
+
+def _check_no_loop(dirpath: str, seen: set[tuple[int, int]], store: FileStore) -> None:
+    """Raise ``BackendError`` when ``dirpath`` is a directory already walked (a link loop)."""
+    try:
+        st = os.stat(dirpath)
+    except OSError:
+        return  # gone meanwhile: os.walk lists nothing in it
+    ident = (st.st_dev, st.st_ino)
+    if ident in seen:
+        rel = os.path.relpath(dirpath, store.root)
+        raise BackendError(
+            f"cannot list {store}: {rel} is a directory reached twice through symbolic "
+            "links (a loop, or two links to one directory); remove one"
+        )
+    seen.add(ident)
 
 
 def _is_key(name: str) -> bool:

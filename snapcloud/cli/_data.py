@@ -332,7 +332,7 @@ def verify(
             "entries": r.entries,
             "bytes_read": r.bytes_read,
             "orphans": r.orphans,
-            "problems": [{"key": p.key, "what": p.what} for p in r.problems],
+            "problems": [{"key": p.key, "what": p.what, "kind": p.kind} for p in r.problems],
             "repaired_segments": r.repaired_segments,
         }
         for r in reports
