@@ -50,13 +50,28 @@ _CHUNK = 1 << 20
 
 
 class FileStore:
-    """Objects as files under ``root`` (created if missing); raises ``ConfigError`` if unusable."""
+    """Objects as files under ``root``.
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    ``create`` (a writer opening the store) makes ``root``, ``.tmp/`` and ``.lock``
+    when missing and sweeps stale temp files; without it (a reader) nothing is
+    written at open, so a read-only mount can be read, and a missing ``root`` is an
+    error rather than a new, empty store. Raises ``ConfigError`` if unusable.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
         self.root = Path(root).expanduser().absolute()
         self.description = f"file://{self.root}"
         self._tmp = self.root / ".tmp"
         self._lock_path = self.root / ".lock"
+        if not create:
+            if not self.root.is_dir():
+                why = "not a directory" if self.root.exists() else "no such directory"
+                raise ConfigError(
+                    f"no store at {self.description}: {why} (a command that only reads "
+                    "never creates one)",
+                    field="store",
+                )
+            return
         try:
             self._tmp.mkdir(parents=True, exist_ok=True)
             self._lock_path.touch(exist_ok=True)

@@ -57,14 +57,20 @@ DebugOpt = Annotated[
 ]
 
 
-def open_repo(store: str | None, endpoint_url: str | None, debug: bool = False) -> Repository:
-    """Open the store a command names (flags, then environment, then the embedded default)."""
+def open_repo(
+    store: str | None, endpoint_url: str | None, debug: bool = False, *, create: bool = False
+) -> Repository:
+    """Open the store a command names (flags, then environment, then the embedded default).
+
+    Only commands that write new data pass ``create``: the others never make a store
+    (a mistyped path is an error) and write nothing at open (a read-only mount works).
+    """
     if debug:
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
         for handler in logging.getLogger().handlers:  # every record, from any logger
             if secret_redacting_filter() not in handler.filters:
                 handler.addFilter(secret_redacting_filter())
-    return Repository.open(store, endpoint_url=endpoint_url, config=SnapshotConfig())
+    return Repository.open(store, endpoint_url=endpoint_url, config=SnapshotConfig(), create=create)
 
 
 def print_json(data: Any) -> None:

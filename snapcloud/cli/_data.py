@@ -363,7 +363,7 @@ def demo(
     debug: DebugOpt = False,
 ) -> int:
     """Store a small synthetic GPU fleet, read it back, print stats and a query."""
-    repo = open_repo(store, endpoint_url, debug)
+    repo = open_repo(store, endpoint_url, debug, create=True)
     result = run_demo(repo, hosts=hosts, windows=windows)
     doc = {
         "store": repo.description,

@@ -21,6 +21,7 @@ from rich.live import Live
 from rich.logging import RichHandler
 from rich.text import Text
 
+from snapcloud.backends import secret_redacting_filter
 from snapcloud.cli._app import (
     DebugOpt,
     EndpointOpt,
@@ -151,6 +152,7 @@ def _logging(interactive: bool, debug: bool) -> Iterator[None]:
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    handler.addFilter(secret_redacting_filter())  # --debug shows botocore's logs too
     root, ours = logging.getLogger(), logging.getLogger("snapcloud")
     saved = root.level, ours.level
     root.addHandler(handler)
@@ -261,7 +263,7 @@ def record(
         flush_timeout_s=flush_timeout,
         lease_ttl_s=lease_ttl,
     )
-    repo = open_repo(store, endpoint_url)
+    repo = open_repo(store, endpoint_url, create=True)
     opt_in = gpu_opt_in if gpu_opt_in is not None else ("" if fingerprint else "processes")
     interactive = err.is_terminal
     stop = threading.Event()
