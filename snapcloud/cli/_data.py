@@ -28,8 +28,9 @@ from snapcloud.demo import run_demo
 from snapcloud.errors import ValidationError
 from snapcloud.importers import append_windows, import_files
 from snapcloud.models import SnapshotQuery, validate_host
+from snapcloud.query import time_range
 from snapcloud.store import StreamStats
-from snapcloud.timeparse import format_ns, parse_instant
+from snapcloud.timeparse import format_ns, seconds_ns
 
 HostOpt = Annotated[str, typer.Option("--host", help="Host id of the stream.")]
 
@@ -65,8 +66,9 @@ def import_(
 ) -> None:
     """Import CSV files into the stream of HOST, cut into windows."""
     validate_host(host, "--host")
-    snaps = import_files(host, files, window_ns=int(window * 1e9), fingerprint=fingerprint)
-    repo = open_repo(store, endpoint_url, debug)
+    window_ns = seconds_ns(window, field="--window")
+    snaps = import_files(host, files, window_ns=window_ns, fingerprint=fingerprint)
+    repo = open_repo(store, endpoint_url, debug, create=True)
     stream = repo.stream(host, create=True)
     # Windows the stream already holds (an import that was interrupted, or run twice)
     # are skipped, so a rerun stores exactly what is missing.
@@ -113,10 +115,9 @@ def export(
     """Write the samples of HOST to stdout: csv host,metric,timestamp_ns,value or jsonl."""
     if fmt not in ("csv", "jsonl"):
         raise ValidationError(f"--format: {fmt!r} is not csv or jsonl", field="format")
+    start_ns, end_ns = time_range(start=start, end=end)
     query = SnapshotQuery(
-        start_ns=parse_instant(start, field="--start") if start else None,
-        end_ns=parse_instant(end, field="--end") if end else None,
-        metrics=tuple(metric) if metric else None,
+        start_ns=start_ns, end_ns=end_ns, metrics=tuple(metric) if metric else None
     )
     stream = open_repo(store, endpoint_url, debug).stream(host)
     writer = csv.writer(sys.stdout, lineterminator="\n")
