@@ -205,8 +205,11 @@ def _summary_line(s: RecordSummary) -> str:
     )
     if s.late_ticks or s.skipped_ticks:
         line += f"; {s.late_ticks} late, {s.skipped_ticks} skipped ticks"
-    if s.dropped or s.quarantined:
-        line += f"; {s.dropped} dropped, {s.quarantined} quarantined"
+    if s.lost:
+        line += (
+            f"; {s.lost} window(s) LOST ({s.unspooled} not spooled: spool disk full or "
+            f"failing, {s.dropped} dropped over the spool bound, {s.quarantined} quarantined)"
+        )
     if s.pending:
         line += f"; {s.pending} snapshot(s) left in {s.spool_dir} for the next run"
     return line
@@ -251,7 +254,11 @@ def record(
     ] = False,
     debug: DebugOpt = False,
 ) -> int:
-    """Sample this host's CPU and GPUs, seal a snapshot per window, upload through a spool."""
+    """Sample this host's CPU and GPUs, seal a snapshot per window, upload through a spool.
+
+    Exit status: 0 every window stored; 1 windows wait in the spool for the next run
+    (the store did not take them in time); 2 windows were lost, or an error.
+    """
     host_id = _host(host)
     config = RecorderConfig(
         interval_s=interval,
@@ -292,10 +299,14 @@ def record(
                         summary = recorder.run(duration=duration, stop_event=stop)
                 else:
                     summary = recorder.run(duration=duration, stop_event=stop)
-            _refresh_catalog(repo, host_id)
+            if summary.pending:  # the store did not take everything: do not wait on it again
+                log.warning("catalog not refreshed: %d window(s) still spooled", summary.pending)
+            else:
+                _refresh_catalog(repo, host_id)
         finally:
             for c in collectors:
                 c.close()
             repo.close()
         err.print(_summary_line(summary), markup=False, highlight=False)
-    return 0
+    # 2: windows were lost; 1: windows wait in the spool for the next run; 0: all stored
+    return 2 if summary.lost else 1 if summary.pending else 0
