@@ -31,7 +31,6 @@ from snapcloud.index import data_key, segment_key
 from snapcloud.models import MetricSeries, ProfileSnapshot, SnapshotConfig
 from snapcloud.retention import Compactor
 from snapcloud.store import IncrementalSnapshotStore, verify_stream
-from snapcloud.store._orphans import ConflictRecord, conflict_key
 from tests.retention.scenario import HOUR, T0
 
 NS = 10**9
@@ -194,6 +193,8 @@ class RepairMachine(RuleBasedStateMachine):
 
     def _recorded(self, seq: int) -> bool:
         """Whether a conflict record keeps the acknowledged object of ``seq`` (stored)."""
+        from snapcloud.store._orphans import ConflictRecord, conflict_key
+
         try:
             data = self.objects.get(conflict_key(HOST, seq)).data
         except Exception:
