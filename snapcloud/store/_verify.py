@@ -261,9 +261,8 @@ def _verify(stream: IncrementalSnapshotStore) -> tuple[VerifyReport, _Seen]:
     _read_objects(stream, report, seen)
     _read_segments(stream, report, seen)
     _check_marks_and_catalog(stream, report, seen)
-    for tier in TIERS[1:]:
-        _check_tier(stream, tier, report, seen)
-    _classify_unindexed(report, seen)
+    unnamed = [key for tier in TIERS[1:] for key in _check_tier(stream, tier, report, seen)]
+    _classify_unindexed(report, seen, unnamed)
     return report, seen
 
 
@@ -299,8 +298,10 @@ def _read_segments(stream: IncrementalSnapshotStore, report: VerifyReport, seen:
                 _check_entry(e, seen.good, report)
 
 
-def _classify_unindexed(report: VerifyReport, seen: _Seen) -> None:
-    """Unindexed raw objects: garbage (orphans) or lost entries (problems)."""
+def _classify_unindexed(report: VerifyReport, seen: _Seen, tier_keys: list[str]) -> None:
+    """Unindexed objects: garbage (orphans) or lost entries (problems). ``tier_keys``:
+    readable tier objects no tier index names (judged once every tier's index is known:
+    an archive item serves the seqs of the compressed objects it superseded)."""
     for key in sorted({*seen.good, *seen.baseless}):
         if key in seen.indexed:
             continue
@@ -317,6 +318,18 @@ def _classify_unindexed(report: VerifyReport, seen: _Seen) -> None:
                 key,
                 f"holds seq {seen.good[key].pk.seq}, which no index names: a lost entry "
                 "(verify --repair indexes it again)",
+                LOST_ENTRY,
+            )
+    for key in tier_keys:
+        parsed = parse_tier_data_key(key)
+        assert parsed is not None  # only keys that parsed are held
+        if key in seen.retired or seen.seqs.tier_garbage(parsed[2], parsed[3]):
+            report.orphans.append(key)
+        else:
+            report.add(
+                key,
+                f"a {parsed[0]} object no index names, holding seqs {parsed[2]}-{parsed[3]} "
+                "that nothing else serves: a lost entry (left in place; the compactor keeps it)",
                 LOST_ENTRY,
             )
 
@@ -341,13 +354,12 @@ def _check_range_hint(
 
 def _check_tier(
     stream: IncrementalSnapshotStore, tier: str, report: VerifyReport, seen: _Seen
-) -> None:
-    """Decode every object of one retention tier and compare each with its tier segment.
-
-    A tier object no segment names is an orphan when raw groups or other tier items
-    serve all its seqs (a compaction interrupted before its index), else a lost
-    entry; a segment whose object is missing, unreadable or holds other snapshots is
-    a problem.
+) -> list[str]:
+    """Decode every object of one retention tier and compare each with its tier segment;
+    return the readable objects no segment names (``_classify_unindexed`` judges them:
+    garbage when raw groups or other tier items serve all their seqs, as after a
+    compaction interrupted before its index). A segment whose object is missing,
+    unreadable or holds other snapshots is a problem.
     """
     host = stream.host
     limit = stream.config.max_decoded_bytes
@@ -400,18 +412,7 @@ def _check_tier(
             report.add(info.key, f"tier index names missing or unreadable {seg.key}")
         elif found != (seg.object_bytes, set(zip(seg.seq, seg.checksum, strict=True))):
             report.add(info.key, f"tier index disagrees with its object {seg.key}")
-    for key in sorted(set(held) - named):
-        parsed = parse_tier_data_key(key)
-        assert parsed is not None  # held only keeps keys that parsed
-        if seen.seqs.tier_garbage(parsed[2], parsed[3]):
-            report.orphans.append(key)
-        else:
-            report.add(
-                key,
-                f"a {tier} object no index names, holding seqs {parsed[2]}-{parsed[3]} that "
-                "nothing else serves: a lost entry (left in place; the compactor keeps it)",
-                LOST_ENTRY,
-            )
+    return sorted(set(held) - named)
 
 
 class _Checked(BaseModel):
