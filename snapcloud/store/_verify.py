@@ -239,7 +239,11 @@ def verify_stream(
         for _ in range(_REPAIR_ROUNDS):
             stream.refresh()
             report, seen = _verify(stream)  # again, under the lease: what the rebuild uses
-            if _rebuild(stream, seen, report, lease):
+            try:
+                if _rebuild(stream, seen, report, lease):
+                    break
+            except LeaseHeld as exc:  # a slow repair whose lease expired and was taken
+                report.add(lease.key, f"repair stopped: {exc.message}", NOT_REPAIRED)
                 break
         else:
             report.add(

@@ -354,3 +354,27 @@ def test_repair_never_deletes_a_segment_whose_objects_it_could_not_list(
     monkeypatch.undo()
     assert not report.ok
     acknowledged(objects, host, expected)
+
+
+def test_a_repair_that_loses_its_lease_writes_nothing_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A repair slow enough for its lease to expire and be taken by a recorder stops at
+    its next write (the lease's renewal fails) and says so; it is not an exception."""
+    from snapcloud.errors import LeaseHeld
+    from snapcloud.index._lease import Lease
+
+    objects = MemoryStore()
+    host = "h"
+    stream = IncrementalSnapshotStore(objects, host, CONFIG)
+    for i in range(10):
+        stream.append(snap(host, i))
+    objects.delete(segment_key(host, 8))
+
+    def taken(self: Lease) -> None:
+        raise LeaseHeld(f"lease {self.key} was lost: now held by a recorder", key=self.key)
+
+    monkeypatch.setattr(Lease, "keep", taken)
+    report = verify_stream(IncrementalSnapshotStore(objects, host, CONFIG), repair=True)
+    assert [p.kind for p in report.problems if "repair stopped" in p.what] == ["not repaired"]
+    assert objects.head(segment_key(host, 8)) is None  # nothing written after the loss
