@@ -179,6 +179,7 @@ class ScrapeCollector:
     """
 
     name = "scrape"
+
     def __init__(
         self,
         targets: Iterable[ScrapeTarget | str],
