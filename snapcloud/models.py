@@ -23,6 +23,7 @@ import crc32c
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ValidationError as PydanticError
 
 from snapcloud.errors import ValidationError
 
@@ -725,6 +726,18 @@ class SnapshotQuery(BaseModel):
     metrics: tuple[str, ...] | None = None
     limit: int | None = Field(None, ge=1)
 
+    def __init__(self, **data: Any) -> None:
+        """Raises ``ValidationError`` naming the field (never pydantic's own error)."""
+        try:
+            super().__init__(**data)
+        except PydanticError as exc:
+            first = exc.errors()[0]
+            inner = (first.get("ctx") or {}).get("error")
+            if isinstance(inner, ValidationError):
+                raise inner from None
+            where = ".".join(str(p) for p in first["loc"]) or "query"
+            raise ValidationError(f"{where}: {first['msg']}", field=where) from None
+
     @field_validator("metrics")
     @classmethod
     def _names(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
@@ -736,7 +749,9 @@ class SnapshotQuery(BaseModel):
     @model_validator(mode="after")
     def _range(self) -> SnapshotQuery:
         if self.start_ns is not None and self.end_ns is not None and self.end_ns < self.start_ns:
-            raise ValueError("end_ns is before start_ns")
+            raise ValidationError(
+                f"end_ns: {self.end_ns} is before start_ns {self.start_ns}", field="end_ns"
+            )
         return self
 
     def overlaps(self, window_start: int, window_end: int) -> bool:

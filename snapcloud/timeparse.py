@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 
+from snapcloud._regex import compile_linear
 from snapcloud.errors import ValidationError
 
-__all__ = ["format_ns", "parse_duration", "parse_instant"]
+__all__ = ["format_ns", "parse_duration", "parse_instant", "seconds_ns"]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h|d|w)")
+_DURATION = compile_linear(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h|d|w)")
 _UNIT_NS = {
     "ns": 1,
     "us": 10**3,
@@ -22,6 +24,30 @@ _UNIT_NS = {
     "w": 7 * 86400 * 10**9,
 }
 _FRACTION = re.compile(r"\.(\d+)")
+_NS_LIMIT = 2**63  # int64: every timestamp, window and step is one
+
+
+def seconds_ns(seconds: float, *, field: str = "seconds") -> int:
+    """Nanoseconds (at least 1) from a positive, finite number of seconds.
+
+    Raises ``ValidationError`` naming ``field`` for NaN, infinity, zero or less, and
+    for more nanoseconds than an int64 holds (292 years).
+    """
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not math.isfinite(seconds)
+        or seconds <= 0
+    ):
+        raise ValidationError(
+            f"{field}: {seconds!r} is not a positive, finite number of seconds", field=field
+        )
+    if seconds * 1e9 >= _NS_LIMIT:
+        raise ValidationError(
+            f"{field}: {seconds!r} seconds is over the limit of {_NS_LIMIT // 10**9} s",
+            field=field,
+        )
+    return max(1, round(seconds * 1e9))
 
 
 def parse_instant(text: str, *, field: str = "time") -> int:

@@ -50,13 +50,28 @@ _CHUNK = 1 << 20
 
 
 class FileStore:
-    """Objects as files under ``root`` (created if missing); raises ``ConfigError`` if unusable."""
+    """Objects as files under ``root``.
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    ``create`` (a writer opening the store) makes ``root``, ``.tmp/`` and ``.lock``
+    when missing and sweeps stale temp files; without it (a reader) nothing is
+    written at open, so a read-only mount can be read, and a missing ``root`` is an
+    error rather than a new, empty store. Raises ``ConfigError`` if unusable.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
         self.root = Path(root).expanduser().absolute()
         self.description = f"file://{self.root}"
         self._tmp = self.root / ".tmp"
         self._lock_path = self.root / ".lock"
+        if not create:
+            if not self.root.is_dir():
+                why = "not a directory" if self.root.exists() else "no such directory"
+                raise ConfigError(
+                    f"no store at {self.description}: {why} (a command that only reads "
+                    "never creates one)",
+                    field="store",
+                )
+            return
         try:
             self._tmp.mkdir(parents=True, exist_ok=True)
             self._lock_path.touch(exist_ok=True)
@@ -220,7 +235,12 @@ class FileStore:
         if base.split("/", 1)[0] in _RESERVED:
             return []
         keys = []
-        for dirpath, dirnames, filenames in os.walk(self.root / base):
+        seen: set[tuple[int, int]] = set()
+        # Links are followed, as reads follow them: a directory moved to another disk
+        # and linked back must be listed, or verify and repair would take its objects
+        # for lost. A link that leads back into a directory being walked is refused.
+        for dirpath, dirnames, filenames in os.walk(self.root / base, followlinks=True):
+            _check_no_loop(dirpath, seen, self)
             rel = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
             rel = "" if rel == "." else rel + "/"
             dirnames[:] = [
@@ -234,6 +254,22 @@ class FileStore:
                 if key.startswith(prefix) and (rel or name not in _RESERVED) and _is_key(key):
                     keys.append(key)
         return sorted(keys)
+
+
+def _check_no_loop(dirpath: str, seen: set[tuple[int, int]], store: FileStore) -> None:
+    """Raise ``BackendError`` when ``dirpath`` is a directory already walked (a link loop)."""
+    try:
+        st = os.stat(dirpath)
+    except OSError:
+        return  # gone meanwhile: os.walk lists nothing in it
+    ident = (st.st_dev, st.st_ino)
+    if ident in seen:
+        rel = os.path.relpath(dirpath, store.root)
+        raise BackendError(
+            f"cannot list {store}: {rel} is a directory reached twice through symbolic "
+            "links (a loop, or two links to one directory); remove one"
+        )
+    seen.add(ident)
 
 
 def _is_key(name: str) -> bool:

@@ -5,6 +5,11 @@ on the one PutObject request, so the service decides atomically. Every
 botocore error is translated in one place, ``S3Store._translate``; messages
 name the operation, bucket, key and error code, never credentials. Every
 method raises ``ValidationError`` for a bad key.
+
+Time is bounded: each try has a connect and a read timeout (botocore's), and each
+request an overall deadline checked before every retry (botocore retries with
+backoff until ``max_attempts`` otherwise), so an endpoint that accepts and never
+answers fails a request in about ``deadline_s`` plus one try's timeouts.
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import datetime
 import email.utils
 import ipaddress
 import logging
+import math
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -108,15 +115,20 @@ class S3Store:
         sse_kms_key_id: str | None = None,
         max_attempts: int = 5,
         connect_timeout: float = 5,
-        read_timeout: float = 30,
+        read_timeout: float = 20,
+        deadline_s: float = 60,
         client: Any = None,
     ) -> None:
         _check_settings(bucket, endpoint_url, sse, sse_kms_key_id, max_attempts)
+        _check_times(
+            connect_timeout=connect_timeout, read_timeout=read_timeout, deadline_s=deadline_s
+        )
         self.bucket = bucket
         self.prefix = _normal_prefix(prefix)
         self.endpoint_url = endpoint_url
         self.sse = sse
         self._max_attempts = max_attempts
+        self.deadline_s = float(deadline_s)
         self.description = f"s3://{bucket}/{self.prefix}" + (
             f" at {_shown(endpoint_url)}" if endpoint_url else ""
         )
@@ -146,6 +158,10 @@ class S3Store:
                     "s3", endpoint_url=endpoint_url, region_name=region, config=config
                 )
         self._client = client
+        events = client.meta.events
+        events.register("before-call.s3", self._start_clock)
+        # first, so it runs before botocore's own retry handler decides on a retry
+        events.register_first("needs-retry.s3", self._check_deadline)
         _redact_botocore_logs()
         if endpoint_url is not None and _plain_http_off_host(endpoint_url):
             log.warning(
@@ -159,6 +175,16 @@ class S3Store:
 
     def __str__(self) -> str:
         return self.description
+
+    def _start_clock(self, context: dict[str, Any], **_: Any) -> None:
+        """botocore's ``before-call``: once per request, before its first try."""
+        context["snapcloud_deadline"] = time.monotonic() + self.deadline_s
+
+    def _check_deadline(self, request_dict: dict[str, Any], **_: Any) -> None:
+        """botocore's ``needs-retry``, before each retry: none once the deadline passed."""
+        until = request_dict.get("context", {}).get("snapcloud_deadline")
+        if until is not None and time.monotonic() >= until:
+            raise _DeadlinePassed(self.deadline_s)
 
     @contextlib.contextmanager
     def _translate(self, op: str, key: str) -> Iterator[None]:
@@ -175,6 +201,13 @@ class S3Store:
             else:
                 message = f"{where} failed: {code} (HTTP {status})"
             raise error(message, key=key, operation=op, code=code, status=status) from None
+        except _DeadlinePassed as exc:
+            raise RetryableBackendError(
+                f"{where} failed: no answer within the {exc.seconds:g} s deadline "
+                "(SNAPCLOUD_DEADLINE)",
+                key=key,
+                operation=op,
+            ) from None
         except (SSLError, urllib3.exceptions.SSLError):  # a certificate problem does not heal
             raise BackendError(f"{where} failed: TLS error", key=key, operation=op) from None
         except _TRANSIENT_IO as exc:
@@ -222,7 +255,15 @@ class S3Store:
         after its retries: the object's, and that of an error reply (a 404, a 500), which
         GetObject streams too. A reply cut in either (reset, short read) is tried again
         here, up to ``max_attempts`` replies, each request with botocore's own retries."""
+        until = time.monotonic() + self.deadline_s
         for attempt in range(1, self._max_attempts + 1):
+            if attempt > 1 and time.monotonic() >= until:
+                raise RetryableBackendError(
+                    f"S3 get of {key!r} in bucket {self.bucket!r} failed: replies cut, "
+                    f"and the {self.deadline_s:g} s deadline passed",
+                    key=key,
+                    operation="get",
+                )
             with self._translate("get", key):
                 try:
                     resp = self._client.get_object(**args)
@@ -294,6 +335,22 @@ class S3Store:
 
     def _full(self, key: str) -> str:
         return self.prefix + check_key(key)
+
+
+class _DeadlinePassed(Exception):
+    """Raised out of botocore's retry loop when a request's deadline has passed."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"deadline of {seconds} s passed")
+        self.seconds = seconds
+
+
+def _check_times(**settings: float) -> None:
+    """Timeouts and the deadline are positive, finite seconds; raises ``ConfigError``."""
+    for name, value in settings.items():
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not (ok and math.isfinite(value) and value > 0):
+            raise ConfigError(f"{name}: {value!r} is not a positive number of seconds", field=name)
 
 
 def _client_error_class(op: str, code: str, status: int) -> type[SnapcloudError]:
@@ -377,16 +434,37 @@ def _plain_http_off_host(endpoint_url: str) -> bool:
         return True  # a name: it may resolve anywhere
 
 
-# Botocore's DEBUG logs print request headers and the canonical request: the
-# Authorization header (access key id), X-Amz-Security-Token (the session token)
-# and, in error bodies, the access key id again. ``--debug`` turns those loggers on,
-# so every record of theirs is rewritten with the credentials masked.
+# Botocore's DEBUG logs print request headers, canonical requests and response bodies:
+# the Authorization header (access key id, signature), X-Amz-Security-Token, STS and
+# container/instance-metadata credential bodies (secret keys, session tokens), the
+# IMDS token, signed query strings. ``--debug`` turns those loggers on, so every
+# record is rewritten with the values masked. The masking goes by structure, not by
+# known values: any value whose name says it is a credential, wherever it appears.
+_SECRET_NAME = (
+    r"[\w:.-]*?(?:secret|token|password|passwd|credential|signature|authorization"
+    r"|accesskey|access_key|session_key|api_key|apikey|sig)[\w:.-]*"
+)
 _SECRET_PATTERNS = (
-    re.compile(r"(?i)(x-amz-security-token['\"]?\s*[:=]\s*b?['\"]?)[^'\"\s,}&]+"),
-    re.compile(r"(?i)(Credential=)[^/\s,'\"]+"),
-    re.compile(r"(?i)(Signature=)[0-9a-f]+"),
-    re.compile(r"(?i)(<AWSAccessKeyId>)[^<]*"),
-    re.compile(r"(?i)(X-Amz-Credential=)[^&\s'\"]+"),
+    # XML elements: <SecretAccessKey>..</SecretAccessKey>, <SessionToken>, <AccessKeyId>
+    (re.compile(rf"(?i)<({_SECRET_NAME})>[^<]*</\1>"), r"<\1>***</\1>"),
+    # JSON, Python reprs: "Token": "...", 'Authorization': b'AWS4-HMAC-SHA256 ...'
+    (
+        re.compile(rf"""(?i)(["']{_SECRET_NAME}["']\s*:\s*b?)(["'])(?:\\.|(?!\2).)*\2"""),
+        r"\1\2***\2",
+    ),
+    # headers, canonical requests, query strings, log text: name=value, name: value
+    (
+        re.compile(
+            rf"(?im)((?:^|(?<=[\s?&;,({{\[]))(?:x-amz-|x-aws-)?{_SECRET_NAME}\s*[=:]\s*)"
+            r"[^\s&;,'\"<>})\]]+"
+        ),
+        r"\1***",
+    ),
+    # AWS access key ids wherever they stand (AKIA..., ASIA... and the other id kinds)
+    (
+        re.compile(r"\b(?:AKIA|ASIA|AIDA|AROA|AGPA|ANPA|ANVA|AIPA|APKA|ABIA|ACCA)[A-Z0-9]{12,}\b"),
+        "***",
+    ),
 )
 _LOGGER_ROOTS = ("botocore", "boto3", "s3transfer", "urllib3")
 
@@ -399,15 +477,20 @@ class _RedactSecrets(logging.Filter):
             message = record.getMessage()
         except Exception:  # a broken format string: leave it to the handler to report
             return True
-        masked = message
-        for pattern in _SECRET_PATTERNS:
-            masked = pattern.sub(r"\1***", masked)
+        masked = redact(message)
         if masked != message:
             record.msg, record.args = masked, None
         return True
 
 
 _REDACT = _RedactSecrets()
+
+
+def redact(text: str) -> str:
+    """``text`` with every credential-shaped value masked (``***``)."""
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
 
 
 def secret_redacting_filter() -> logging.Filter:

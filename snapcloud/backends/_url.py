@@ -8,6 +8,7 @@ scheme, host and path only, never userinfo or a query string.
 from __future__ import annotations
 
 import inspect
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -31,18 +32,26 @@ def default_store_path() -> Path:
 
 
 def open_store(
-    url: str | None = None, *, endpoint_url: str | None = None, **s3_options: Any
+    url: str | None = None,
+    *,
+    endpoint_url: str | None = None,
+    create: bool = True,
+    **s3_options: Any,
 ) -> ObjectStore:
     """Open the store ``url`` names (``None``: ``SNAPCLOUD_STORE``, else the embedded store).
 
     ``endpoint_url`` (else ``SNAPCLOUD_ENDPOINT_URL``, else ``AWS_ENDPOINT_URL``)
-    and ``s3_options`` (``S3Store`` keywords) apply to ``s3://`` URLs;
-    ``endpoint_url`` is ignored for others. Raises ``ConfigError`` (one line,
-    no secrets) for a URL or option it cannot use.
+    and ``s3_options`` (``S3Store`` keywords: ``connect_timeout``, ``read_timeout``,
+    ``deadline_s``, ``max_attempts``, ``sse``...; else ``SNAPCLOUD_CONNECT_TIMEOUT``,
+    ``SNAPCLOUD_READ_TIMEOUT``, ``SNAPCLOUD_DEADLINE``, ``SNAPCLOUD_SSE``) apply to
+    ``s3://`` URLs; ``endpoint_url`` is ignored for others. ``create=False`` opens
+    a file store for reading: nothing is written, and a missing directory is an
+    error. Raises ``ConfigError`` (one line, no secrets) for a URL or option it
+    cannot use.
     """
     url = url or os.environ.get("SNAPCLOUD_STORE") or None
     if url is None:
-        return FileStore(default_store_path())
+        return FileStore(default_store_path(), create=create)
     parts = _split(url)
     scheme = parts.scheme.lower()
     unknown = set(s3_options) - _S3_OPTIONS
@@ -50,7 +59,7 @@ def open_store(
         names = ", ".join(sorted(unknown or s3_options))
         raise ConfigError(f"store options {names} do not apply to {_shown(parts)}", field="store")
     if scheme == "file":
-        return _file_store(parts)
+        return _file_store(parts, create)
     if scheme == "s3":
         return _s3_store(parts, endpoint_url, s3_options)
     if scheme == "memory":
@@ -79,13 +88,13 @@ def _split(url: str) -> SplitResult:
     return parts
 
 
-def _file_store(parts: SplitResult) -> FileStore:
+def _file_store(parts: SplitResult, create: bool) -> FileStore:
     path = unquote(parts.path)
     if parts.netloc not in ("", "localhost") or not path.startswith("/"):
         raise ConfigError(
             f"file store URL {_shown(parts)} needs an absolute path: {_FORMS}", field="store"
         )
-    return FileStore(path)
+    return FileStore(path, create=create)
 
 
 def _s3_store(parts: SplitResult, endpoint_url: str | None, options: dict[str, Any]) -> S3Store:
@@ -101,12 +110,34 @@ def _s3_store(parts: SplitResult, endpoint_url: str | None, options: dict[str, A
     # environment, unless the caller chose: SNAPCLOUD_SSE=AES256|aws:kms and
     # SNAPCLOUD_SSE_KMS_KEY_ID.
     options = dict(options)
+    for name, var in _TIME_ENV.items():
+        if name not in options and os.environ.get(var, "").strip():
+            options[name] = _seconds(var, os.environ[var])
     if "sse" not in options and os.environ.get("SNAPCLOUD_SSE"):
         options["sse"] = os.environ["SNAPCLOUD_SSE"]
         kms = os.environ.get("SNAPCLOUD_SSE_KMS_KEY_ID")
         if kms and "sse_kms_key_id" not in options:
             options["sse_kms_key_id"] = kms
     return S3Store(parts.netloc, unquote(parts.path), endpoint_url=endpoint, **options)
+
+
+#: S3 time bounds from the environment, unless the caller chose: seconds per try to
+#: connect and between bytes read, and per request across its retries.
+_TIME_ENV = {
+    "connect_timeout": "SNAPCLOUD_CONNECT_TIMEOUT",
+    "read_timeout": "SNAPCLOUD_READ_TIMEOUT",
+    "deadline_s": "SNAPCLOUD_DEADLINE",
+}
+
+
+def _seconds(var: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{var}: {text[:40]!r} is not a positive number of seconds", field=var)
+    return value
 
 
 def _shown(parts: SplitResult) -> str:

@@ -122,10 +122,12 @@ def subgroup(parent: click.Group, name: str, help_: str) -> click.Group:
     return group
 
 
-def open_repo(*, debug_logs: bool = True) -> Repository:
+def open_repo(*, debug_logs: bool = True, create: bool = False) -> Repository:
     """Open the store the global options name (then ``SNAPCLOUD_STORE``, then the embedded one).
 
     With ``--debug`` (and ``debug_logs``), every log record goes to stderr, secrets masked.
+    Only commands that write new data pass ``create``: the others never make a store
+    (a mistyped path is an error) and write nothing at open (a read-only mount works).
     """
     opts = globals_()
     if debug_logs and (opts.debug or debug_env()):
@@ -133,7 +135,9 @@ def open_repo(*, debug_logs: bool = True) -> Repository:
         for handler in logging.getLogger().handlers:  # every record, from any logger
             if secret_redacting_filter() not in handler.filters:
                 handler.addFilter(secret_redacting_filter())
-    return Repository.open(opts.store, endpoint_url=opts.endpoint_url, config=SnapshotConfig())
+    return Repository.open(
+        opts.store, endpoint_url=opts.endpoint_url, config=SnapshotConfig(), create=create
+    )
 
 
 def print_json(data: Any) -> None:

@@ -26,8 +26,9 @@ from snapcloud.demo import run_demo
 from snapcloud.errors import ValidationError
 from snapcloud.importers import append_windows, import_files
 from snapcloud.models import SnapshotQuery, validate_host
+from snapcloud.query import time_range
 from snapcloud.store import StreamStats
-from snapcloud.timeparse import format_ns, parse_instant
+from snapcloud.timeparse import format_ns, seconds_ns
 
 host_option = click.option("--host", required=True, help="Host id of the stream.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -89,10 +90,9 @@ def import_(
     wide, nvidia-smi --query-gpu, or long with --key columns), nvidia-smi dmon/pmon -o DT
     text, or timestamped dcgmi dmon text."""
     validate_host(host, "--host")
-    snaps = import_files(
-        host, list(files), window_ns=int(window * 1e9), fingerprint=fingerprint, keys=keys
-    )
-    repo = open_repo()
+    window_ns = seconds_ns(window, field="--window")
+    snaps = import_files(host, list(files), window_ns=window_ns, fingerprint=fingerprint, keys=keys)
+    repo = open_repo(create=True)
     stream = repo.stream(host, create=True)
     # Samples the stream already holds (an import that was interrupted, run twice, or of
     # a file that grew) are not stored again: a rerun stores exactly what is missing.
@@ -145,10 +145,9 @@ def export(
     """Write the samples of HOST to stdout: csv host,metric,timestamp_ns,value or jsonl."""
     if fmt not in ("csv", "jsonl"):
         raise ValidationError(f"--format: {fmt!r} is not csv or jsonl", field="format")
+    start_ns, end_ns = time_range(start=start, end=end)
     query = SnapshotQuery(
-        start_ns=parse_instant(start, field="--start") if start else None,
-        end_ns=parse_instant(end, field="--end") if end else None,
-        metrics=tuple(metric) if metric else None,
+        start_ns=start_ns, end_ns=end_ns, metrics=tuple(metric) if metric else None
     )
     stream = open_repo().stream(host)
     writer = csv.writer(sys.stdout, lineterminator="\n")
@@ -366,7 +365,7 @@ def verify(host: str | None, repair: bool, as_json: bool) -> int:
             "entries": r.entries,
             "bytes_read": r.bytes_read,
             "orphans": r.orphans,
-            "problems": [{"key": p.key, "what": p.what} for p in r.problems],
+            "problems": [{"key": p.key, "what": p.what, "kind": p.kind} for p in r.problems],
             "repaired_segments": r.repaired_segments,
         }
         for r in reports
@@ -396,7 +395,7 @@ def verify(host: str | None, repair: bool, as_json: bool) -> int:
 @global_options
 def demo(hosts: int, windows: int, as_json: bool) -> int:
     """Store a small synthetic GPU fleet, read it back, print stats and a query."""
-    repo = open_repo()
+    repo = open_repo(create=True)
     result = run_demo(repo, hosts=hosts, windows=windows)
     doc = {
         "store": repo.description,

@@ -38,7 +38,7 @@ from snapcloud.query import (
     series_from_result,
     time_range,
 )
-from snapcloud.timeparse import format_ns
+from snapcloud.timeparse import format_ns, seconds_ns
 
 hosts_option = click.option(
     "--host", multiple=True, help="Host id or glob (repeatable: any matches)."
@@ -91,7 +91,7 @@ def _selector(
 
 
 def _step_ns(step: float | None) -> int | None:
-    return None if step is None else max(1, round(step * 1e9))
+    return None if step is None else seconds_ns(step, field="--step")
 
 
 def _cell(value: Any, column: str) -> str:

@@ -21,6 +21,7 @@ from rich.live import Live
 from rich.logging import RichHandler
 from rich.text import Text
 
+from snapcloud.backends import secret_redacting_filter
 from snapcloud.cli._app import (
     CONTEXT,
     cli,
@@ -152,6 +153,7 @@ def _logging(interactive: bool, debug: bool) -> Iterator[None]:
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(_LOG_FORMAT))
+    handler.addFilter(secret_redacting_filter())  # --debug shows botocore's logs too
     root, ours = logging.getLogger(), logging.getLogger("snapcloud")
     saved = root.level, ours.level
     root.addHandler(handler)
@@ -221,8 +223,11 @@ def _summary_line(s: RecordSummary) -> str:
     )
     if s.late_ticks or s.skipped_ticks:
         line += f"; {s.late_ticks} late, {s.skipped_ticks} skipped ticks"
-    if s.dropped or s.quarantined:
-        line += f"; {s.dropped} dropped, {s.quarantined} quarantined"
+    if s.lost:
+        line += (
+            f"; {s.lost} window(s) LOST ({s.unspooled} not spooled: spool disk full or "
+            f"failing, {s.dropped} dropped over the spool bound, {s.quarantined} quarantined)"
+        )
     if s.pending:
         line += f"; {s.pending} snapshot(s) left in {s.spool_dir} for the next run"
     return line
@@ -306,7 +311,11 @@ def record(
     scrape_timeout: float,
     as_json: bool,
 ) -> int:
-    """Sample this host's CPU and GPUs, seal a snapshot per window, upload through a spool."""
+    """Sample this host's CPU and GPUs, seal a snapshot per window, upload through a spool.
+
+    Exit status: 0 every window stored; 1 windows wait in the spool for the next run
+    (the store did not take them in time); 2 windows were lost, or an error.
+    """
     host_id = _host(host)
     config = RecorderConfig(
         interval_s=interval,
@@ -318,7 +327,7 @@ def record(
         flush_timeout_s=flush_timeout,
         lease_ttl_s=lease_ttl,
     )
-    repo = open_repo(debug_logs=False)  # _logging below sets up the log handlers
+    repo = open_repo(debug_logs=False, create=True)  # _logging below sets up the log handlers
     debug = globals_().debug or debug_env()
     opt_in = gpu_opt_in if gpu_opt_in is not None else ("" if fingerprint else "processes")
     interactive = err.is_terminal
@@ -349,10 +358,14 @@ def record(
                         summary = recorder.run(duration=duration, stop_event=stop)
                 else:
                     summary = recorder.run(duration=duration, stop_event=stop)
-            _refresh_catalog(repo, host_id)
+            if summary.pending:  # the store did not take everything: do not wait on it again
+                log.warning("catalog not refreshed: %d window(s) still spooled", summary.pending)
+            else:
+                _refresh_catalog(repo, host_id)
         finally:
             for c in collectors:
                 c.close()
             repo.close()
         err.print(_summary_line(summary), markup=False, highlight=False)
-    return 0
+    # 2: windows were lost; 1: windows wait in the spool for the next run; 0: all stored
+    return 2 if summary.lost else 1 if summary.pending else 0

@@ -179,8 +179,6 @@ class ScrapeCollector:
     """
 
     name = "scrape"
-    #: Its labels change while recording (a pod moves): the recorder rereads them per window.
-    dynamic_labels = True
 
     def __init__(
         self,

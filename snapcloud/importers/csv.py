@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from snapcloud._regex import compile_linear
 from snapcloud.errors import BackendError, ValidationError
 from snapcloud.importers._gpu_fields import (
     NVSMI_FIELDS,
@@ -96,14 +97,16 @@ Mask = npt.NDArray[np.bool_]
 
 _TIME_NAMES = frozenset({"timestamp", "time", "ts", "date"})
 _TIME_UNITS = {"": 1, "ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9}
-_HEADER_UNIT = re.compile(r"(?P<name>.*?)\s*\[(?P<unit>[^\[\]]*)\]")
+# Patterns run over cells use RE2 (linear time): with ``re`` a cell of many spaces
+# took quadratic time in the unit patterns (8,000 spaces: 10 s).
+_HEADER_UNIT = compile_linear(r"(?P<name>.*?)\s*\[(?P<unit>[^\[\]]*)\]")
 _I64_MAX = 2**63 - 1
 _MAX_WHOLE_SECONDS = _I64_MAX // 10**9 - 1  # so whole * 1e9 + fraction stays in int64
 _YEARS = ("1678", "2261")  # whole years inside datetime64[ns]
 _MISSING_CELL = re.compile(r"^(?:|\[.*\]|[Nn]/[Aa])$", re.MULTILINE)
 # A unit after a number: spaces, then a token that cannot start a number ('1 2' is no unit).
-_UNIT_SUFFIX = re.compile(r"[ \t]+([^\s\d.+-]\S*)\Z")
-_UNIT_SUFFIXES = re.compile(r"[ \t]+([^\s\d.+-]\S*)$", re.MULTILINE)
+_UNIT_SUFFIX = compile_linear(r"[ \t]+([^\s\d.+-]\S*)$")
+_UNIT_SUFFIXES = compile_linear(r"(?m)[ \t]+([^\s\d.+-]\S*)$")
 
 # [0-9], not \d: Python's \d also matches other scripts' digits ('\u0661\u0662'), and int()
 # would take them; a timestamp is ASCII or it is not one.

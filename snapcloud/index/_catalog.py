@@ -12,6 +12,11 @@ read-modify-write with a conditional put: ``if_absent`` for the first version,
 ``if_match`` on the ETag read otherwise, retried with full jitter backoff when
 the condition fails, so no concurrent update is lost. Like an index segment,
 an entry carries a CRC32C over its canonical JSON and is checked on read.
+
+One unreadable entry (a changed byte, junk under ``catalog/``) must not break the
+fleet: ``read``, ``entries`` and ``hosts`` skip it with a warning naming its key,
+and an update (``refresh``) replaces it with an entry rebuilt from the stream.
+``get`` stays strict (``CorruptError``) for callers that check, such as ``verify``.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from snapcloud.backends import ObjectStore
 from snapcloud.errors import (
     ChecksumMismatch,
     ConflictError,
+    CorruptError,
     ObjectNotFound,
     PreconditionFailed,
     ValidationError,
@@ -219,12 +225,16 @@ class Catalog:
         return f"Catalog({self.objects.description!r})"
 
     def hosts(self) -> list[str]:
-        """Every host with a catalog entry, sorted (one listing)."""
+        """Every host with a catalog entry, sorted (one listing); a key whose name is no
+        host id is skipped with a warning."""
         out = []
         for info in self.objects.list(CATALOG_PREFIX):
             name = info.key[len(CATALOG_PREFIX) :]
             if name.endswith(".json") and "/" not in name:
-                out.append(name[:-5])
+                try:
+                    out.append(validate_host(name[:-5]))
+                except ValidationError:
+                    log.warning("catalog: %s is not a host's entry; skipped", info.key)
         return sorted(out)
 
     def get_versioned(self, host: str) -> tuple[CatalogEntry, str] | None:
@@ -234,25 +244,37 @@ class Catalog:
             got = self.objects.get(key)
         except ObjectNotFound:
             return None
-        entry = CatalogEntry.from_bytes(got.data, key=key)
-        if entry.host != host:
-            raise ChecksumMismatch(f"catalog entry at {key} names host {entry.host!r}", key=key)
-        return entry, got.etag
+        return _parse(host, key, got.data), got.etag
 
     def get(self, host: str) -> CatalogEntry | None:
-        """The entry of ``host``, or ``None`` when it has none."""
+        """The entry of ``host``, or ``None`` when it has none. Raises ``CorruptError``."""
         found = self.get_versioned(host)
         return found[0] if found else None
+
+    def read(self, host: str) -> CatalogEntry | None:
+        """The entry of ``host``, or ``None`` when it has none or it is unreadable (then a
+        warning names its key: ``verify`` reports it, ``hosts --refresh`` rebuilds it)."""
+        try:
+            return self.get(host)
+        except CorruptError as exc:
+            log.warning(
+                "catalog entry %s is unreadable and skipped (%s); rebuild it with "
+                "snapcloud hosts --refresh",
+                catalog_key(host),
+                exc.message,
+            )
+            return None
 
     def entries(
         self, hosts: Iterable[str] | None = None, *, workers: int = 16
     ) -> list[CatalogEntry]:
-        """The entries of ``hosts`` (default: every catalogued host), read in parallel."""
+        """The readable entries of ``hosts`` (default: every catalogued host), read in
+        parallel; unreadable ones are skipped with a warning (``read``)."""
         names = self.hosts() if hosts is None else list(hosts)
         if not names:
             return []
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(names)))) as pool:
-            found = list(pool.map(self.get, names))
+            found = list(pool.map(self.read, names))
         return [e for e in found if e is not None]
 
     def update(self, host: str, mutate: Mutation) -> CatalogEntry:
@@ -265,7 +287,7 @@ class Catalog:
         validate_host(host)
         key = catalog_key(host)
         for attempt in range(self.max_attempts):
-            found = self.get_versioned(host)
+            found = self._current(host, key)
             current = found[0] if found else CatalogEntry(host=host)
             new = mutate(current.model_copy(deep=True))
             if new.host != host:
@@ -288,6 +310,23 @@ class Catalog:
             key=key,
             host=host,
         )
+
+    def _current(self, host: str, key: str) -> tuple[CatalogEntry, str] | None:
+        """The entry to update and its ETag; an unreadable one is replaced by a fresh
+        entry (its user labels cannot be read back: a warning says so)."""
+        try:
+            got = self.objects.get(key)
+        except ObjectNotFound:
+            return None
+        try:
+            return _parse(host, key, got.data), got.etag
+        except CorruptError as exc:
+            log.warning(
+                "catalog entry %s is unreadable (%s): replacing it; user labels it held are lost",
+                key,
+                exc.message,
+            )
+            return CatalogEntry(host=host), got.etag
 
     def refresh(
         self,
@@ -341,3 +380,11 @@ class Catalog:
     def delete(self, host: str) -> None:
         """Remove ``host``'s entry (missing is not an error)."""
         self.objects.delete(catalog_key(host))
+
+
+def _parse(host: str, key: str, data: bytes) -> CatalogEntry:
+    """Check an entry's bytes and that it names ``host``; raises ``CorruptError``."""
+    entry = CatalogEntry.from_bytes(data, key=key)
+    if entry.host != host:
+        raise ChecksumMismatch(f"catalog entry at {key} names host {entry.host!r}", key=key)
+    return entry

@@ -157,8 +157,11 @@ class Aggregator:
     ) -> None:
         self.aggs = check_aggregations(aggs)
         self.group_by = check_group_by(group_by)
-        if step_ns is not None and step_ns <= 0:
-            raise ValidationError("--step: must be positive", field="step")
+        if step_ns is not None and not 0 < step_ns < 2**63:
+            raise ValidationError(
+                f"--step: {step_ns} ns is not a positive int64 (0 < step < 292 years)",
+                field="step",
+            )
         self.step_ns = step_ns
         self.budget = budget
         self.samples = 0

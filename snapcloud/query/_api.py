@@ -216,7 +216,7 @@ def list_hosts(
             refreshed = list(indexed)
         catalog = repo.catalog()
         names = [h for h in catalog.hosts() if selector.host_matches(h)]
-        found = [e for e in pool.map(catalog.get, names) if e is not None]
+        found = [e for e in pool.map(catalog.read, names) if e is not None]
     entries = [e for e in found if selector.labels_match(e.host, e.all_labels())]
     have = {e.host for e in found}
     uncataloged = [h for h in indexed if h not in have and selector.labels_match(h, {})]

@@ -291,7 +291,7 @@ def _select(
         catalog = Catalog(objects)
         listed = set(catalog.hosts())
         wanted = [h for h in hosts if h in listed]
-        found = list(pool.map(catalog.get, wanted))
+        found = list(pool.map(catalog.read, wanted))
         plan.catalog_reads = len(wanted)
         entries = {e.host: e for e in found if e is not None}
         plan.uncataloged = [h for h in hosts if h not in entries]

@@ -67,6 +67,7 @@ __all__ = [
 _log = logging.getLogger(__name__)
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_STOP_JOIN_S = 1.0  # how long run() waits for the uploader and lease threads to end
 
 
 def default_spool_dir(host: str) -> Path:
@@ -132,8 +133,9 @@ class RecorderStatus:
     uploaded: int = 0
     pending: int = 0
     spool_bytes: int = 0
-    dropped: int = 0
-    quarantined: int = 0
+    dropped: int = 0  # spooled, then dropped over the spool's bound
+    quarantined: int = 0  # spooled, then found corrupt: moved aside, never uploaded
+    unspooled: int = 0  # sealed but never spooled (the spool's disk full or failing)
     duplicates_skipped: int = 0
     late_ticks: int = 0
     skipped_ticks: int = 0
@@ -150,6 +152,11 @@ class RecordSummary(RecorderStatus):
     flushed: bool = False
     duration_s: float = 0.0
     spool_dir: str = ""
+
+    @property
+    def lost(self) -> int:
+        """Windows sealed in this run or spooled before that the store will never get."""
+        return self.dropped + self.quarantined + self.unspooled
 
 
 @dataclass(frozen=True)
@@ -216,6 +223,7 @@ class Recorder:
         self.journal: Journal | None = None
         self._labels: dict[str, str] = {}
         self._unreported_drops = 0
+        self._unspooled = 0
         self._errors = 0
         self._last_error: str | None = None
         self._stop: threading.Event | None = None
@@ -241,6 +249,7 @@ class Recorder:
         if self.spool is not None:
             st.pending, st.spool_bytes = len(self.spool), self.spool.size_bytes
             st.dropped, st.quarantined = self.spool.dropped_total, self.spool.quarantined_total
+        st.unspooled = self._unspooled
         if self.uploader is not None:
             up = self.uploader
             st.uploaded, st.duplicates_skipped = up.uploaded, up.duplicates_skipped
@@ -322,8 +331,10 @@ class Recorder:
             else:
                 flushed = not len(self.spool)
         finally:
-            uploader_ended = self.uploader.stop(timeout=2.0)
-            self.keeper.stop()
+            # Short joins: a thread stuck on a silent store must not stretch the exit past
+            # the flush timeout (both are daemons; the lease then expires by itself).
+            uploader_ended = self.uploader.stop(timeout=_STOP_JOIN_S)
+            self.keeper.stop(timeout=_STOP_JOIN_S)
             if uploader_ended and self.keeper.error is None:
                 self._release()
             if self.journal is not None:
@@ -477,7 +488,7 @@ class Recorder:
             "max_late_ms": round(window.max_late_ms, 3),
             "collect_errors": window.collect_errors,
             "spool_dropped": self._unreported_drops,
-            "spool_dropped_total": self.spool.dropped_total,
+            "spool_dropped_total": self.spool.dropped_total + self._unspooled,
             "interval_ms": self.sampler.interval_ns / 1e6,
             "partial": window.partial,
             "spool_id": uuid.uuid4().hex,
@@ -486,8 +497,9 @@ class Recorder:
             metadata["clock_offset_ns"] = window.clock_offset_ns
         if window.recovered_ticks:
             metadata["recovered_ticks"] = window.recovered_ticks
-        if any(getattr(c, "dynamic_labels", False) for c in self.collectors):
-            self._labels = self._collect_labels()  # e.g. scraped pod labels move
+        # Device facts change (a GPU lost, a MIG layout, a driver): each window says what held
+        # when it was sealed.
+        self._labels = self._collect_labels()
         snap = ProfileSnapshot(
             self.host,
             window.metrics,
@@ -505,11 +517,14 @@ class Recorder:
         try:
             path = self.spool.put(snap)
         except OSError as exc:
-            # Disk full or gone: this window is lost, and says so in the next one.
+            # Disk full or gone: this window is lost, says so in the next one, and
+            # counts in the summary (the run then exits non-zero).
             self._errors += 1
-            self._last_error = f"spool write failed: {exc}"
+            self._unspooled += 1
+            why = f"{exc.strerror or exc}: {self.spool_dir}"
+            self._last_error = f"spool write failed: {why}"
             self._unreported_drops += 1
-            _log.error("window not spooled (%s); it is lost", exc)
+            _log.error("window %s not spooled (%s); it is lost", window.start_ns, why)
             return
         if self.journal is not None:
             try:

@@ -21,6 +21,11 @@ at the run's first tick; the last one, cut short by a stop, ends one interval
 after its last tick and is marked partial. Metrics sampled at every tick of a
 window share one timestamp array.
 
+Events. A sample marked ``event`` (an XID error) is one occurrence: each is
+kept, stamped with the tick that collected it, several per tick included (the
+series' timestamps repeat), where a plain sample reported twice in a tick
+keeps only the last value.
+
 Wall clock. Timestamps follow the monotonic clock; at each window boundary
 the sampler compares it with the wall clock and, when the wall clock has moved
 ahead by an interval or more (NTP step, suspend), moves the grid forward by
@@ -149,6 +154,7 @@ class _Metric:
     unit: str
     rows: list[int] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
+    repeated: bool = False  # event samples: several in one tick, each kept
 
 
 class _Builder:
@@ -184,9 +190,10 @@ class _Builder:
                 if not known(s):
                     continue
                 m = self.metrics[s.name] = _Metric(s.kind, s.unit)
-            if m.rows and m.rows[-1] == row:
+            if m.rows and m.rows[-1] == row and not s.event:
                 m.values[-1] = float(s.value)  # reported twice in one tick: the last wins
             else:
+                m.repeated = m.repeated or bool(m.rows and m.rows[-1] == row)
                 m.rows.append(row)
                 m.values.append(float(s.value))
 
@@ -195,7 +202,8 @@ class _Builder:
         out = []
         for name in sorted(self.metrics):
             m = self.metrics[name]
-            t = ts if len(m.rows) == ts.size else ts[np.asarray(m.rows, dtype=np.intp)]
+            dense = len(m.rows) == ts.size and not m.repeated
+            t = ts if dense else ts[np.asarray(m.rows, dtype=np.intp)]
             out.append(MetricSeries(name, t, np.asarray(m.values), kind=m.kind, unit=m.unit))
         end = min(self.end_ns, int(ts[-1]) + interval_ns) if partial else self.end_ns
         return Window(

@@ -88,9 +88,13 @@ class Spool:
         self._busy: set[Path] = set()
         self._next = 0
         self._lockfile: IO[str] | None = None
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._take_lock()
-        self._scan()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._take_lock()
+            self._scan()
+        except OSError as exc:
+            # say where: a full disk's write() error carries no file name
+            raise OSError(exc.errno, exc.strerror or str(exc), str(self.directory)) from exc
 
     def __repr__(self) -> str:
         return f"Spool({str(self.directory)!r}, files={len(self._files)}, bytes={self.size_bytes})"

@@ -10,7 +10,10 @@ One run, per host, in this order (docs/RETENTION.md has the why):
    ``compressed_max_age``, is downsampled into one object, then indexed;
 4. items past ``archive_max_age`` get an *expired* mark;
 5. every item a higher tier now supersedes gets a *superseded* mark;
-6. data objects no index names get an orphan mark (deleted after ``orphan_age``);
+6. data objects no index names that provably lost a race or that a tier holds get an
+   orphan mark (deleted after ``orphan_age``); any other (a *lost entry*: it may be
+   acknowledged data whose index entry was lost) is reported and never deleted, and a
+   raw group with lost entries is not compacted until ``verify --repair`` indexes them;
 7. each sealed raw group still served raw gets a range hint (an empty object whose
    key carries its time range and its segment's ETag), so queries of other times
    skip its segment; hints whose segment changed or went away are deleted;
@@ -57,6 +60,7 @@ from snapcloud.retention._policy import RetentionPolicy
 from snapcloud.retention._report import CompactionReport, HostReport
 from snapcloud.retention._state import GroupInfo, HostState, load_state
 from snapcloud.store import IncrementalSnapshotStore
+from snapcloud.store._orphans import SeqIndex
 from snapcloud.store._tiers import (
     MARKS_PREFIX,
     Tier,
@@ -262,6 +266,8 @@ class _HostRun:
         self.report = HostReport(host)
         self._failed: set[str] = set()
         self._refs_now: set[str] = set()
+        self._seqs = SeqIndex()
+        self._lost: dict[int, list[str]] = {}  # group base -> its lost entries
 
     # ------------------------------------------------------------------ requests
 
@@ -308,6 +314,12 @@ class _HostRun:
         state = load_state(self.objects, self.host)
         for key in state.bad_marks:
             self.report.problems.append(f"unreadable deletion mark {key} left in place")
+        for key in state.bad_conflicts:
+            self.report.problems.append(
+                f"unreadable conflict record {key}: no raw object of this host is collected"
+            )
+        self._seqs = _seq_index(state)
+        self._lost = self._lost_entries(state)
         plan = self._plan(state)
         self._refs_now = self._refs(state, plan)
         for m in plan.deletes:
@@ -370,7 +382,7 @@ class _HostRun:
     def _plan(self, state: HostState) -> _Plan:
         plan = _Plan()
         plan.deletes = [_Mark(k, m) for k, m in sorted(state.marks.items()) if m.due(self.now)]
-        served = state.served()
+        served = [g for g in state.served() if not self._blocked(g)]
         target = {g.first: self.policy.target(g.end_ns, self.now) for g in served}
         plan.archive = self._batches(served, target)
         batched = {g.first for batch in plan.archive for g in batch}
@@ -515,16 +527,57 @@ class _HostRun:
         return refs
 
     def _orphan(self, state: HostState, key: str, refs: set[str]) -> bool:
+        """Whether an object no index names is garbage (``snapcloud.store._orphans``): a
+        raw one that lost a race or that a tier holds, below the next seq (at or past
+        it, it may be an append in flight); a tier one whose seqs are served elsewhere."""
         if key in refs:
             return False
         raw = parse_data_key(key)
         if raw is not None:
-            return raw.host == self.host and raw.seq < state.next_seq
+            return (
+                raw.host == self.host and raw.seq < state.next_seq and self._seqs.raw_garbage(key)
+            )
         tier = parse_tier_data_key(key)
         if tier is None:
             return False  # not ours to judge; verify reports it
         ids = {(i.tier, i.first, i.last) for i in (*state.view.compressed, *state.view.archive)}
-        return (tier[0], tier[2], tier[3]) not in ids and tier[1] == self.host
+        return (
+            (tier[0], tier[2], tier[3]) not in ids
+            and tier[1] == self.host
+            and self._seqs.tier_garbage(tier[2], tier[3])
+        )
+
+    def _lost_entries(self, state: HostState) -> dict[int, list[str]]:
+        """Raw objects below the next seq that no index names and that are not garbage,
+        by the group base they belong to; reported (never deleted)."""
+        refs = self._refs(state, _Plan())
+        lost: dict[int, list[str]] = {}
+        for key in state.data_keys:
+            raw = parse_data_key(key)
+            if (
+                raw is None
+                or raw.host != self.host
+                or raw.seq >= state.next_seq
+                or key in refs
+                or self._seqs.raw_garbage(key)
+            ):
+                continue
+            lost.setdefault(raw.base, []).append(key)
+        if lost:
+            keys = sorted(k for ks in lost.values() for k in ks)
+            self.report.problems.append(
+                f"{len(keys)} object(s) no index names may be acknowledged data (lost "
+                f"entries, first {keys[0]}); left in place: run snapcloud verify --repair"
+            )
+        return lost
+
+    def _blocked(self, g: GroupInfo) -> bool:
+        """A raw group with lost entries is not compacted: its index does not hold all
+        its data, and compaction would retire the keyframe they need."""
+        if g.tier != "raw" or g.first not in self._lost:
+            return False
+        self.report.problems.append(f"{g.label}: not compacted: it has lost entries")
+        return True
 
     # ------------------------------------------------------------------ execute
 
@@ -651,3 +704,22 @@ class _HostRun:
         self._put_index(seg)
         self.report.archived.append(f"archive {batch[0].first}-{batch[-1].last}")
         self.report.samples_compacted += ds.samples
+
+
+def _seq_index(state: HostState) -> SeqIndex:
+    """What the host's indexes and retire marks say about seqs (the orphan rule's input)."""
+    idx = SeqIndex(kept=set(state.kept), keep_all=bool(state.bad_conflicts))
+    idx.list_objects(state.data_keys)
+    for seg in state.raw.values():
+        idx.name(e.key for e in seg.entries)
+        if seg.entries:
+            idx.raw_spans.append((seg.base, seg.entries[-1].seq))
+    for m in state.marks.values():
+        if m.tier == "orphans":
+            continue
+        idx.name(m.data_keys)
+        if m.tier == "raw":
+            idx.raw_spans.append((m.first_seq, m.last_seq))
+    for item in (*state.view.compressed, *state.view.archive):
+        idx.tier_spans.append((item.first, item.last))
+    return idx

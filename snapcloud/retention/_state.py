@@ -13,6 +13,7 @@ from snapcloud.backends import ObjectStore
 from snapcloud.errors import CorruptError, ObjectNotFound
 from snapcloud.index import IndexSegment, RangeHint, parse_range_hint, segment_key, segment_prefix
 from snapcloud.retention._marks import DeletionMark
+from snapcloud.store._orphans import ConflictRecord, conflict_seq
 from snapcloud.store._tiers import (
     MARKS_PREFIX,
     Tier,
@@ -62,6 +63,8 @@ class HostState:
     raw: dict[int, IndexSegment] = field(default_factory=dict)
     raw_etags: dict[int, str] = field(default_factory=dict)  # of the segment bytes read
     hints: dict[str, RangeHint] = field(default_factory=dict)  # range hints listed, by key
+    kept: set[str] = field(default_factory=set)  # keys conflict records keep
+    bad_conflicts: list[str] = field(default_factory=list)  # unreadable conflict records
     view: TierView = field(default_factory=lambda: TierView(frozenset(), (), ()))
     sizes: dict[str, int] = field(default_factory=dict)
     data_keys: list[str] = field(default_factory=list)
@@ -122,6 +125,9 @@ def load_state(objects: ObjectStore, host: str) -> HostState:
     st = HostState(host)
     for info in objects.list(f"{MARKS_PREFIX}{host}/"):
         st.sizes[info.key] = info.size
+        if conflict_seq(info.key, host) is not None:
+            _load_conflict(objects, info.key, st)
+            continue
         try:
             st.marks[info.key] = DeletionMark.from_bytes(objects.get(info.key).data, key=info.key)
         except ObjectNotFound:
@@ -170,3 +176,15 @@ def load_state(objects: ObjectStore, host: str) -> HostState:
             st.sizes[info.key] = info.size
             st.data_keys.append(info.key)
     return st
+
+
+def _load_conflict(objects: ObjectStore, key: str, st: HostState) -> None:
+    """A conflict record (``verify --repair`` could not tell which object holds its seq):
+    the keys it names are never garbage; an unreadable one keeps every raw object."""
+    try:
+        st.kept.update(ConflictRecord.from_bytes(objects.get(key).data, key=key).keys)
+    except ObjectNotFound:
+        return
+    except CorruptError as exc:
+        log.error("unreadable conflict record %s: %s", key, exc)
+        st.bad_conflicts.append(key)

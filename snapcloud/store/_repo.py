@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from snapcloud.backends import CountingStore, ObjectStore, open_store
-from snapcloud.errors import HostNotFound
-from snapcloud.index import Catalog, CatalogEntry, IndexEntry
+from snapcloud.errors import CorruptError, HostNotFound, ObjectNotFound, ValidationError
+from snapcloud.index import CATALOG_PREFIX, Catalog, CatalogEntry, IndexEntry, catalog_key
 from snapcloud.models import SnapshotConfig, validate_host
 from snapcloud.store._stream import IncrementalSnapshotStore
 from snapcloud.store._verify import VerifyReport, verify_stream
@@ -29,9 +30,14 @@ class Repository:
         *,
         endpoint_url: str | None = None,
         config: SnapshotConfig | None = None,
+        create: bool = True,
+        **store_options: Any,
     ) -> Repository:
-        """Open the store at ``url`` (see ``open_store``). Raises ``ConfigError``."""
-        return cls(open_store(url, endpoint_url=endpoint_url), config)
+        """Open the store at ``url`` (see ``open_store``: ``create=False`` for a reader,
+        ``store_options`` such as ``connect_timeout``, ``read_timeout``, ``deadline_s``
+        for S3). Raises ``ConfigError``."""
+        objects = open_store(url, endpoint_url=endpoint_url, create=create, **store_options)
+        return cls(objects, config)
 
     def __repr__(self) -> str:
         return f"Repository({self.objects.description!r})"
@@ -60,16 +66,62 @@ class Repository:
         return self.objects.counts()
 
     def verify(self, host: str | None = None, *, repair: bool = False) -> list[VerifyReport]:
-        """Check (and with ``repair`` rebuild the index of) one host or every host."""
+        """Check (and with ``repair`` rebuild the index of) one host or every host.
+
+        An unreadable catalog entry is a problem; ``repair`` rebuilds it from its
+        stream, or removes it when no stream is left to rebuild it from. With every
+        host, catalog entries of hosts without data are checked too.
+        """
         if host is not None:
             hosts = [validate_host(host)]
         else:
             found = {h.rstrip("/") for h in self.objects.list_dirs("raw/")}
             hosts = sorted(found | set(self.hosts()))
-        return [
-            verify_stream(IncrementalSnapshotStore(self.objects, h, self.config), repair=repair)
-            for h in hosts
-        ]
+        reports = []
+        for h in hosts:
+            stream = IncrementalSnapshotStore(self.objects, h, self.config)
+            report = verify_stream(stream, repair=repair)
+            if repair and any(p.key == catalog_key(h) for p in report.problems):
+                self._repair_catalog(h)
+            reports.append(report)
+        if host is None:
+            reports.extend(self._verify_catalog(set(hosts), repair))
+        return reports
+
+    def _verify_catalog(self, checked: set[str], repair: bool) -> list[VerifyReport]:
+        """Catalog objects of hosts ``verify_stream`` did not see: each must be an entry
+        that reads back (an entry of a host without data yet, user labels, is fine)."""
+        out = []
+        for info in list(self.objects.list(CATALOG_PREFIX)):
+            name = info.key[len(CATALOG_PREFIX) :]
+            host = name[:-5] if name.endswith(".json") else ""
+            if host in checked:
+                continue
+            report = VerifyReport(host=host or info.key, objects=1)
+            try:
+                got = self.objects.get(info.key)
+                report.bytes_read = len(got.data)
+                if catalog_key(host) != info.key:
+                    raise CorruptError(f"{info.key} is not a catalog entry key", key=info.key)
+                entry = CatalogEntry.from_bytes(got.data, key=info.key)
+                if entry.host != host:
+                    raise CorruptError(f"names host {entry.host!r}", key=info.key)
+            except ObjectNotFound:
+                continue
+            except (CorruptError, ValidationError) as exc:
+                report.add(info.key, f"{exc.message}; no stream to rebuild it from")
+                if repair:
+                    self.objects.delete(info.key)
+                    report.add(info.key, "removed: unreadable, and no stream holds its host")
+            out.append(report)
+        return [r for r in out if r.problems]
+
+    def _repair_catalog(self, host: str) -> None:
+        """Rebuild ``host``'s unreadable catalog entry from its stream (none: remove it)."""
+        try:
+            self.refresh_catalog(host)
+        except HostNotFound:
+            self.objects.delete(catalog_key(host))
 
     def catalog(self) -> Catalog:
         """The fleet catalog of this store (``catalog/{host}.json``), through the counted store."""

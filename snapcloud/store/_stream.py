@@ -50,6 +50,7 @@ from snapcloud.index import (
     segment_prefix,
 )
 from snapcloud.models import ProfileSnapshot, SnapshotConfig, SnapshotQuery, validate_host
+from snapcloud.store._orphans import conflict_seq
 from snapcloud.store._read import decode_entry, fetch_entry
 from snapcloud.store._tiers import (
     MARKS_PREFIX,
@@ -131,6 +132,7 @@ class IncrementalSnapshotStore:
         self._bases: list[int] | None = None
         # group -> (start, end) of its windows, from range hints the listing vouches for
         self._ranges: dict[int, tuple[int, int]] = {}
+        self._conflict_top: int | None = None  # highest seq under a conflict record
         self._raw_segment_reads = 0
         # retention tiers, read side; its view comes from the same listing as the raw groups
         self._tiers = TierReader(objects, self.host, self.config, loader=self._list_tiers)
@@ -187,9 +189,11 @@ class IncrementalSnapshotStore:
             if etags.get(h.base) == h.etag:  # two hints of one version: cover both
                 start, end = ranges.get(h.base, (h.start_ns, h.end_ns))
                 ranges[h.base] = (min(start, h.start_ns), max(end, h.end_ns))
+        conflicts = [c for k in mark_keys if (c := conflict_seq(k, self.host)) is not None]
         with self._lock:
             self._bases = sorted(etags)
             self._ranges = ranges
+            self._conflict_top = max(conflicts, default=None)
             self._tier_view = TierView.from_keys(self.host, mark_keys, others)
 
     def _list_tiers(self) -> TierView:
@@ -294,12 +298,16 @@ class IncrementalSnapshotStore:
 
     @property
     def next_seq(self) -> int:
-        """The seq the next append will get."""
+        """The seq the next append will get: past every seq a conflict record holds
+        (objects claim it that ``verify --repair`` could not choose between)."""
         with self._lock:
             last = self._last_segment()
             if last is None:
-                return self._tiers.next_seq()  # no raw group left: continue after the tiers
-            return last.entries[-1].seq + 1 if last.entries else last.base
+                seq = self._tiers.next_seq()  # no raw group left: continue after the tiers
+            else:
+                seq = last.entries[-1].seq + 1 if last.entries else last.base
+            top = self._conflict_top
+            return seq if top is None else max(seq, top + 1)
 
     def __len__(self) -> int:
         return self.next_seq
@@ -365,7 +373,12 @@ class IncrementalSnapshotStore:
             seq = self.next_seq
             snap = snapshot.with_seq(seq)
             last = self._last_segment()
-            new_group = last is None or len(last.entries) >= self.config.keyframe_interval
+            # a seq skipped for a conflict record starts a new group: groups never interleave
+            new_group = (
+                last is None
+                or len(last.entries) >= self.config.keyframe_interval
+                or (bool(last.entries) and seq != last.entries[-1].seq + 1)
+            )
             keyframe = None if new_group else self._keyframe(last.base)  # type: ignore[union-attr]
             if keyframe is None:
                 data = codec.encode_keyframe(snap, level=self.config.zstd_level)
@@ -469,12 +482,18 @@ class IncrementalSnapshotStore:
             bases.append(seg.base)
 
     def _landed(self, seg: IndexSegment) -> bool:
-        """Whether storage already holds ``seg`` (the same last entry), e.g. after a lost reply."""
+        """Whether storage already indexes ``seg``'s last entry: the same object (its key
+        names its content) at the same seq. Our own earlier attempt whose reply was lost,
+        or ``verify --repair`` indexing our object before our segment write landed."""
         try:
             stored = self._segment(seg.base)
         except ObjectNotFound:
             return False
-        return bool(stored.entries) and stored.entries[-1] == seg.entries[-1]
+        mine = seg.entries[-1]
+        return any(
+            e.seq == mine.seq and e.key == mine.key and e.checksum == mine.checksum
+            for e in stored.entries
+        )
 
     def relist(self) -> None:
         """List the index again on next use, keeping the segments of sealed groups

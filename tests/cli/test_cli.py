@@ -19,6 +19,8 @@ NAB = Path(__file__).resolve().parents[3] / "shared" / "data" / "nab"
 
 @pytest.fixture
 def store(tmp_path: Path) -> str:
+    """An empty store (commands that only read never create one)."""
+    (tmp_path / "store").mkdir()
     return f"file://{tmp_path / 'store'}"
 
 

@@ -178,19 +178,38 @@ def settle(job: str, results: list[Result], *, minimum: int) -> None:
     assert killed >= minimum, f"{job}: only {killed} kill points reached (seed {SEED})"
 
 
-def verify(server: ForkServer, target: Target, config: dict[str, Any] | None = None) -> list[Any]:
-    """``snapcloud verify --json``; asserts it found no problem; returns its reports."""
+def verify(
+    server: ForkServer,
+    target: Target,
+    config: dict[str, Any] | None = None,
+    *,
+    after_kill: bool = False,
+) -> list[Any]:
+    """``snapcloud verify --json``; asserts it found no problem; returns its reports.
+
+    ``after_kill``: an append killed between its object and its index leaves an object
+    no index names, which verify must report as a lost entry (it cannot tell it from
+    acknowledged data whose entry was lost); those alone are allowed, and the rerun
+    reuses the object."""
     done = server.run(["verify", "--json", *target.args()], config=config)
+    if after_kill and done.returncode == 2 and "no store at" in done.stderr:
+        return []  # killed before its first write: verify never creates a store
     assert done.returncode in (0, 1), done.describe()
     reports: list[Any] = json.loads(done.stdout)
+    allowed = {"lost entry"} if after_kill else set()
     problems = [(r["host"], p) for r in reports for p in r["problems"]]
-    assert not problems, f"verify found problems: {problems[:5]}"
-    assert done.returncode == 0, done.describe()
+    assert all(p["kind"] in allowed for _, p in problems), f"verify found: {problems[:5]}"
+    assert done.returncode == (1 if problems else 0), done.describe()
     return reports
 
 
 def orphans(reports: list[Any]) -> list[str]:
     return [key for r in reports for key in r["orphans"]]
+
+
+def lost_entries(reports: list[Any]) -> int:
+    """Objects a killed append left unindexed (verify's "lost entry" problems)."""
+    return sum(p["kind"] == "lost entry" for r in reports for p in r["problems"])
 
 
 def collect_orphans(
@@ -301,8 +320,8 @@ def check_import_point(
     expect_killed(victim, point, result)
     if not victim.killed:
         assert victim.returncode == 0, victim.describe()
-    reports = verify(server, target, IMPORT_CONFIG)
-    result.orphans_after_kill = len(orphans(reports))
+    reports = verify(server, target, IMPORT_CONFIG, after_kill=True)
+    result.orphans_after_kill = len(orphans(reports)) + lost_entries(reports)
     rerun = server.run(argv, config=IMPORT_CONFIG)
     assert rerun.returncode == 0, f"the rerun after {point} failed: {rerun.describe()}"
     config = SnapshotConfig(**IMPORT_CONFIG)
@@ -418,7 +437,7 @@ def test_a_fresh_interpreter_dies_at_its_kill_point(
     assert lines[-1].startswith("KILL mut:7:after at put "), lines
     result = Result(Point("mut:7:after"), killed=True)
     try:
-        verify(servers[0], target, IMPORT_CONFIG)
+        verify(servers[0], target, IMPORT_CONFIG, after_kill=True)
         rerun = servers[0].run(import_argv(target, files), config=IMPORT_CONFIG)
         assert rerun.returncode == 0, rerun.describe()
         check_stream(target.open(), IMPORT_HOST, expected, SnapshotConfig(**IMPORT_CONFIG))
@@ -600,7 +619,8 @@ def check_record_point(
     result.killed = victim.killed
     if not victim.killed:
         assert victim.returncode == 0, victim.describe()
-    result.orphans_after_kill = len(orphans(verify(server, target)))
+    reports = verify(server, target, after_kill=True)
+    result.orphans_after_kill = len(orphans(reports)) + lost_entries(reports)
     at_kill = {Spool.spool_id(p) for p in spool.glob("*.snap")}
     reported = acknowledged_in_output(victim)
     restart = server.run(record_argv(target, spool, 0.3), witness=witness)

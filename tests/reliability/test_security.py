@@ -198,7 +198,9 @@ def test_cli_debug_output_on_failures_holds_no_credential(
             _clean(done.stdout + done.stderr, f"{what} {debug}")
     # The 403 run with --debug did talk to the server (the check above saw real traffic).
     done = _cli([*cases["403"], "--debug"], fake_creds)
-    assert "AccessDenied" in done.stderr and "Credential=***" in done.stderr, done.stderr[-3000:]
+    assert "AccessDenied" in done.stderr, done.stderr[-3000:]
+    # ... and its signed request was logged, with the Authorization header masked whole
+    assert "'Authorization': b'***'" in done.stderr, done.stderr[-3000:]
 
 
 # --------------------------------------------------------------------------- SSE

@@ -255,8 +255,11 @@ def test_orphans_are_collected_after_their_age() -> None:
     write_host(objects, HOST, 8)
     stray_raw = "raw/gpu-1/2026/01/01/000000000002.d000000000001.snap"  # seq 2, wrong base
     inflight = "raw/gpu-1/2026/01/01/000000000008.k.snap"  # the next append, mid-flight
-    stray_tier = "compressed/gpu-1/2026/01/01/000000000040-000000000043.snapt"
-    for key in (stray_raw, inflight, stray_tier):
+    # a compaction of seqs 1-2 that died before its index: raw group 0 serves them
+    stray_tier = "compressed/gpu-1/2026/01/01/000000000001-000000000002.snapt"
+    # seqs no index serves: maybe the only copy of acknowledged data, never collected
+    lost_tier = "compressed/gpu-1/2026/01/01/000000000040-000000000043.snapt"
+    for key in (stray_raw, inflight, stray_tier, lost_tier):
         objects.put(key, b"partial")
     compactor = Compactor(objects, CONFIG)
     report = compactor.run(T0 + 9 * HOUR)
@@ -269,6 +272,7 @@ def test_orphans_are_collected_after_their_age() -> None:
     assert report.hosts[0].orphans_deleted == 2
     keys = _keys(objects)
     assert stray_raw not in keys and stray_tier not in keys and inflight in keys
+    assert lost_tier in keys
     assert not [k for k in keys if "orphans-" in k]
 
 
