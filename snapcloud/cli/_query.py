@@ -160,6 +160,7 @@ def hosts(host: tuple[str, ...], where: tuple[str, ...], refresh: bool, as_json:
 @click.option(
     "--agg",
     multiple=True,
+    type=click.Choice(AGGREGATIONS),
     metavar="AGG",
     help=f"{'|'.join(AGGREGATIONS)} (repeatable; default mean).",
 )
@@ -232,7 +233,11 @@ def query(
 @fingerprint_option
 @step_option
 @click.option(
-    "--agg", metavar="AGG", default="mean", help="Aggregation per --step bucket (as in query)."
+    "--agg",
+    type=click.Choice(AGGREGATIONS),
+    metavar="AGG",
+    default="mean",
+    help="Aggregation per --step bucket (as in query).",
 )
 @click.option("--title", help="Figure title.")
 @workers_option

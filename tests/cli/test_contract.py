@@ -41,6 +41,8 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 @pytest.fixture
 def store(tmp_path: Path) -> str:
+    """An existing, empty store (read-only commands never create one)."""
+    (tmp_path / "store").mkdir()
     return f"file://{tmp_path / 'store'}"
 
 
