@@ -11,7 +11,8 @@
 #   `snapcloud-host` = host id (a role per host, IAM Roles Anywhere with per-host
 #   certificates): the recorder's rights narrowed to that host's prefixes.
 # - fleet-reader: read and list everything under the store prefix.
-# - compactor: read everything; write and delete the tiers, indexes and marks.
+# - compactor: read everything; write and delete the tiers, indexes and marks; write
+#   (never delete) the catalog entries it rebuilds after each host (architecture D33).
 
 locals {
   policy_vars = {

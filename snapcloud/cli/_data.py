@@ -35,21 +35,31 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 
 
 def _stats_dict(st: StreamStats) -> dict[str, Any]:
+    """A host's figures; ``stored_bytes`` is everything it stores (data, index, catalog)."""
+    total = st.total_bytes
     return {
         "host": st.host,
         "snapshots": st.snapshots,
+        "tiers": st.tiers,
         "keyframes": st.keyframes,
         "deltas": st.deltas,
         "segments": st.segments,
         "samples": st.samples,
-        "stored_bytes": st.stored_bytes,
+        "stored_bytes": total,
+        "data_bytes": st.stored_bytes,
+        "index_bytes": st.index_bytes,
+        "catalog_bytes": st.catalog_bytes,
         "raw_bytes": st.raw_bytes,
-        "ratio": round(st.ratio, 6),
-        "bytes_per_sample": round(st.bytes_per_sample, 4),
+        "ratio": round(total / st.raw_bytes, 6) if st.raw_bytes else 0.0,
+        "bytes_per_sample": round(total / st.samples, 4) if st.samples else 0.0,
         "first_ns": st.first_ns,
         "last_ns": st.last_ns,
         "fingerprints": st.fingerprints,
     }
+
+
+def _tiers_text(tiers: dict[str, int]) -> str:
+    return ", ".join(f"{tier} {n}" for tier, n in tiers.items()) or "-"
 
 
 @cli.command("import", context_settings=CONTEXT)
@@ -59,19 +69,33 @@ def _stats_dict(st: StreamStats) -> dict[str, Any]:
     "--window", type=click.FloatRange(min=0.001), default=60.0, help="Seconds per snapshot."
 )
 @click.option("--fingerprint", default="", help="Workload fingerprint to record.")
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    help="A key column of a long CSV (repeatable): its value goes into the metric names "
+    "(<column>.<value>.<field>).",
+)
 @json_option
 @global_options
 def import_(
-    files: tuple[Path, ...], host: str, window: float, fingerprint: str, as_json: bool
+    files: tuple[Path, ...],
+    host: str,
+    window: float,
+    fingerprint: str,
+    keys: tuple[str, ...],
+    as_json: bool,
 ) -> None:
-    """Import CSV FILES (long timestamp,value or wide) into the stream of HOST, cut into windows."""
+    """Import FILES into the stream of HOST, cut into windows: CSV (long timestamp,value,
+    wide, nvidia-smi --query-gpu, or long with --key columns), nvidia-smi dmon/pmon -o DT
+    text, or timestamped dcgmi dmon text."""
     validate_host(host, "--host")
     window_ns = seconds_ns(window, field="--window")
-    snaps = import_files(host, list(files), window_ns=window_ns, fingerprint=fingerprint)
+    snaps = import_files(host, list(files), window_ns=window_ns, fingerprint=fingerprint, keys=keys)
     repo = open_repo(create=True)
     stream = repo.stream(host, create=True)
-    # Windows the stream already holds (an import that was interrupted, or run twice)
-    # are skipped, so a rerun stores exactly what is missing.
+    # Samples the stream already holds (an import that was interrupted, run twice, or of
+    # a file that grew) are not stored again: a rerun stores exactly what is missing.
     with Progress(console=out, transient=True, disable=as_json or not out.is_terminal) as bar:
         task = bar.add_task("appending", total=len(snaps))
         done = append_windows(stream, snaps, on_each=lambda: bar.advance(task))
@@ -84,6 +108,7 @@ def import_(
         "files": [str(f) for f in files],
         "snapshots": len(done.appended),
         "already_stored": len(done.already_stored),
+        "samples_already_stored": done.samples_already_stored,
         "first_seq": seqs[0] if seqs else None,
         "samples": samples,
         "stored_bytes": stored,
@@ -93,7 +118,11 @@ def import_(
         print_json(result)
     else:
         span = f" (seq {seqs[0]}..{seqs[-1]})" if seqs else ""
-        skipped = f"; {len(done.already_stored)} already stored" if done.already_stored else ""
+        skipped = (
+            f"; {done.samples_already_stored} sample(s) already stored"
+            if done.samples_already_stored
+            else ""
+        )
         out.print(
             f"imported {samples} samples from {len(files)} file(s) into {host}: "
             f"{len(seqs)} snapshots{span}, {human_bytes(stored)} stored, "
@@ -168,11 +197,12 @@ def ls(host: str | None, as_json: bool) -> None:
         if as_json:
             print_json(rows)
             return
-        table = Table("host", "snapshots", "first", "last", "stored", "B/sample")
+        table = Table("host", "snapshots", "by tier", "first", "last", "stored", "B/sample")
         for r in rows:
             table.add_row(
                 r["host"],
                 str(r["snapshots"]),
+                _tiers_text(r["tiers"]),
                 format_ns(r["first_ns"]) if r["first_ns"] is not None else "-",
                 format_ns(r["last_ns"]) if r["last_ns"] is not None else "-",
                 human_bytes(r["stored_bytes"]),
@@ -186,9 +216,10 @@ def ls(host: str | None, as_json: bool) -> None:
         return
     table = Table("seq", "kind", "base", "window start", "fingerprint", "samples", "stored")
     for e in entries:
+        tier = str(e["key"]).split("/", 1)[0]
         table.add_row(
             str(e["seq"]),
-            "keyframe" if e["kind"] == "k" else "delta",
+            tier if tier != "raw" else "keyframe" if e["kind"] == "k" else "delta",
             str(e["base"]),
             format_ns(e["window_start"]),
             e["fingerprint"],
@@ -275,22 +306,31 @@ def stats(host: str | None, as_json: bool) -> None:
     repo = open_repo()
     hosts = [host] if host else repo.hosts()
     rows = [_stats_dict(repo.stream(h).stats()) for h in hosts]
-    total = {
-        k: sum(r[k] for r in rows)
-        for k in ("snapshots", "keyframes", "deltas", "samples", "stored_bytes", "raw_bytes")
-    }
+    keys = ("snapshots", "keyframes", "deltas", "samples", "stored_bytes", "data_bytes")
+    total = {k: sum(r[k] for r in rows) for k in (*keys, "index_bytes", "catalog_bytes")}
+    total["raw_bytes"] = sum(r["raw_bytes"] for r in rows)
+    total["tiers"] = {}
+    for r in rows:
+        for tier, n in r["tiers"].items():
+            total["tiers"][tier] = total["tiers"].get(tier, 0) + n
     total["objects"] = total["snapshots"] + sum(r["segments"] for r in rows)
     doc = {"store": repo.description, "hosts": rows, "total": total, "requests": repo.requests()}
     if as_json:
         print_json(doc)
         return
-    table = Table("host", "snapshots", "keyframes", "samples", "stored", "raw", "ratio", "B/sample")
+    table = Table(
+        "host", "snapshots", "by tier", "keyframes", "samples", "data", "index", "stored",
+        "raw", "ratio", "B/sample",
+    )  # fmt: skip
     for r in rows:
         table.add_row(
             r["host"],
             str(r["snapshots"]),
+            _tiers_text(r["tiers"]),
             str(r["keyframes"]),
             str(r["samples"]),
+            human_bytes(r["data_bytes"]),
+            human_bytes(r["index_bytes"] + r["catalog_bytes"]),
             human_bytes(r["stored_bytes"]),
             human_bytes(r["raw_bytes"]),
             f"{r['ratio']:.4f}",
@@ -299,9 +339,10 @@ def stats(host: str | None, as_json: bool) -> None:
     out.print(table)
     ratio = total["stored_bytes"] / total["raw_bytes"] if total["raw_bytes"] else 0.0
     out.print(
-        f"{len(rows)} host(s), {total['snapshots']} snapshots, {total['objects']} objects, "
-        f"{human_bytes(total['stored_bytes'])} stored of {human_bytes(total['raw_bytes'])} raw "
-        f"({ratio:.4f}); requests: "
+        f"{len(rows)} host(s), {total['snapshots']} snapshots ({_tiers_text(total['tiers'])}), "
+        f"{total['objects']} objects, {human_bytes(total['stored_bytes'])} stored (index and "
+        f"catalog {human_bytes(total['index_bytes'] + total['catalog_bytes'])}) of "
+        f"{human_bytes(total['raw_bytes'])} raw ({ratio:.4f}); requests: "
         + ", ".join(f"{k}={v}" for k, v in sorted(repo.requests().items()) if v)
     )
 

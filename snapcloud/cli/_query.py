@@ -25,6 +25,7 @@ from snapcloud.errors import ValidationError
 from snapcloud.query import (
     AGGREGATIONS,
     DEFAULT_WORKERS,
+    EXPORT_MODES,
     FORMATS,
     LabelMatcher,
     Selector,
@@ -133,12 +134,13 @@ def hosts(host: tuple[str, ...], where: tuple[str, ...], refresh: bool, as_json:
     table = Table("host", "labels", "first", "last", "snapshots", "stored", "metrics")
     table.columns[0].no_wrap = True
     for e in listing.entries:
+        by_tier = ", ".join(f"{t} {s.snapshots}" for t, s in e.tiers.items())
         table.add_row(
             e.host,
             ", ".join(f"{k}={v}" for k, v in e.all_labels().items()),
             format_ns(e.first_ns) if e.first_ns is not None else "-",
             format_ns(e.last_ns) if e.last_ns is not None else "-",
-            str(e.snapshots),
+            str(e.snapshots) if len(e.tiers) < 2 else f"{e.snapshots} ({by_tier})",
             human_bytes(e.stored_bytes),
             str(len(e.metrics)),
         )
@@ -284,6 +286,14 @@ def plot(
 @end_option
 @fingerprint_option
 @click.option("--labels", is_flag=True, help="Add one label_<name> column per host label.")
+@click.option(
+    "--mode",
+    type=click.Choice(EXPORT_MODES),
+    default="error",
+    show_default=True,
+    help="error: refuse a --dest that holds data; overwrite: replace the export there; "
+    "append: add beside it.",
+)
 @workers_option
 @json_option
 @global_options
@@ -297,6 +307,7 @@ def export_parquet_(
     end: str | None,
     fingerprint: str | None,
     labels: bool,
+    mode: str,
     workers: int,
     as_json: bool,
 ) -> None:
@@ -309,10 +320,13 @@ def export_parquet_(
         endpoint_url=globals_().endpoint_url,
         labels=labels,
         workers=workers,
+        mode=mode,
     )
     doc = {
         "dest": report.dest,
+        "mode": report.mode,
         "files": report.files,
+        "deleted": report.deleted,
         "rows": report.rows,
         "bytes_written": report.bytes_written,
         "stats": report.stats.as_dict(),

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 from snapcloud.importers.csv import (
+    ImportedFile,
     ImportOutcome,
     append_windows,
     cut_windows,
     import_files,
     read_csv,
+    read_table,
 )
 
-__all__ = ["ImportOutcome", "append_windows", "cut_windows", "import_files", "read_csv"]
+__all__ = [
+    "ImportOutcome",
+    "ImportedFile",
+    "append_windows",
+    "cut_windows",
+    "import_files",
+    "read_csv",
+    "read_table",
+]

@@ -49,7 +49,9 @@ import csv
 import io
 import itertools
 import logging
+import math
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,14 +61,33 @@ import numpy as np
 import numpy.typing as npt
 
 from snapcloud._regex import compile_linear
-from snapcloud.errors import ValidationError
-from snapcloud.models import MetricSeries, ProfileSnapshot, validate_metric_name
+from snapcloud.errors import BackendError, ValidationError
+from snapcloud.importers._gpu_fields import (
+    NVSMI_FIELDS,
+    NVSMI_KEYS,
+    NVSMI_LABELS,
+    GpuField,
+    parse_hex,
+    parse_pstate,
+    scale_exactly,
+)
+from snapcloud.importers._samples import unseen
+from snapcloud.models import MetricSeries, ProfileSnapshot, SnapshotQuery, validate_metric_name
+from snapcloud.store._tiers import tier_of_key
 
 if TYPE_CHECKING:
     from snapcloud.index import IndexEntry
     from snapcloud.store import IncrementalSnapshotStore
 
-__all__ = ["ImportOutcome", "append_windows", "cut_windows", "import_files", "read_csv"]
+__all__ = [
+    "ImportOutcome",
+    "ImportedFile",
+    "append_windows",
+    "cut_windows",
+    "import_files",
+    "read_csv",
+    "read_table",
+]
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +108,27 @@ _MISSING_CELL = re.compile(r"^(?:|\[.*\]|[Nn]/[Aa])$", re.MULTILINE)
 _UNIT_SUFFIX = compile_linear(r"[ \t]+([^\s\d.+-]\S*)$")
 _UNIT_SUFFIXES = compile_linear(r"(?m)[ \t]+([^\s\d.+-]\S*)$")
 
-_EPOCH_NS = re.compile(r"-?\d+")
-_EPOCH_S = re.compile(r"-?\d+\.\d*")
-_WALL = r"\d{4}(?P<sep>[-/])\d{2}(?P=sep)\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?"
+# [0-9], not \d: Python's \d also matches other scripts' digits ('\u0661\u0662'), and int()
+# would take them; a timestamp is ASCII or it is not one.
+_EPOCH_NS = re.compile(r"-?[0-9]+")
+_EPOCH_S = re.compile(r"-?[0-9]+\.[0-9]*")
+_WALL = (
+    r"[0-9]{4}(?P<sep>[-/])[0-9]{2}(?P=sep)[0-9]{2}"
+    r"(?:[ T][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,9})?)?)?"
+)
 _NAIVE = re.compile(_WALL)
-_ZONED = re.compile(rf"(?P<base>{_WALL})(?P<zone>[Zz]|[+-]\d{{2}}:?\d{{2}})")
+_ZONED = re.compile(rf"(?P<base>{_WALL})(?P<zone>[Zz]|[+-][0-9]{{2}}:?[0-9]{{2}})")
+# Integer epochs without a unit: by magnitude (|n| of the first row), milliseconds from
+# 1e11 (1973-03-03 in ms; 100 s after the epoch in ns) and microseconds from 1e14 (1973 in
+# us; 28 hours after the epoch in ns) up to 1e17 (1973 in ns). Below 1e11 and from 1e17 on
+# the column is nanoseconds as before.
+_EPOCH_MAGNITUDES = (
+    (10**11, 10**14, 10**6, "milliseconds"),
+    (10**14, 10**17, 10**3, "microseconds"),
+)
+_MAX_EPOCH_DIGITS = 20  # int64 has 19 digits; longer cells are out of range, not parsed
+_CELL_SHOWN = 40  # characters of a cell an error message quotes
+_READ_CACHE = 8  # stored snapshots an import keeps decoded while it compares windows
 _FORMAT_NAMES = {
     _EPOCH_NS: "integer epoch nanoseconds",
     _EPOCH_S: "decimal epoch seconds",
@@ -109,6 +146,13 @@ def _cell_error(where: str, line: int, column: str, message: str) -> ValidationE
     return _fail(where, line, f"column {column!r}: {message}", column=column)
 
 
+def _show(cell: str) -> str:
+    """A cell as an error message quotes it: cut short past ``_CELL_SHOWN`` characters."""
+    if len(cell) <= _CELL_SHOWN:
+        return cell
+    return f"{cell[: _CELL_SHOWN // 2]}...({len(cell)} characters)"
+
+
 def _split_header(cell: str) -> tuple[str, str]:
     """``'power.draw [W]'`` -> ``('power.draw', 'W')``; no brackets -> ``(cell, '')``."""
     cell = cell.strip()
@@ -119,8 +163,27 @@ def _split_header(cell: str) -> tuple[str, str]:
 # ------------------------------------------------------------------ reading
 
 
+@dataclass(frozen=True)
+class ImportedFile:
+    """What one file holds: its metric series and the host labels it states (GPU UUIDs)."""
+
+    series: list[MetricSeries]
+    labels: dict[str, str] = field(default_factory=dict)
+
+
 def read_csv(path: Path | str, *, text: str | None = None) -> list[MetricSeries]:
     """The metric series of one CSV file (``text``, if given, instead of its contents).
+
+    Raises ``ValidationError`` with ``path:line`` for anything it cannot import.
+    """
+    return read_table(path, text=text).series
+
+
+def read_table(
+    path: Path | str, *, text: str | None = None, keys: Sequence[str] = ()
+) -> ImportedFile:
+    """The series and labels of one file: a CSV (module doc; ``keys`` name key columns),
+    or the text ``nvidia-smi dmon``/``pmon`` and ``dcgmi dmon`` print (``_monitors``).
 
     Raises ``ValidationError`` with ``path:line`` for anything it cannot import.
     """
@@ -128,7 +191,28 @@ def read_csv(path: Path | str, *, text: str | None = None) -> list[MetricSeries]
     where = str(p)
     if text is None:
         text = _read_text(p, where)
-    header, header_line, columns, lines = _table(text.removeprefix("\ufeff"), where)
+    text = _newlines(text.removeprefix("\ufeff"))
+    # The monitor formats read with this module's cell parsers, so they import it: here
+    # they are imported on use, not at module load (that would be circular).
+    from snapcloud.importers import _monitors
+
+    if _monitors.is_monitor_text(text):
+        if keys:
+            raise _fail(where, None, "--key is for CSV files, not monitor text")
+        return _monitors.read_monitor(text, where)
+    return _read_csv_text(p, where, text, tuple(keys))
+
+
+def _newlines(text: str) -> str:
+    """``\\r\\n`` and a lone ``\\r`` (classic Mac, some loggers) as ``\\n``, so line numbers
+    count what an editor shows."""
+    if "\r" not in text:
+        return text
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _read_csv_text(p: Path, where: str, text: str, keys: tuple[str, ...]) -> ImportedFile:
+    header, header_line, columns, lines = _table(text, where)
     if not lines.size:
         raise _fail(where, header_line, "only a header, no data rows")
     width = len(header)
@@ -143,32 +227,244 @@ def read_csv(path: Path | str, *, text: str | None = None) -> list[MetricSeries]
     if width < 2:
         raise _fail(where, header_line, "no value column after the time column")
     ts = _parse_times([c.strip() for c in columns[0]], lines, where, time_name, time_unit)
-    long_file = width == 2 and _split_header(header[1])[0].lower() == "value"
-    out: list[MetricSeries] = []
-    for col in range(1, width):
-        name, unit = _split_header(header[col])
-        if long_file:
-            name = _stem_name(p, where)
-        parsed = _parse_values(columns[col], lines, where, name, unit)
-        if parsed is None:
-            log.warning("%s: column %r holds no numbers; skipped", where, name or col + 1)
-            continue
-        present, values, cell_unit = parsed
-        try:
-            validate_metric_name(name, "metric name")
-            kind = "counter" if name.endswith("_total") else "gauge"
-            series_ts = ts if present is None else ts[present]
-            out.append(MetricSeries(name, series_ts, values, kind=kind, unit=unit or cell_unit))
-        except ValidationError as exc:
-            raise _fail(where, header_line, f"column {col + 1}: {exc}", column=name) from None
-    if not out:
+    heads = [_split_header(h) for h in header]
+    table = _Columns(where, header_line, heads, columns, lines, ts)
+    keyed = _key_plan(table, keys)
+    if keyed is not None:
+        got = _keyed_series(table, keyed, p)
+    else:
+        got = ImportedFile(_plain_series(table, p))
+    if not got.series:
         raise _fail(where, header_line, "no column holds numbers")
     seen: set[str] = set()
-    for m in out:
+    for m in got.series:
         if m.name in seen:
             raise _fail(where, header_line, f"metric {m.name!r} appears in two columns")
         seen.add(m.name)
+    return got
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """A parsed CSV table: header names and units, raw columns, data lines, timestamps."""
+
+    where: str
+    header_line: int
+    heads: list[tuple[str, str]]
+    columns: list[Sequence[str]]
+    lines: I64
+    ts: I64
+    key_cols: list[int] = field(default_factory=list)
+
+
+def _plain_series(t: _Columns, p: Path) -> list[MetricSeries]:
+    """A long file (one metric named after the file) or a wide one (a metric a column)."""
+    long_file = len(t.heads) == 2 and t.heads[1][0].lower() == "value"
+    out: list[MetricSeries] = []
+    for col in range(1, len(t.heads)):
+        name, unit = t.heads[col]
+        if long_file:
+            name = _stem_name(p, t.where)
+        parsed = _parse_values(t.columns[col], t.lines, t.where, name, unit)
+        if parsed is None:
+            log.warning("%s: column %r holds no numbers; skipped", t.where, name or col + 1)
+            continue
+        present, values, cell_unit = parsed
+        rows = None if present is None else np.flatnonzero(present)
+        kind = "counter" if name.endswith("_total") else "gauge"
+        out.append(_series(t, col, name, kind, unit or cell_unit, rows, values))
     return out
+
+
+def _series(
+    t: _Columns, col: int, name: str, kind: str, unit: str, rows: I64 | None, values: F64
+) -> MetricSeries:
+    """One series from ``values`` at table ``rows`` (``None``: all), in time order: rows
+    that step back are moved, stably, so equal timestamps keep the file's order."""
+    ts = t.ts if rows is None else t.ts[rows]
+    if ts.size > 1 and bool(np.any(ts[1:] < ts[:-1])):
+        order = np.argsort(ts, kind="stable")
+        ts, values = ts[order], values[order]
+    try:
+        validate_metric_name(name, "metric name")
+        return MetricSeries(name, ts, values, kind=kind, unit=unit)
+    except ValidationError as exc:
+        raise _fail(t.where, t.header_line, f"column {col + 1}: {exc}", column=name) from None
+
+
+# ------------------------------------------------------------------ key columns
+
+
+Prefix = Callable[["_Columns", tuple[str, ...], int, int], str]
+
+
+@dataclass(frozen=True)
+class _KeyPlan:
+    """Which columns key a row and how: ``prefix(table, key, line, order)`` names a key's
+    metrics (``order``: how many keys appeared before it), ``fields`` maps a tool's
+    column to the recorder's field, ``label_cols`` are per-key facts kept as labels."""
+
+    key_cols: list[int]
+    prefix: Prefix
+    fields: Mapping[str, GpuField] = field(default_factory=dict)
+    label_cols: dict[int, str] = field(default_factory=dict)
+
+
+def _key_plan(t: _Columns, keys: tuple[str, ...]) -> _KeyPlan | None:
+    names = [n for n, _ in t.heads]
+    if keys:
+        cols = []
+        for k in keys:
+            if k not in names[1:]:
+                raise _fail(
+                    t.where,
+                    t.header_line,
+                    f"--key {k!r}: no such column (columns: {', '.join(names[1:])})",
+                )
+            cols.append(names.index(k))
+        return _KeyPlan(cols, _generic_prefix)
+    key = next((k for k in NVSMI_KEYS if k in names), None)
+    if key is None or not any(n in NVSMI_FIELDS for n in names):
+        return None  # not nvidia-smi --query-gpu with a GPU column: an ordinary table
+    labels = {names.index(n): label for n, label in NVSMI_LABELS.items() if n in names}
+    return _KeyPlan([names.index(key)], _nvsmi_prefix, NVSMI_FIELDS, labels)
+
+
+def _generic_prefix(t: _Columns, key: tuple[str, ...], line: int, order: int) -> str:
+    """``<column>.<value>`` for each key column, joined by dots."""
+    parts = []
+    for k, value in zip(t.key_cols, key, strict=True):
+        column = t.heads[k][0]
+        parts.append(key_part(t.where, line, column, column, value))
+    return ".".join(parts)
+
+
+def key_part(where: str, line: int, column: str, label: str, value: str) -> str:
+    """``<label>.<value>`` when that can be part of a metric name, else ``ValidationError``."""
+    try:
+        validate_metric_name(f"{label}.{value}", "key")
+    except ValidationError:
+        raise _cell_error(
+            where,
+            line,
+            column,
+            f"key value {_show(value)!r} cannot be part of a metric name "
+            "(letters, digits, '_.:%-')",
+        ) from None
+    return f"{label}.{value}"
+
+
+def _nvsmi_prefix(t: _Columns, key: tuple[str, ...], line: int, order: int) -> str:
+    """``gpu.<index>``; by ``uuid`` or ``pci.bus_id``, GPUs are numbered in the order they
+    first appear (nvidia-smi prints them in index order every sample)."""
+    column = t.heads[t.key_cols[0]][0]
+    if column != "index":
+        return f"gpu.{order}"
+    return gpu_prefix(t.where, line, column, key[0])
+
+
+def gpu_prefix(where: str, line: int, column: str, index: str) -> str:
+    """``gpu.<index>`` for a GPU index cell; raises ``ValidationError`` for another cell."""
+    if not (index.isascii() and index.isdigit() and len(index) < 6):
+        raise _cell_error(where, line, column, f"GPU index {_show(index)!r} is no number")
+    return f"gpu.{int(index)}"
+
+
+def _keyed_series(t: _Columns, plan: _KeyPlan, p: Path) -> ImportedFile:
+    """One series per (key, value column); raises ``ValidationError`` naming the cell."""
+    t = _Columns(t.where, t.header_line, t.heads, t.columns, t.lines, t.ts, plan.key_cols)
+    gid, prefixes = _group_rows(t, plan)
+    labels = _group_labels(t, plan, gid, prefixes)
+    skip = set(plan.key_cols) | set(plan.label_cols)
+    values_at = [c for c in range(1, len(t.heads)) if c not in skip]
+    long_file = len(values_at) == 1 and t.heads[values_at[0]][0].lower() == "value"
+    out: list[MetricSeries] = []
+    for col in values_at:
+        head, unit = t.heads[col]
+        gpu = plan.fields.get(head)
+        if gpu is not None and unit not in ("", gpu.source_unit):
+            gpu = None  # another unit than the tool's own: keep the column as it is
+        parsed = _parse_gpu_cells(t, col, gpu) if gpu and gpu.parse != "number" else None
+        if parsed is None:
+            parsed = _parse_values(t.columns[col], t.lines, t.where, head, unit)
+        if parsed is None:
+            log.warning("%s: column %r holds no numbers; skipped", t.where, head or col + 1)
+            continue
+        present, values, cell_unit = parsed
+        rows = np.arange(t.ts.size) if present is None else np.flatnonzero(present)
+        field_name = _stem_name(p, t.where) if long_file else head
+        kind = "counter" if field_name.endswith("_total") else "gauge"
+        unit = unit or cell_unit
+        if gpu is not None:
+            field_name, unit, kind = gpu.name, gpu.unit, gpu.kind
+            values = scale_exactly(values, gpu.scale)
+        groups = gid[rows]
+        for g in np.unique(groups).tolist():
+            sel = groups == g
+            name = f"{prefixes[g]}.{field_name}"
+            out.append(_series(t, col, name, kind, unit, rows[sel], values[sel]))
+    return ImportedFile(out, labels)
+
+
+def _group_rows(t: _Columns, plan: _KeyPlan) -> tuple[I64, list[str]]:
+    """Each row's group and each group's metric prefix; raises ``ValidationError`` for a
+    row without a key or a key that cannot be part of a metric name."""
+    cells = [[c.strip() for c in t.columns[k]] for k in plan.key_cols]
+    keys = list(zip(*cells, strict=True))
+    for i, key in enumerate(keys):
+        missing = next((j for j, v in enumerate(key) if _is_missing(v)), None)
+        if missing is not None:
+            column = t.heads[plan.key_cols[missing]][0]
+            raise _cell_error(t.where, int(t.lines[i]), column, "a key column needs a value")
+    index: dict[tuple[str, ...], int] = {}
+    gid = np.fromiter(
+        (index.setdefault(k, len(index)) for k in keys), dtype=np.int64, count=len(keys)
+    )
+    firsts = np.unique(gid, return_index=True)[1]
+    prefixes = [plan.prefix(t, key, int(t.lines[firsts[g]]), g) for g, key in enumerate(index)]
+    return gid, prefixes
+
+
+def _group_labels(t: _Columns, plan: _KeyPlan, gid: I64, prefixes: list[str]) -> dict[str, str]:
+    """Per-GPU facts (``gpu.<i>.uuid``, ...): one value per GPU in the whole file.
+
+    Raises ``ValidationError`` at the first row that gives a GPU a second value.
+    """
+    labels: dict[str, str] = {}
+    for col, label in plan.label_cols.items():
+        column = t.heads[col][0]
+        for i, (g, raw) in enumerate(zip(gid.tolist(), t.columns[col], strict=True)):
+            value = raw.strip()
+            if _is_missing(value):
+                continue
+            key = f"{prefixes[g]}.{label}"
+            held = labels.setdefault(key, value)
+            if held != value:
+                gpu = prefixes[g].removeprefix("gpu.")
+                raise _cell_error(
+                    t.where,
+                    int(t.lines[i]),
+                    column,
+                    f"gpu {gpu} is {_show(value)!r} here but {_show(held)!r} before; "
+                    "import the parts before and after the change separately",
+                )
+    return labels
+
+
+def _parse_gpu_cells(t: _Columns, col: int, gpu: GpuField) -> tuple[Mask | None, F64, str] | None:
+    """A column nvidia-smi prints as words (``P0``, ``0x...04``) as the recorder's numbers."""
+    parse = parse_pstate if gpu.parse == "pstate" else parse_hex
+    cells = [c.strip() for c in t.columns[col]]
+    present = np.fromiter((not _is_missing(c) for c in cells), dtype=np.bool_, count=len(cells))
+    if not present.any():
+        return None
+    values = np.empty(int(present.sum()), dtype=np.float64)
+    for j, i in enumerate(np.flatnonzero(present).tolist()):
+        try:
+            values[j] = parse(cells[i])
+        except ValueError as exc:
+            raise _cell_error(t.where, int(t.lines[i]), t.heads[col][0], str(exc)) from None
+    return present, values, gpu.unit
 
 
 def _read_text(p: Path, where: str) -> str:
@@ -289,7 +585,7 @@ def _parse_times(cells: list[str], lines: I64, where: str, column: str, unit: st
                 where, int(lines[0]), column, f"unit [{unit}] does not fit epoch {first!r}"
             )
         if _EPOCH_NS.fullmatch(first):
-            ts = _epoch_integers(cells, lines, where, column, scale)
+            ts = _epoch_integers(cells, lines, where, column, scale, unit)
         else:
             ts = _epoch_seconds(cells, lines, where, column)
     elif _NAIVE.fullmatch(first):
@@ -308,11 +604,16 @@ def _parse_times(cells: list[str], lines: I64, where: str, column: str, unit: st
     back = np.flatnonzero(ts[1:] < ts[:-1])
     if back.size:
         i = int(back[0]) + 1
-        raise _cell_error(
+        log.warning(
+            "%s:%d: column %r: %d row(s) step back in time, the first here (%r after %r on "
+            "line %d); every row is kept and stored in time order (docs/architecture.md, D2)",
             where,
             int(lines[i]),
             column,
-            f"timestamp {cells[i]!r} is earlier than {cells[i - 1]!r} on line {int(lines[i - 1])}",
+            back.size,
+            _show(cells[i]),
+            _show(cells[i - 1]),
+            int(lines[i - 1]),
         )
     return ts
 
@@ -332,15 +633,27 @@ def _out_of_range(where: str, line: int, column: str, cell: str) -> ValidationEr
     return _cell_error(where, line, column, f"timestamp {cell!r} is out of range (years 1678-2261)")
 
 
-def _epoch_integers(cells: list[str], lines: I64, where: str, column: str, scale: int) -> I64:
+def _epoch_integers(
+    cells: list[str], lines: I64, where: str, column: str, scale: int, unit: str
+) -> I64:
     _require(cells, _EPOCH_NS, lines, where, column)
+    too_long = next((i for i, c in enumerate(cells) if len(c) > _MAX_EPOCH_DIGITS), None)
+    if too_long is not None:  # int() of it would be slow or refused outright
+        raise _cell_error(
+            where,
+            int(lines[too_long]),
+            column,
+            f"timestamp {_show(cells[too_long])!r} is out of range",
+        )
     numbers = list(map(int, cells))
+    if not unit:
+        scale = _scale_by_magnitude(numbers, cells, lines, where, column)
     limit = _I64_MAX // scale
     if min(numbers) < -limit or max(numbers) > limit:
         i = next(i for i, n in enumerate(numbers) if abs(n) > limit)
         raise _cell_error(where, int(lines[i]), column, f"timestamp {cells[i]!r} is out of range")
     ts: I64 = np.array(numbers, dtype=np.int64) * np.int64(scale)
-    if scale == 1 and ts.size and int(ts.min()) >= 0 and int(ts.max()) < 10**11:
+    if not unit and ts.size and int(ts.min()) >= 0 and int(ts.max()) < 10**11:
         log.warning(
             "%s: column %r: integer timestamps are epoch nanoseconds and these all fall in the "
             "first 100 s of 1970; write the header as '%s [s]' if they are seconds",
@@ -351,9 +664,50 @@ def _epoch_integers(cells: list[str], lines: I64, where: str, column: str, scale
     return ts
 
 
+def _scale_by_magnitude(
+    numbers: list[int], cells: list[str], lines: I64, where: str, column: str
+) -> int:
+    """Nanoseconds per unit of a unitless integer epoch column, from its first row's
+    magnitude (``_EPOCH_MAGNITUDES``); every row must then have that magnitude.
+
+    Raises ``ValidationError`` naming the first row of another magnitude.
+    """
+    first = abs(numbers[0])
+    for low, high, scale, name in _EPOCH_MAGNITUDES:
+        if low <= first < high:
+            bad = next((i for i, n in enumerate(numbers) if not low <= abs(n) < high), None)
+            if bad is not None:
+                raise _cell_error(
+                    where,
+                    int(lines[bad]),
+                    column,
+                    f"timestamp {_show(cells[bad])!r} is not epoch {name} like {cells[0]!r} on "
+                    f"line {int(lines[0])}; write the header as '{column} [ms]', '[us]' or "
+                    "'[ns]' to say which",
+                )
+            log.info(
+                "%s: column %r: integer timestamps read as epoch %s (by their magnitude); "
+                "write the header as '%s [ns]' if they are nanoseconds",
+                where,
+                column,
+                name,
+                column,
+            )
+            return scale
+    return 1
+
+
 def _epoch_seconds(cells: list[str], lines: I64, where: str, column: str) -> I64:
     _require(cells, _EPOCH_S, lines, where, column)
     parts = [c.partition(".") for c in cells]
+    too_long = next((i for i, p in enumerate(parts) if len(p[0]) > _MAX_EPOCH_DIGITS), None)
+    if too_long is not None:
+        raise _cell_error(
+            where,
+            int(lines[too_long]),
+            column,
+            f"timestamp {_show(cells[too_long])!r} is out of range",
+        )
     whole = [abs(int(w)) for w, _, _ in parts]
     if max(whole) > _MAX_WHOLE_SECONDS:
         i = next(i for i, w in enumerate(whole) if w > _MAX_WHOLE_SECONDS)
@@ -466,8 +820,35 @@ def _parse_values(
 
 
 def _floats(cells: Sequence[str]) -> F64:
-    """``float()`` of every cell, bit for bit; raises ``ValueError`` on the first that is not."""
-    return np.fromiter(map(float, cells), dtype=np.float64, count=len(cells))
+    """``float()`` of every cell, bit for bit; raises ``ValueError`` on the first that is not,
+    and when a cell is not ASCII or overflows to an infinity without saying ``inf``
+    (:func:`_strict_float` then finds the cell and says which rule it broke)."""
+    values = np.fromiter(map(float, cells), dtype=np.float64, count=len(cells))
+    if not "".join(cells).isascii():
+        raise ValueError("a cell is not ASCII")
+    inf = np.flatnonzero(np.isinf(values))
+    if inf.size and not all(_is_literal_inf(cells[i]) for i in inf.tolist()):
+        raise ValueError("a cell overflows float64")
+    return values
+
+
+def _is_literal_inf(cell: str) -> bool:
+    return cell.strip().lstrip("+-").lower() in ("inf", "infinity")
+
+
+def _strict_float(number: str) -> float:
+    """``float(number)``, refusing what ``float`` lets through: digits of other scripts
+    (``'\u0661\u0662'`` is 12 to Python) and values past the float64 range (``1e309`` and a
+    long enough digit string become ``inf``) unless the cell is the literal ``inf``.
+
+    Raises ``ValueError`` with the reason as its message.
+    """
+    if not number.isascii():
+        raise ValueError("only ASCII digits are numbers here")
+    value = float(number)
+    if math.isinf(value) and not _is_literal_inf(number):
+        raise ValueError("is outside the float64 range (write inf for an infinity)")
+    return value
 
 
 def _split_unit(cell: str) -> tuple[str, str]:
@@ -488,14 +869,22 @@ def _cell_by_cell(
         zip(cells, parsed, lines.tolist(), strict=True)
     ):
         try:
-            values[i] = float(number)
-        except ValueError:
-            raise _cell_error(where, line, name, f"cannot parse {cell!r} as a number") from None
+            values[i] = _strict_float(number)
+        except ValueError as exc:
+            shown = _show(cell)
+            reason = (
+                f"cannot parse {shown!r} as a number"
+                if str(exc).startswith("could not convert")
+                else f"{shown!r} {exc}"
+                if str(exc).startswith("is outside")
+                else f"cannot parse {shown!r} as a number: {exc}"
+            )
+            raise _cell_error(where, line, name, reason) from None
         if cell_unit and not unit:
             unit, unit_source = cell_unit, f"{cell_unit!r} on line {line}"
         elif cell_unit and cell_unit != unit:
             raise _cell_error(
-                where, line, name, f"unit {cell_unit!r} of {cell!r} is not {unit_source}"
+                where, line, name, f"unit {cell_unit!r} of {_show(cell)!r} is not {unit_source}"
             )
     return values, unit
 
@@ -588,16 +977,25 @@ def cut_windows(
 
 
 def import_files(
-    host: str, paths: Iterable[Path | str], *, window_ns: int, fingerprint: str = ""
+    host: str,
+    paths: Iterable[Path | str],
+    *,
+    window_ns: int,
+    fingerprint: str = "",
+    keys: Sequence[str] = (),
 ) -> list[ProfileSnapshot]:
-    """Read every file and cut windows over all their series together.
+    """Read every file (``read_table``; ``keys`` name key columns of CSV files) and cut
+    windows over all their series together; the files' labels go on every window.
 
-    Raises ``ValidationError`` for a bad file or a metric name found in two files.
+    Raises ``ValidationError`` for a bad file, a metric name found in two files, or two
+    files that give one label two values.
     """
     series: list[MetricSeries] = []
     origin: dict[str, str] = {}
+    labels: dict[str, str] = {}
     for path in paths:
-        for m in read_csv(path):
+        got = read_table(path, keys=keys)
+        for m in got.series:
             if m.name in origin:
                 raise ValidationError(
                     f"metric {m.name!r} is in both {origin[m.name]} and {path}",
@@ -606,7 +1004,17 @@ def import_files(
                 )
             origin[m.name] = str(path)
             series.append(m)
-    return cut_windows(host, series, window_ns=window_ns, fingerprint=fingerprint)
+        for key, value in got.labels.items():
+            if labels.setdefault(key, value) != value:
+                raise ValidationError(
+                    f"{path}: label {key!r} is {value!r} here but {labels[key]!r} in an "
+                    "earlier file",
+                    field="files",
+                    path=str(path),
+                )
+    return cut_windows(
+        host, series, window_ns=window_ns, fingerprint=fingerprint, labels=labels or None
+    )
 
 
 # ------------------------------------------------------------------ storing
@@ -614,10 +1022,13 @@ def import_files(
 
 @dataclass
 class ImportOutcome:
-    """What ``append_windows`` did: the entries it appended, and the windows already stored."""
+    """What ``append_windows`` did: the entries it appended, the entries that already held
+    every sample of a window, and how many samples were already stored."""
 
     appended: list[IndexEntry] = field(default_factory=list)
     already_stored: list[IndexEntry] = field(default_factory=list)
+    samples_already_stored: int = 0
+    range_hints_written: int = 0
 
 
 def append_windows(
@@ -626,40 +1037,89 @@ def append_windows(
     *,
     on_each: Callable[[], None] | None = None,
 ) -> ImportOutcome:
-    """Append the windows ``stream`` does not hold yet, in order; skip those it holds.
+    """Append what ``stream`` does not hold yet, sample by sample, in order.
 
-    An import is acknowledged by its end (exit 0). One that was interrupted (a
-    crash, a kill, a lost connection) and is run again must not store a window
-    twice: a window counts as stored when an entry of the stream has its window
-    bounds and the content checksum the window would have at that entry's seq,
-    and the snapshot read back at that seq is bit for bit the window. So a rerun
-    appends exactly what the interrupted run did not, and the stream ends as an
-    uninterrupted run would have left it. ``on_each`` is called once per window.
-    Raises what ``IncrementalSnapshotStore.append`` and ``get`` raise.
+    Exactly once by sample: a sample is its metric, timestamp and value bits, with
+    multiplicity. For each window, the stored snapshots whose windows overlap it and
+    that share a metric with it are read, and only the samples they do not hold are
+    appended, as a snapshot of the same window (windows may then overlap; queries answer
+    by time). So importing the same file twice stores it once, a grown file stores its
+    new rows, a file that fills a gap stores the gap, and an interrupted import run
+    again appends exactly what the first run did not. A window with nothing new is
+    reported in ``already_stored`` and not appended.
+
+    The index is read for the windows' time range only: range hints and tier tables say
+    which keyframe groups lie outside it, and their segments are not read (at most one
+    read per group in range, plus the open group's, which every append needs). At the
+    end, every sealed group whose segment was read or written and that has no range
+    hint gets one (one put each, once), so the next import skips it.
+    ``on_each`` is called once per window. Raises ``ValidationError`` when a window
+    overlaps what only the archive tier holds (downsampled: which samples it holds cannot
+    be told), and what ``IncrementalSnapshotStore.append`` and ``read`` raise.
     """
-    held: dict[tuple[int, int], list[IndexEntry]] = {}
-    if snapshots:
-        stream.refresh()
-        for entry in stream.entries():
-            held.setdefault((entry.window_start, entry.window_end), []).append(entry)
     outcome = ImportOutcome()
+    if not snapshots:
+        return outcome
+    stream.relist()  # another writer, or an earlier run, may have appended since
+    lo = min(s.window_start for s in snapshots)
+    hi = max(s.window_end for s in snapshots)
+    held = [(set(n), e) for n, e in stream.serving(SnapshotQuery(start_ns=lo, end_ns=hi))]
+    # a stored window wider than the import's overlaps several of them: read it once
+    read: OrderedDict[tuple[int, int], ProfileSnapshot] = OrderedDict()
     for snap in snapshots:
-        found = _stored_as(stream, snap, held.get((snap.window_start, snap.window_end), []))
-        if found is not None:
-            outcome.already_stored.append(found)
+        names = set(snap.metric_names)
+        near = [
+            e
+            for n, e in held
+            if e.window_start < snap.window_end
+            and snap.window_start < e.window_end
+            and not names.isdisjoint(n)
+        ]
+        new = snap if not near else unseen(snap, _stored(stream, snap, near, read))
+        outcome.samples_already_stored += snap.sample_count - (new.sample_count if new else 0)
+        if new is None:
+            outcome.already_stored.extend(near)
         else:
-            outcome.appended.append(stream.append(snap))
+            entry = stream.append(new)
+            outcome.appended.append(entry)
+            held.append((set(new.metric_names), entry))
         if on_each is not None:
             on_each()
+    # The groups this import read or sealed get range hints, so the next import (or a
+    # query of other times) skips them whether or not the compactor ever runs here.
+    # A hint only saves reads: one that cannot be written (no right to, a failing
+    # store) costs the next import those reads, not this import its success.
+    try:
+        outcome.range_hints_written = stream.write_range_hints()
+    except BackendError as exc:
+        log.warning("host %r: range hints not written (%s)", stream.host, exc)
     return outcome
 
 
-def _stored_as(
-    stream: IncrementalSnapshotStore, snap: ProfileSnapshot, candidates: list[IndexEntry]
-) -> IndexEntry | None:
-    """The entry that holds ``snap`` already (checksum, then a bit-exact read), if any."""
-    for entry in candidates:
-        at_seq = snap.with_seq(entry.seq)
-        if entry.checksum == at_seq.checksum and stream.get(entry.seq) == at_seq:
-            return entry
-    return None
+def _stored(
+    stream: IncrementalSnapshotStore,
+    snap: ProfileSnapshot,
+    entries: list[IndexEntry],
+    read: OrderedDict[tuple[int, int], ProfileSnapshot],
+) -> list[ProfileSnapshot]:
+    """The stored snapshots of ``entries`` (the last few kept in ``read``); raises
+    ``ValidationError`` for an archive one."""
+    archived = [e for e in entries if tier_of_key(e.key) == "archive"]
+    if archived:
+        raise ValidationError(
+            f"host {stream.host!r}: the window starting {snap.window_start} overlaps "
+            f"snapshots the archive tier holds downsampled (seq {archived[0].seq}); which "
+            "of its samples are stored cannot be told, so it is not imported",
+            host=stream.host,
+            seq=archived[0].seq,
+        )
+    out = []
+    for e in entries:
+        key = (e.seq, e.checksum)
+        got = read.get(key)
+        if got is None:
+            got = read[key] = stream.read(e)
+            while len(read) > _READ_CACHE:
+                read.popitem(last=False)
+        out.append(got)
+    return out

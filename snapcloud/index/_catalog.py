@@ -157,7 +157,7 @@ def entry_from_index(
         st = tiers.setdefault(tier, TierStats())
         groups.setdefault(tier, set()).add((e.base, "") if tier == "raw" else (0, e.key))
         st.snapshots += 1
-        st.keyframes += e.kind == "k"
+        st.keyframes += tier == "raw" and e.kind == "k"  # a tier object's members are not
         st.samples += e.samples
         st.stored_bytes += e.stored_bytes
         st.raw_bytes += e.raw_bytes

@@ -29,7 +29,13 @@ from snapcloud.query._api import (
     scan,
 )
 from snapcloud.query._executor import Budget, Fetched
-from snapcloud.query._export import FORMATS, ExportReport, export_parquet, format_result
+from snapcloud.query._export import (
+    EXPORT_MODES,
+    FORMATS,
+    ExportReport,
+    export_parquet,
+    format_result,
+)
 from snapcloud.query._planner import HostPlan, QueryPlan
 from snapcloud.query._plot import (
     plot_figure,
@@ -52,6 +58,7 @@ __all__ = [
     "AGGREGATIONS",
     "COUNTER_AGGREGATIONS",
     "DEFAULT_WORKERS",
+    "EXPORT_MODES",
     "FORMATS",
     "GROUP_BUILTINS",
     "PERCENTILES",

@@ -23,6 +23,13 @@ so no Python code runs per sample. Semantics (also in docs/QUERY.md):
   rise is then the new value); the sample before the range is not read, so the
   first sample contributes nothing. A rise belongs to the row (bucket) of its
   later sample. Summed over the series of a row.
+- By time: "consecutive" and "latest" follow timestamps, not storage order. A
+  host's windows may overlap or come back in time (a re-import, a backfill, a
+  clock that stepped back: docs/architecture.md D2); its samples are then taken
+  merged by timestamp, equal timestamps in the order they were stored (seq, then
+  position). Counters of such a host are held (counted against the memory limit)
+  and folded in that order at the end; a host whose planned windows follow each
+  other in time streams as before.
 - ``rate``: per series, its increase divided by the time those rises span (in
   seconds), i.e. per second; summed over the series of a row (total rate).
   ``rate`` and ``increase`` are null for gauges.
@@ -182,6 +189,10 @@ class Aggregator:
             slot=(np.int64, 0), inc=(np.float64, 0.0), dt=(np.float64, 0.0), n=(np.int64, 0)
         )
         self._kept: list[tuple[npt.NDArray[np.int32], F64]] = []
+        # hosts whose planned windows do not follow each other in time, and their counter
+        # samples (series, time, value, row) held until the answer
+        self._unordered: dict[str, bool] = {}
+        self._held_counters: list[tuple[I64, I64, F64, I64]] = []
 
     # ------------------------------------------------------------------ registries
 
@@ -367,8 +378,45 @@ class Aggregator:
                 self.budget.hold(12 * vals.size)
             self._kept.append((np.repeat(slots, cnt[ne]).astype(np.int32), vals.copy()))
         if counters:
-            self._fold_counters(lay, mid, ts, vals, run_slot[rid])
+            if self._in_time_order(hp):
+                self._fold_counters(lay, mid, ts, vals, run_slot[rid])
+            else:
+                self._hold_counters(lay, mid, ts, vals, run_slot[rid])
         return total
+
+    def _in_time_order(self, hp: HostPlan) -> bool:
+        """Whether every planned window of ``hp`` starts at or after the end of the windows
+        planned before it (then its snapshots, in seq order, are in time order)."""
+        unordered = self._unordered.get(hp.host)
+        if unordered is None:
+            end: int | None = None
+            unordered = False
+            for e in hp.entries:
+                if end is not None and e.window_start < end:
+                    unordered = True
+                    break
+                end = e.window_end if end is None else max(end, e.window_end)
+            self._unordered[hp.host] = unordered
+        return not unordered
+
+    def _hold_counters(self, lay: _Layout, mid: I64, ts: I64, vals: F64, slot: I64) -> None:
+        keep = lay.counter[mid]
+        if not keep.any():
+            return
+        if self.budget is not None:
+            self.budget.hold(32 * int(keep.sum()), "counter samples of overlapping windows")
+        self._held_counters.append((lay.series[mid[keep]], ts[keep], vals[keep], slot[keep]))
+
+    def _fold_held_counters(self) -> None:
+        """Fold the held counter samples by time: per series, stably sorted by timestamp
+        (the order they were held in breaks ties: seq, then position)."""
+        if not self._held_counters:
+            return
+        held = self._held_counters
+        series, ts, vals, slot = (np.concatenate([h[i] for h in held]) for i in range(4))
+        self._held_counters.clear()
+        order = np.lexsort((ts, series))  # lexsort is stable: ties keep the held order
+        self._fold_series(series[order], ts[order], vals[order], slot[order])
 
     def _fold_last(self, slots: I64, t: I64, v: F64) -> None:
         order = np.lexsort((np.arange(slots.size), t, slots))
@@ -381,12 +429,15 @@ class Aggregator:
 
     def _fold_counters(self, lay: _Layout, mid: I64, ts: I64, vals: F64, slot: I64) -> None:
         keep = lay.counter[mid]
-        m, t, v, s = mid[keep], ts[keep], vals[keep], slot[keep]
-        if not m.size:
-            return
-        first = np.ones(m.size, dtype=bool)
-        first[1:] = m[1:] != m[:-1]
-        sid = lay.series[m[first]]
+        if keep.any():
+            self._fold_series(lay.series[mid[keep]], ts[keep], vals[keep], slot[keep])
+
+    def _fold_series(self, series: I64, t: I64, v: F64, s: I64) -> None:
+        """Fold counter samples whose series run in blocks, each block in time order and
+        after what that series' carry holds."""
+        first = np.ones(series.size, dtype=bool)
+        first[1:] = series[1:] != series[:-1]
+        sid = series[first]
         carry_t, carry_v = self._carry["t"], self._carry["v"]
         prev_v = np.empty_like(v)
         prev_t = np.empty_like(t)
@@ -399,7 +450,6 @@ class Aggregator:
             return
         rise = np.where(v >= prev_v, v - prev_v, v)
         span = (t - prev_t).astype(np.float64)
-        series = lay.series[m]
         change = first.copy()
         change[1:] |= s[1:] != s[:-1]
         run_start = np.flatnonzero(change)
@@ -410,7 +460,7 @@ class Aggregator:
             ],
             dtype=np.int64,
         )
-        pair = np.repeat(run_pair, np.diff(np.append(run_start, m.size)))[ok]
+        pair = np.repeat(run_pair, np.diff(np.append(run_start, series.size)))[ok]
         np.add.at(self._pairs["inc"], pair, rise[ok])
         np.add.at(self._pairs["dt"], pair, span[ok])
         np.add.at(self._pairs["n"], pair, 1)
@@ -475,6 +525,7 @@ class Aggregator:
                 "last": st["last_v"],
             }
         values.update(self._percentile_values(n))
+        self._fold_held_counters()
         if self._counters:
             values["rate"], values["increase"] = self._counter_values(n)
         columns: list[list[Cell]] = []
@@ -534,14 +585,19 @@ class SeriesCollector:
         for key in sorted(self._parts):
             parts = self._parts[key]
             kind, unit = self._meta[key]
+            ts = np.concatenate([p[0] for p in parts])
+            values = np.concatenate([p[1] for p in parts])
+            if ts.size > 1 and bool(np.any(ts[1:] < ts[:-1])):  # windows overlapped: by time
+                order = np.argsort(ts, kind="stable")
+                ts, values = ts[order], values[order]
             out.append(
                 Series(
                     host=key[0],
                     metric=key[1],
                     kind=kind,
                     unit=unit,
-                    timestamps=np.concatenate([p[0] for p in parts]),
-                    values=np.concatenate([p[1] for p in parts]),
+                    timestamps=ts,
+                    values=values,
                 )
             )
         return out

@@ -18,6 +18,7 @@ window is spooled, nothing more is appended, and ``run`` raises ``LeaseHeld``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
@@ -48,9 +49,10 @@ from snapcloud.models import (
     validate_metric_name,
 )
 from snapcloud.recorder._fingerprint import Fingerprinter
-from snapcloud.recorder._sampler import Clock, Sampler, Window
+from snapcloud.recorder._journal import Journal
+from snapcloud.recorder._sampler import Clock, Sampler, Tick, Window
 from snapcloud.recorder._spool import DEFAULT_SPOOL_MAX_BYTES, Spool
-from snapcloud.recorder._uploader import Uploader
+from snapcloud.recorder._uploader import Uploader, stream_end
 from snapcloud.store import Repository
 
 __all__ = [
@@ -218,6 +220,7 @@ class Recorder:
         self.on_window = on_window
         self.spool: Spool | None = None
         self.uploader: Uploader | None = None
+        self.journal: Journal | None = None
         self._labels: dict[str, str] = {}
         self._unreported_drops = 0
         self._unspooled = 0
@@ -289,6 +292,8 @@ class Recorder:
         cfg = self.config
         flushed = False
         self.spool = Spool(self.spool_dir, max_bytes=cfg.spool_max_bytes)
+        self.journal = Journal(self.spool_dir)
+        resume = self._recover()
         self.uploader = Uploader(
             self.spool,
             self.stream,
@@ -313,7 +318,14 @@ class Recorder:
                 self.repo.description,
                 self.spool_dir,
             )
-            self.sampler.run(self._seal, stop=self._stop, duration_s=duration)
+            self.sampler.run(
+                self._seal,
+                stop=self._stop,
+                duration_s=duration,
+                not_before_ns=self._not_before(),
+                resume=resume,
+                on_tick=self._journal_tick,
+            )
             if self.keeper.error is None and len(self.spool):
                 flushed = self.uploader.flush(cfg.flush_timeout_s)
             else:
@@ -325,6 +337,8 @@ class Recorder:
             self.keeper.stop(timeout=_STOP_JOIN_S)
             if uploader_ended and self.keeper.error is None:
                 self._release()
+            if self.journal is not None:
+                self.journal.close()
             self.spool.close()
         summary = RecordSummary(host=self.host)
         self._fill(summary)
@@ -363,6 +377,77 @@ class Recorder:
             ) from self.keeper.error
         elif not self.lease.held:
             _log.warning("store not reachable yet; sampling into the spool, retrying the store")
+
+    # ------------------------------------------------------------------ journal
+
+    def _recover(self) -> list[Tick]:
+        """Take what a stopped run left in the journal: a window sealed but not confirmed
+        spooled goes (again) into the spool, the ticks of the window it was filling are
+        returned for the sampler to go on with. The journal then holds just those ticks."""
+        assert self.spool is not None and self.journal is not None
+        try:
+            replay = self.journal.replay()
+            if replay.sealed is not None:
+                sid = replay.sealed.metadata.get("spool_id")
+                if all(Spool.spool_id(p) != sid for p in self.spool.pending()):
+                    self.spool.put(replay.sealed)
+                    _log.info(
+                        "journal: a window sealed by a stopped run was not confirmed in the "
+                        "spool; spooled it again (the uploader skips it if the store has it)"
+                    )
+            self.journal.reset()
+            for tick in replay.ticks:
+                self.journal.tick(tick)
+            if replay.ticks:
+                self.journal.sync()
+                _log.info(
+                    "journal: %d tick(s) a stopped run took are replayed into this run's "
+                    "first window",
+                    len(replay.ticks),
+                )
+            return replay.ticks
+        except OSError as exc:
+            self._journal_failed(exc)
+            return []
+
+    def _journal_tick(self, tick: Tick) -> None:
+        if self.journal is None:
+            return
+        try:
+            self.journal.tick(tick)
+        except OSError as exc:
+            self._journal_failed(exc)
+
+    def _journal_failed(self, exc: OSError) -> None:
+        # Without the journal a kill loses the open window, as before it existed; the
+        # sealed windows still go through the spool. Say so once and go on sampling.
+        self._errors += 1
+        self._last_error = f"journal failed: {exc}"
+        _log.error("journal %s failed (%s); recording goes on without it", self.journal, exc)
+        if self.journal is not None:
+            with contextlib.suppress(OSError):
+                self.journal.close()
+        self.journal = None
+
+    def _not_before(self) -> int | None:
+        """Where this host's data already ends: the newest spooled window, and the
+        stream's last entries when the store answered at start. A wall clock behind it
+        must not stamp over it (the sampler then stamps from there on)."""
+        assert self.spool is not None
+        ends = []
+        pending = self.spool.pending()
+        newest = self.spool.load(pending[-1]) if pending else None
+        if newest is not None:
+            ends.append(newest.window_end)
+        if self.lease.held:
+            try:
+                end = stream_end(self.stream, self.config.tail_check)
+            except (SnapcloudError, OSError) as exc:
+                _log.info("stream end unknown at start (%s); the uploader checks it", exc)
+            else:
+                if end is not None:
+                    ends.append(end)
+        return max(ends) if ends else None
 
     def _release(self) -> None:
         try:
@@ -408,6 +493,10 @@ class Recorder:
             "partial": window.partial,
             "spool_id": uuid.uuid4().hex,
         }
+        if window.clock_offset_ns:
+            metadata["clock_offset_ns"] = window.clock_offset_ns
+        if window.recovered_ticks:
+            metadata["recovered_ticks"] = window.recovered_ticks
         # Device facts change (a GPU lost, a MIG layout, a driver): each window says what held
         # when it was sealed.
         self._labels = self._collect_labels()
@@ -420,6 +509,11 @@ class Recorder:
             labels=self._labels,
             metadata=metadata,
         )
+        if self.journal is not None:
+            try:
+                self.journal.seal(snap)  # a kill from here on finds the window here
+            except OSError as exc:
+                self._journal_failed(exc)
         try:
             path = self.spool.put(snap)
         except OSError as exc:
@@ -432,6 +526,11 @@ class Recorder:
             self._unreported_drops += 1
             _log.error("window %s not spooled (%s); it is lost", window.start_ns, why)
             return
+        if self.journal is not None:
+            try:
+                self.journal.reset()  # the spool has the window now
+            except OSError as exc:
+                self._journal_failed(exc)
         self._unreported_drops = self.spool.enforce_bound()
         self.uploader.notify()
         status = self.status()

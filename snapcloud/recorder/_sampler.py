@@ -31,6 +31,20 @@ the sampler compares it with the wall clock and, when the wall clock has moved
 ahead by an interval or more (NTP step, suspend), moves the grid forward by
 whole intervals. A wall clock that went back is logged and not followed (the
 stream's timestamps never go back).
+
+Not before. ``run(not_before_ns=...)`` is where the stream already ends (the
+store's last window, the spool's, the journal's last tick): a wall clock behind
+it (a host restarted before NTP synced) would stamp samples over stored ones, so
+the first tick is stamped at the first grid line at or after it instead, and the
+grid runs from there on the monotonic clock (one warning). Every window sealed
+while the stamps are ahead of the wall clock by an interval or more carries the
+offset (``Window.clock_offset_ns``); once the wall clock catches up (NTP steps
+it), the grid follows it again.
+
+Resume. ``run(resume=...)`` takes the ticks of a window a killed run left in the
+journal: the first window goes on from them when the run's first tick falls in
+it, else they are sealed first as a partial window of their own. ``on_tick``
+sees every tick as it is taken (the recorder journals it).
 """
 
 from __future__ import annotations
@@ -49,7 +63,7 @@ from snapcloud.collectors import Collector, Sample
 from snapcloud.errors import ValidationError
 from snapcloud.models import MetricSeries
 
-__all__ = ["Clock", "Sampler", "SamplerStats", "SystemClock", "Window"]
+__all__ = ["Clock", "Sampler", "SamplerStats", "SystemClock", "Tick", "Window"]
 
 _log = logging.getLogger(__name__)
 
@@ -93,7 +107,9 @@ class SystemClock:
 
 @dataclass(frozen=True)
 class Window:
-    """One sealed window: its bounds (ns, end exclusive), metrics and tick accounting."""
+    """One sealed window: its bounds (ns, end exclusive), metrics and tick accounting;
+    ``clock_offset_ns``: how far its stamps ran ahead of the wall clock (0: not by an
+    interval); ``recovered_ticks``: ticks a killed run took, replayed from the journal."""
 
     start_ns: int
     end_ns: int
@@ -104,6 +120,21 @@ class Window:
     max_late_ms: float
     collect_errors: int
     partial: bool
+    clock_offset_ns: int = 0
+    recovered_ticks: int = 0
+
+
+@dataclass(frozen=True)
+class Tick:
+    """One tick as taken: its stamp, its window's start, its samples and schedule facts
+    (``skipped``: ticks skipped just before it, ``errors``: collectors that failed)."""
+
+    ts: int
+    window_start: int
+    samples: list[Sample]
+    skipped: int = 0
+    errors: int = 0
+    late: bool = False
 
 
 @dataclass
@@ -139,6 +170,16 @@ class _Builder:
         self.skipped_ticks = 0
         self.max_late_ms = 0.0
         self.collect_errors = 0
+        self.clock_offset_ns = 0
+        self.recovered = 0
+
+    def replay(self, tick: Tick, known: Callable[[Sample], bool]) -> None:
+        """Add a tick a killed run took (from the journal)."""
+        self.add(tick.ts, tick.samples, known)
+        self.skipped_ticks += tick.skipped
+        self.collect_errors += tick.errors
+        self.late_ticks += tick.late
+        self.recovered += 1
 
     def add(self, ts: int, samples: Sequence[Sample], known: Callable[[Sample], bool]) -> None:
         row = len(self.ts)
@@ -175,6 +216,8 @@ class _Builder:
             max_late_ms=self.max_late_ms,
             collect_errors=self.collect_errors,
             partial=partial,
+            clock_offset_ns=self.clock_offset_ns,
+            recovered_ticks=self.recovered,
         )
 
 
@@ -265,20 +308,30 @@ class Sampler:
         *,
         stop: threading.Event,
         duration_s: float | None = None,
+        not_before_ns: int | None = None,
+        resume: Sequence[Tick] = (),
+        on_tick: Callable[[Tick], None] | None = None,
     ) -> SamplerStats:
         """Sample until ``stop`` is set or ``duration_s`` has passed; seal the last window.
 
         ``on_window`` is called in this thread for every sealed window, the final
-        partial one included.
+        partial one included; ``on_tick`` for every tick taken. ``not_before_ns`` and
+        ``resume``: module doc.
         """
         clock, interval, interval_ns = self.clock, self.interval_s, self.interval_ns
         now_wall, now = clock.time_ns(), clock.monotonic()
-        t0_wall = -(-now_wall // interval_ns) * interval_ns if self.align else now_wall
-        t0 = now + (t0_wall - now_wall) / 1e9
+        aligned = -(-now_wall // interval_ns) * interval_ns if self.align else now_wall
+        t0 = now + (aligned - now_wall) / 1e9  # ticks are due on the real clock...
+        t0_wall = self._first_stamp(aligned, not_before_ns, resume)  # ...stamped from here
         end = None if duration_s is None else now + duration_s
         first_ts = t0_wall  # the first window of a run starts here, not at its grid line
         k = 0
-        builder: _Builder | None = None
+
+        def seal(b: _Builder, *, partial: bool) -> None:
+            b.clock_offset_ns = self._offset(t0, t0_wall)
+            self._seal(b, on_window, partial=partial)
+
+        builder = self._resumed(resume, t0_wall, seal)
         while not stop.is_set():
             due = t0 + k * interval
             if end is not None and due >= end:
@@ -297,7 +350,7 @@ class Sampler:
             late_ms = max(0.0, (now - due) * 1e3)
             ts = t0_wall + k * interval_ns
             if builder is not None and self._window_of(ts) != builder.index:
-                self._seal(builder, on_window, partial=False)
+                seal(builder, partial=False)
                 builder = None
             if builder is None:
                 w = self._window_of(ts)
@@ -313,19 +366,67 @@ class Sampler:
             builder.skipped_ticks += max(behind, 0)
             builder.collect_errors += errors
             builder.max_late_ms = max(builder.max_late_ms, late_ms)
-            if late_ms > self.late_threshold_s * 1e3:
+            late = late_ms > self.late_threshold_s * 1e3
+            if late:
                 builder.late_ticks += 1
                 self.stats.late_ticks += 1
             self.stats.ticks += 1
             self.stats.collect_errors += errors
+            if on_tick is not None:
+                on_tick(Tick(ts, builder.start_ns, samples, max(behind, 0), errors, late))
             k += 1
             if self._window_of(t0_wall + k * interval_ns) != builder.index:
-                self._seal(builder, on_window, partial=False)
+                seal(builder, partial=False)
                 builder = None
                 t0_wall = self._follow_wall_clock(t0, t0_wall)
         if builder is not None and builder.ts:
-            self._seal(builder, on_window, partial=True)
+            seal(builder, partial=True)
         return self.stats
+
+    def _first_stamp(self, aligned: int, not_before_ns: int | None, resume: Sequence[Tick]) -> int:
+        """The first tick's stamp: ``aligned``, or the first grid line at or after where
+        the stream ends when the wall clock is behind it (logged)."""
+        floor = not_before_ns
+        if resume:
+            after = resume[-1].ts + self.interval_ns
+            floor = after if floor is None else max(floor, after)
+        if floor is None or floor <= aligned:
+            return aligned
+        step = self.interval_ns if self.align else 1
+        first = -(-floor // step) * step
+        _log.warning(
+            "sampler: the wall clock is %.3f s behind the end of this host's stream; stamping "
+            "from its end on (the offset is recorded in each window's metadata until the "
+            "wall clock catches up)",
+            (first - aligned) / 1e9,
+        )
+        self._clock_behind = True  # known: do not warn again that it went back
+        return first
+
+    def _offset(self, t0: float, t0_wall: int) -> int:
+        """How far the stamps run ahead of the wall clock now: 0 under one interval."""
+        expected = t0_wall + round((self.clock.monotonic() - t0) * 1e9)
+        ahead = expected - self.clock.time_ns()
+        return ahead if ahead >= self.interval_ns else 0
+
+    def _resumed(
+        self, resume: Sequence[Tick], first_ts: int, seal: Callable[..., None]
+    ) -> _Builder | None:
+        """Builders for the journal's ticks: each window before the one ``first_ts`` falls
+        in is sealed as partial; a tick in that window makes it the builder to go on with."""
+        builder: _Builder | None = None
+        for tick in resume:
+            w = self._window_of(tick.ts)
+            if builder is not None and builder.index != w:
+                seal(builder, partial=True)
+                builder = None
+            if builder is None:
+                builder = _Builder(w, tick.window_start, (w + 1) * self.window_ns)
+            builder.replay(tick, self._known)
+        if builder is not None and builder.index != self._window_of(first_ts):
+            seal(builder, partial=True)
+            builder = None
+        return builder
 
     def _seal(
         self, builder: _Builder, on_window: Callable[[Window], None], *, partial: bool

@@ -225,6 +225,28 @@ class Spool:
         _fsync_dir(self.directory)
         return path
 
+    def rewrite(self, path: Path, snapshot: ProfileSnapshot) -> None:
+        """Replace a spooled snapshot with another of the same spool id, durably (temp
+        file, fsync, rename over it, fsync the directory); the uploader does this to
+        restamp a snapshot before appending it. Raises ``ValidationError`` when the spool
+        id differs, ``OSError`` when the disk fails (the old file then stays)."""
+        if snapshot.metadata.get("spool_id") != self.spool_id(path):
+            raise ValidationError(f"spool rewrite: {path.name} holds another spool id")
+        data = codec.encode_keyframe(snapshot.with_seq(0) if snapshot.seq else snapshot)
+        tmp = self.directory / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            with self._lock:
+                os.replace(tmp, path)
+                self._files[path] = len(data)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(self.directory)
+
     def enforce_bound(self) -> int:
         """Drop the oldest files until the spool fits ``max_bytes``; return how many went.
 

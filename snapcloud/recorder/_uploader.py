@@ -14,6 +14,15 @@ compares the snapshot, as it would be stored at each of the last
 ``tail_check`` seqs, against those index entries' checksums (no object reads),
 confirms a match by reading that one snapshot, and removes the file instead of
 appending it again.
+
+Never over stored samples: a snapshot whose window overlaps the end of the stream
+(the recorder's clock was behind when it stamped it and the store could not be
+asked then) is stamped later by whole intervals, to start where the stream ends,
+with the shift added to its ``clock_offset_ns`` metadata; the spool file is
+rewritten with it (fsynced) before the append, so a crash in between finds the
+very same snapshot in the stream and does not append it twice. The stream's end
+is taken from its last ``tail_check`` entries when the uploader is unsure of the
+tail, then from its own appends: no extra request in the steady state.
 """
 
 from __future__ import annotations
@@ -26,11 +35,11 @@ from pathlib import Path
 
 from snapcloud.errors import SnapcloudError, SnapshotNotFound
 from snapcloud.index._lease import Backoff
-from snapcloud.models import ProfileSnapshot
+from snapcloud.models import MetricSeries, ProfileSnapshot
 from snapcloud.recorder._spool import Spool
 from snapcloud.store import IncrementalSnapshotStore
 
-__all__ = ["Uploader"]
+__all__ = ["Uploader", "restamp", "stream_end"]
 
 _log = logging.getLogger(__name__)
 
@@ -70,6 +79,8 @@ class Uploader:
         self.last_upload_ns: int | None = None
         self.waiting_for_lease = False
         self._uncertain = True  # a predecessor may have died between accept and removal
+        self._end: int | None = None  # where the stream's windows end, as far as we know
+        self.restamped = 0
         self._cached: tuple[Path, ProfileSnapshot] | None = None  # decoded once across retries
         self._stop = threading.Event()
         self._wake = threading.Event()  # cuts a backoff short (flush, stop)
@@ -122,6 +133,7 @@ class Uploader:
         if self._uncertain:
             self.stream.refresh()
             seq = self._stored_seq(snap)
+            self._end = stream_end(self.stream, self.tail_check)
             self._uncertain = False
             if seq is not None:
                 _log.info(
@@ -133,17 +145,42 @@ class Uploader:
                 self.duplicates_skipped += 1
                 self.spool.remove(path)
                 return
+        snap = self._after_the_end(path, snap)
         try:
             entry = self.stream.append(snap)
         except BaseException:
             self._uncertain = True
             raise
+        self._end = entry.window_end if self._end is None else max(self._end, entry.window_end)
         self.spool.remove(path)
         self.uploaded += 1
         self.last_upload_ns = self.wall_clock()
         _log.debug(
             "uploader: %s stored as seq %d (%d bytes)", path.name, entry.seq, entry.stored_bytes
         )
+
+    def _after_the_end(self, path: Path, snap: ProfileSnapshot) -> ProfileSnapshot:
+        """``snap``, or ``snap`` stamped later so that it starts where the stream ends
+        (rewritten in the spool first; see the module doc)."""
+        end = self._end
+        if end is None or snap.window_start >= end or not snap.metrics:
+            return snap
+        interval_ms = snap.metadata.get("interval_ms")
+        interval = round(interval_ms * 1e6) if isinstance(interval_ms, int | float) else 0
+        interval = max(interval, 1)
+        shift = -(-(end - snap.window_start) // interval) * interval
+        later = restamp(snap, shift)
+        self.spool.rewrite(path, later)
+        self._cached = (path, later)
+        self.restamped += 1
+        _log.warning(
+            "uploader: %s overlaps the %.3f s the stream already holds (the recorder's clock "
+            "was behind it); stamped %.3f s later, recorded as clock_offset_ns",
+            path.name,
+            (end - snap.window_start) / 1e9,
+            shift / 1e9,
+        )
+        return later
 
     def _stored_seq(self, snap: ProfileSnapshot) -> int | None:
         """The seq among the stream's last ``tail_check`` that holds ``snap``, if any."""
@@ -231,3 +268,38 @@ class Uploader:
             return True
         self._thread.join(timeout)
         return not self._thread.is_alive()
+
+
+def stream_end(stream: IncrementalSnapshotStore, tail: int) -> int | None:
+    """The latest window end among the stream's last ``tail`` entries (``None`` when it
+    has none): where a recorder, the stream's one writer, left it."""
+    top = stream.next_seq
+    ends = []
+    for seq in range(top - 1, max(top - 1 - tail, -1), -1):
+        try:
+            ends.append(stream.entry(seq).window_end)
+        except SnapshotNotFound:
+            continue
+    return max(ends) if ends else None
+
+
+def restamp(snap: ProfileSnapshot, shift_ns: int) -> ProfileSnapshot:
+    """``snap`` with every timestamp and its window ``shift_ns`` later, the shift added to
+    its ``clock_offset_ns`` metadata (values, names and everything else unchanged)."""
+    metrics = tuple(
+        MetricSeries.trusted(m.name, m.kind, m.unit, m.timestamps + shift_ns, m.values)
+        for m in snap.metrics
+    )
+    meta = dict(snap.metadata)
+    before = meta.get("clock_offset_ns")
+    meta["clock_offset_ns"] = (before if isinstance(before, int) else 0) + shift_ns
+    return ProfileSnapshot.trusted(
+        host=snap.host,
+        seq=0,
+        window_start=snap.window_start + shift_ns,
+        window_end=snap.window_end + shift_ns,
+        fingerprint=snap.fingerprint,
+        labels=dict(snap.labels),
+        metadata=meta,
+        metrics=metrics,
+    )

@@ -16,7 +16,15 @@ One run, per host, in this order (docs/RETENTION.md has the why):
    raw group with lost entries is not compacted until ``verify --repair`` indexes them;
 7. each sealed raw group still served raw gets a range hint (an empty object whose
    key carries its time range and its segment's ETag), so queries of other times
-   skip its segment; hints whose segment changed or went away are deleted.
+   skip its segment; hints whose segment changed or went away are deleted;
+8. each host's catalog entry is rebuilt from its index (as ``hosts --refresh`` does,
+   keeping its labels) and written, stamped with ``now``, when it differs from the
+   stored one: the fleet catalog counts each tier as it now is (a host with nothing
+   left keeps an entry with no tiers: the compactor writes entries, never deletes
+   them). This reads the host's index once more (listings and
+   segments); its requests are not in the report's counts (a dry run could not plan
+   them: they read what the run wrote). ``HostReport.catalog_refreshed`` says which
+   entries were written.
 
 Every write is deterministic (same keys, same bytes for the same input and
 ``now``) and every mark is written only after the index that supersedes its
@@ -35,16 +43,23 @@ from dataclasses import dataclass, field
 
 from snapcloud import codec
 from snapcloud.backends import CountingStore, ObjectStore
-from snapcloud.errors import ChecksumMismatch, CorruptError, ObjectNotFound, PreconditionFailed
-from snapcloud.index import parse_data_key, range_hint_key
+from snapcloud.errors import (
+    ChecksumMismatch,
+    CorruptError,
+    ObjectNotFound,
+    PreconditionFailed,
+    SnapcloudError,
+)
+from snapcloud.index import Catalog, CatalogEntry, entry_from_index, parse_data_key, range_hint_key
 from snapcloud.index._lease import dead_local_holder
-from snapcloud.models import ProfileSnapshot, SnapshotConfig, validate_host
+from snapcloud.models import ProfileSnapshot, SnapshotConfig, SnapshotQuery, validate_host
 from snapcloud.retention._downsample import Downsampler
 from snapcloud.retention._lease import COMPACTOR_LEASE_KEY, Lease
 from snapcloud.retention._marks import DeletionMark
 from snapcloud.retention._policy import RetentionPolicy
 from snapcloud.retention._report import CompactionReport, HostReport
 from snapcloud.retention._state import GroupInfo, HostState, load_state
+from snapcloud.store import IncrementalSnapshotStore
 from snapcloud.store._orphans import SeqIndex
 from snapcloud.store._tiers import (
     MARKS_PREFIX,
@@ -184,7 +199,10 @@ class Compactor:
             names = [validate_host(h, "--host") for h in hosts] if hosts else self.hosts()
             for host in names:
                 run = _HostRun(self, counting, host, now, steps, dry_run, would)
-                report.hosts.append(run.execute())
+                done = run.execute()
+                report.hosts.append(done)
+                if not dry_run:  # its requests are the catalog's, not the tiers'
+                    self._refresh_catalog(self.raw_objects, done, now)
         finally:
             if lease is not None:
                 lease.release()
@@ -193,6 +211,35 @@ class Compactor:
             report.requests[op] = report.requests.get(op, 0) + n
         report.seconds = time.perf_counter() - started
         return report
+
+    def _refresh_catalog(self, objects: ObjectStore, report: HostReport, now: int) -> None:
+        """Step 8: rebuild the host's catalog entry from its index (its labels kept: no
+        object read) and write it when it differs from the stored one but for its time,
+        stamped with the run's ``now`` (a rerun writes the same bytes, or nothing). A
+        failure is the report's problem, not the run's (``hosts --refresh`` mends it)."""
+        host = report.host
+        catalog = Catalog(objects, clock=lambda: now)
+        try:
+            previous = catalog.get(host)
+            stream = IncrementalSnapshotStore(objects, host, self.config)
+            items = stream.serving(SnapshotQuery())
+            if not items and previous is None:
+                return  # nothing stored, nothing catalogued
+            if items:
+                labels = previous.labels if previous else stream.read(items[-1][1]).labels
+            else:  # every tier of it expired: the entry says so (the compactor never deletes it)
+                labels = previous.labels if previous else {}
+            fresh = entry_from_index(host, items, labels=labels, previous=previous)
+            if previous is not None and _same_entry(fresh, previous):
+                return
+            catalog.refresh(host, items, labels=labels)
+            report.catalog_refreshed = True
+        except SnapcloudError as exc:
+            report.problems.append(f"catalog entry not refreshed: {exc}")
+
+
+def _same_entry(a: CatalogEntry, b: CatalogEntry) -> bool:
+    return a.model_dump(exclude={"updated_ns"}) == b.model_dump(exclude={"updated_ns"})
 
 
 class _HostRun:

@@ -7,8 +7,9 @@ to ``count`` or ``sum`` and are skipped by ``min``/``max``/``first``/``last``; a
 bucket of NaN only has ``count`` 0 and NaN elsewhere.
 
 Counter increase: each sample adds its difference to the previous sample of the
-same metric (in seq order), or its own value when it is lower (a reset: the
-counter restarted from zero). The pair that straddles two archive objects is not
+same metric (by time within a run of snapshots, ties in seq order; from run to run
+in seq order), or its own value when it is lower (a reset: the counter restarted
+from zero). The pair that straddles two archive objects is not
 counted in either; ``first`` and ``last`` let a reader add it back
 (``first - last_before``, or ``first`` after a reset).
 
@@ -185,6 +186,10 @@ class Downsampler:
         for name, parts in pieces.items():
             ts = np.concatenate([p.timestamps for p in parts])
             vals = np.concatenate([p.values for p in parts])
+            if ts.size > 1 and bool(np.any(ts[1:] < ts[:-1])):
+                # windows that overlap (docs/architecture.md D2): by time, ties in seq order
+                order = np.argsort(ts, kind="stable")
+                ts, vals = ts[order], vals[order]
             kind, unit = parts[-1].kind, parts[-1].unit
             inc = None
             if kind == "counter":

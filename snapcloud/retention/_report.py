@@ -56,6 +56,7 @@ class HostReport:
     samples_compacted: int = 0
     problems: list[str] = field(default_factory=list)
     tiers: dict[str, TierTally] = field(default_factory=dict)
+    catalog_refreshed: bool = False  # its catalog entry was written (step 8; not in dry runs)
 
     def tally(self, key: str) -> TierTally:
         """The tally of the tier ``key`` belongs to."""

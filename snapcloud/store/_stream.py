@@ -42,8 +42,10 @@ from snapcloud.errors import ConflictError as _Conflict
 from snapcloud.index import (
     IndexEntry,
     IndexSegment,
+    catalog_key,
     data_key,
     parse_range_hint,
+    range_hint_key,
     segment_key,
     segment_prefix,
 )
@@ -66,7 +68,16 @@ _KEYFRAME_CACHE = 8
 
 @dataclass
 class StreamStats:
-    """Sizes and counts of one host stream, from its index (real stored bytes)."""
+    """Sizes and counts of one host stream, from its index (real stored bytes).
+
+    ``snapshots`` counts every tier; ``tiers`` splits it by tier (raw, compressed,
+    archive); ``keyframes`` and ``deltas`` are raw objects (a compressed-tier snapshot is
+    neither: its group is one object). ``stored_bytes`` is the data objects that serve
+    reads (data the compactor retired but has not deleted yet is not counted);
+    ``index_bytes`` is every object under ``index/{host}/`` (segments, tier tables, range
+    hints; retired ones until deleted) and ``catalog_bytes`` the host's catalog entry;
+    ``total_bytes`` adds the three.
+    """
 
     host: str
     snapshots: int = 0
@@ -79,6 +90,14 @@ class StreamStats:
     first_ns: int | None = None
     last_ns: int | None = None
     fingerprints: dict[str, int] = field(default_factory=dict)
+    tiers: dict[str, int] = field(default_factory=dict)
+    index_bytes: int = 0
+    catalog_bytes: int = 0
+
+    @property
+    def total_bytes(self) -> int:
+        """Everything the host stores: data, index and catalog objects."""
+        return self.stored_bytes + self.index_bytes + self.catalog_bytes
 
     @property
     def ratio(self) -> float:
@@ -225,6 +244,37 @@ class IncrementalSnapshotStore:
         with self._lock:
             self._group_bases()
             return self._ranges.get(base)
+
+    def write_range_hints(self) -> int:
+        """Put the range hint (D18) of every sealed raw group whose segment this stream
+        holds and that has none; return how many were written.
+
+        The compactor writes them too; an import calls this so that the groups it read
+        or sealed are skipped by the next import or query of other times, compactor or
+        not. Safe against any writer: a hint names its segment's ETag and counts only
+        while the listing shows that version. Raises ``BackendError`` when a put fails.
+        """
+        written = 0
+        with self._lock:
+            bases = self._group_bases()
+            open_group = bases[-1] if bases else None
+            for base, seg in sorted(self._segments.items()):
+                etag = self._etags.get(base)
+                if base == open_group or base in self._ranges or not seg.entries or not etag:
+                    continue
+                start = min(e.window_start for e in seg.entries)
+                end = max(e.window_end for e in seg.entries)
+                key = range_hint_key(self.host, base, start, end, etag)
+                if key is None:
+                    continue  # a store whose ETags a key cannot carry gets no hints
+                try:
+                    self.objects.put(key, b"", if_absent=True)
+                except PreconditionFailed:
+                    pass  # written already (by the compactor, or an earlier import)
+                else:
+                    written += 1
+                self._ranges[base] = (start, end)
+        return written
 
     def _may_overlap(self, base: int, query: SnapshotQuery | None) -> bool:
         """False only when group ``base``'s range hint puts all its windows outside
@@ -597,15 +647,18 @@ class IncrementalSnapshotStore:
 
     def stats(self) -> StreamStats:
         """Counts and real stored bytes of the stream, from its index, across tiers
-        (``segments`` counts raw groups and tier objects; archive frames count as snapshots)."""
+        (``segments`` counts raw groups and tier objects; archive frames count as snapshots).
+        Lists ``index/{host}/`` and heads the catalog entry for their sizes."""
         st = StreamStats(host=self.host)
         groups: set[tuple[str, int]] = set()
         for _, e in self._serving(None):
-            raw = tier_of_key(e.key) == "raw"
+            tier = tier_of_key(e.key)
+            raw = tier == "raw"
             groups.add(("raw", e.base) if raw else (e.key, 0))
             st.snapshots += 1
-            st.keyframes += e.kind == "k"
-            st.deltas += e.kind == "d"
+            st.tiers[tier] = st.tiers.get(tier, 0) + 1
+            st.keyframes += raw and e.kind == "k"
+            st.deltas += raw and e.kind == "d"
             st.samples += e.samples
             st.stored_bytes += e.stored_bytes
             st.raw_bytes += e.raw_bytes
@@ -615,6 +668,10 @@ class IncrementalSnapshotStore:
             )
             st.last_ns = e.window_end if st.last_ns is None else max(st.last_ns, e.window_end)
         st.segments = len(groups)
+        st.tiers = dict(sorted(st.tiers.items()))
+        st.index_bytes = sum(info.size for info in self.objects.list(f"index/{self.host}/"))
+        catalog = self.objects.head(catalog_key(self.host))
+        st.catalog_bytes = catalog.size if catalog is not None else 0
         return st
 
 

@@ -121,7 +121,7 @@ def test_integer_seconds_without_a_unit_are_flagged(
 
 def test_special_values_bit_exact(tmp_path: Path) -> None:
     cells = ["nan", "-nan", "NaN", "inf", "-inf", "Infinity", "-0.0", "0.0", "51.846000000000004"]
-    cells += ["5e-324", "2.2250738585072014e-308", "1.7976931348623157e308", "1e400", "0.1"]
+    cells += ["5e-324", "2.2250738585072014e-308", "1.7976931348623157e308", "0.1"]
     cells += ["  7.5  ", "+3", "1_000"]
     text = "ts,value\n" + "".join(f"{i},{c}\n" for i, c in enumerate(cells))
     (m,) = read_csv(tmp_path / "s.csv", text=text)
@@ -271,7 +271,6 @@ def test_nab_value_with_many_digits_round_trips() -> None:
         ("\n  \n\n", "x.csv: empty file"),
         ("timestamp,value\n", "x.csv:1: only a header, no data rows"),
         ("\n\ntimestamp,value\n\n", "x.csv:3: only a header"),
-        ("timestamp,value\n2,1\n1,2\n", "x.csv:3: column 'timestamp': timestamp '1' is earlier"),
         ("when,value\n1,1\n", "x.csv:1: first column 'when' is not a time column"),
         ("timestamp\n1\n", "x.csv:1: no value column"),
         ("timestamp,a/b\n1,1\n", "x.csv:1: column 2: metric name: 'a/b' must not contain '/'"),
@@ -419,7 +418,7 @@ values_st = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from(
 def test_property_long_file_round_trip(steps: list[int], values: list[float], t0: int) -> None:
     ts = t0 + np.cumsum(np.array(steps, dtype=np.int64))
     cells = [repr(v) for v in values[: ts.size]]
-    text = "timestamp,value\n" + "".join(
+    text = "timestamp [ns],value\n" + "".join(
         f"{t},{c}\n" for t, c in zip(ts.tolist(), cells, strict=True)
     )
     (m,) = read_csv(Path("prop.csv"), text=text)

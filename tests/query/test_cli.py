@@ -151,10 +151,12 @@ def test_export_parquet_round_trip(
     code, out, err = run(capsys, fleet, *args)
     assert code == 0, err
     doc = json.loads(out)
-    assert sorted(doc["files"]) == [
-        "host=gpu-node-0001/date=2026-01-01/part-0.parquet",
-        "host=gpu-node-0002/date=2026-01-01/part-0.parquet",
+    assert [f.rsplit("-", 2)[0] for f in sorted(doc["files"])] == [
+        "host=gpu-node-0001/date=2026-01-01/part",
+        "host=gpu-node-0002/date=2026-01-01/part",
     ]
+    assert all(f.endswith("-00000.parquet") for f in doc["files"])
+    assert (dest / "_SUCCESS").exists()
     table = ds.dataset(dest, format="parquet", partitioning="hive").to_table()
     assert table.num_rows == doc["rows"]
     assert str(table.schema.field("timestamp").type) == "timestamp[ns, tz=UTC]"

@@ -67,8 +67,8 @@ def test_dest_may_be_any_store_and_must_be_usable(tmp_path: Path) -> None:
     report = export_parquet(repo, Selector(metrics=("energy",)), "memory://export-test")
     store = MemoryStore.named("export-test")
     keys = sorted(i.key for i in store.list(""))
-    assert keys == sorted(report.files) and len(keys) == 2
-    table = pq.read_table(io.BytesIO(store.get(keys[0]).data))
+    assert keys == sorted([*report.files, "_SUCCESS"]) and len(report.files) == 2
+    table = pq.read_table(io.BytesIO(store.get(report.files[0]).data))
     assert set(table.column("kind").to_pylist()) == {"counter"}
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValidationError, match="not a directory"):

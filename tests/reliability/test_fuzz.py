@@ -518,23 +518,21 @@ def test_bad_csv_rows_give_one_line_exit_2_and_change_nothing(
     lines = _good_csv(30, t0=T0 + 100 * 10**9)
     row = data.draw(st.integers(1, len(lines) - 1), label="row")
     cells = lines[row].split(",")
-    how = data.draw(st.sampled_from(["value", "time", "width", "backwards"]), label="how")
+    # (a row whose time steps back is no error: every row is kept, architecture D2)
+    how = data.draw(st.sampled_from(["value", "time", "width"]), label="how")
     if how == "value":
         cells[data.draw(st.integers(1, 2))] = data.draw(st.sampled_from(BAD_CELLS["value"]))
     elif how == "time":
         cells[0] = data.draw(st.sampled_from(BAD_CELLS["time"]))
-    elif how == "width":
-        cells = [*cells, "1"] if data.draw(st.booleans()) else cells[:-1]
     else:
-        cells[0] = str(T0 - 10**9) if row > 1 else str(T0 + 10**15)
+        cells = [*cells, "1"] if data.draw(st.booleans()) else cells[:-1]
     lines[row] = ",".join(cells)
     bad = tmp / "bad.csv"
     bad.write_text("\n".join(lines) + "\n")
     code, err = _run_cli(["import", str(bad), "--host", HOST, "--store", url])
     assert code == 2, err
     assert err.count("\n") == 1 and err.startswith("snapcloud: error: "), err
-    line = row + 1 if how != "backwards" or row > 1 else row + 2
-    assert f"{bad}:{line}:" in err, err
+    assert f"{bad}:{row + 1}:" in err, err
     assert _store_bytes(root) == before
 
 

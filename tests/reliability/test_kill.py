@@ -57,7 +57,7 @@ import pytest
 from snapcloud import codec
 from snapcloud.backends import FileStore, MemoryStore, ObjectStore, open_store
 from snapcloud.importers import import_files
-from snapcloud.models import ProfileSnapshot, SnapshotConfig
+from snapcloud.models import MetricSeries, ProfileSnapshot, SnapshotConfig
 from snapcloud.recorder import Spool
 from snapcloud.retention import Compactor
 from snapcloud.store import IncrementalSnapshotStore
@@ -256,6 +256,8 @@ def s3_target(endpoint: str) -> Target:
 IMPORT_HOST = "imp-k"
 IMPORT_WINDOWS = 40
 IMPORT_CONFIG = {"keyframe_interval": 6}
+# the import's last puts: a range hint for each keyframe group it sealed (the last stays open)
+IMPORT_HINTS = -(-IMPORT_WINDOWS // IMPORT_CONFIG["keyframe_interval"]) - 1
 IMPORT_T0_S = T0 // NS
 
 
@@ -341,7 +343,8 @@ def test_import_killed_anywhere_then_rerun_stores_every_window_once(
     assert done.returncode == 0, done.describe()
     check_stream(clean.open(), IMPORT_HOST, expected, SnapshotConfig(**IMPORT_CONFIG))
     count = len(done.mutations)
-    assert count == 2 * IMPORT_WINDOWS + 1, done.mutations  # object + segment each, catalog
+    # object + segment each, the range hints, the catalog
+    assert count == 2 * IMPORT_WINDOWS + IMPORT_HINTS + 1, done.mutations
     print(f"\nimport clean run: {count} mutating requests")
     rng = random.Random(SEED)
     points = [Point(f"mut:{n}:before") for n in range(1, count + 1)]
@@ -377,13 +380,20 @@ def test_append_windows_appends_only_what_an_interrupted_import_left_out(
     assert [e.seq for e in done.already_stored] == list(range(13))
     assert [e.seq for e in done.appended] == list(range(13, len(expected)))
     check_stream(objects, IMPORT_HOST, expected, config)
-    # a window with the same bounds but other content is new data: appended, not skipped
-    changed = expected[0].with_seq(0)
+    # exactly once by sample: a window whose samples are all stored (a subset of one) is
+    # not appended again; one with other values is new data, appended
+    first = expected[0].with_seq(0)
+    subset = ProfileSnapshot(
+        IMPORT_HOST, first.metrics[:1], window_start=first.window_start, window_end=first.window_end
+    )
+    same = append_windows(IncrementalSnapshotStore(objects, IMPORT_HOST, config), [subset])
+    assert not same.appended and [e.seq for e in same.already_stored] == [0]
+    m = first.metrics[0]
     changed = ProfileSnapshot(
         IMPORT_HOST,
-        changed.metrics[:1],
-        window_start=changed.window_start,
-        window_end=changed.window_end,
+        [MetricSeries(m.name, m.timestamps, m.values + 1.0, kind=m.kind, unit=m.unit)],
+        window_start=first.window_start,
+        window_end=first.window_end,
     )
     again = append_windows(IncrementalSnapshotStore(objects, IMPORT_HOST, config), [changed])
     assert [e.seq for e in again.appended] == [len(expected)] and not again.already_stored
@@ -395,7 +405,7 @@ def test_import_killed_on_s3_then_rerun(
     import_case: tuple[list[Path], list[ProfileSnapshot]],
 ) -> None:
     rng = random.Random(SEED + 1)
-    count = 2 * IMPORT_WINDOWS + 1
+    count = 2 * IMPORT_WINDOWS + IMPORT_HINTS + 1
     points = [Point(f"mut:{n}:{phase}") for n, phase in ((1, "before"), (count, "after"))]
     points += [
         Point(f"mut:{n}:{rng.choice(['before', 'after'])}") for n in rng.sample(range(2, count), 3)

@@ -21,6 +21,12 @@
       ]
     },
     {
+      "Sid": "RefreshCatalog",
+      "Effect": "Allow",
+      "Action": ["s3:PutObject"],
+      "Resource": ["${bucket_arn}/${prefix}catalog/*"]
+    },
+    {
       "Sid": "ListFleet",
       "Effect": "Allow",
       "Action": ["s3:ListBucket"],
