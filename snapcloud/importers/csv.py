@@ -60,6 +60,7 @@ import numpy.typing as npt
 
 from snapcloud.errors import ValidationError
 from snapcloud.models import MetricSeries, ProfileSnapshot, validate_metric_name
+from snapcloud.progress import ProgressCallback, ProgressUpdate
 
 if TYPE_CHECKING:
     from snapcloud.index import IndexEntry
@@ -622,6 +623,7 @@ def append_windows(
     snapshots: Sequence[ProfileSnapshot],
     *,
     on_each: Callable[[], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> ImportOutcome:
     """Append the windows ``stream`` does not hold yet, in order; skip those it holds.
 
@@ -631,7 +633,8 @@ def append_windows(
     bounds and the content checksum the window would have at that entry's seq,
     and the snapshot read back at that seq is bit for bit the window. So a rerun
     appends exactly what the interrupted run did not, and the stream ends as an
-    uninterrupted run would have left it. ``on_each`` is called once per window.
+    uninterrupted run would have left it. ``on_each`` is called once per window, and
+    ``progress`` hears of the windows done and the bytes stored (``snapcloud.progress``).
     Raises what ``IncrementalSnapshotStore.append`` and ``get`` raise.
     """
     held: dict[tuple[int, int], list[IndexEntry]] = {}
@@ -640,14 +643,18 @@ def append_windows(
         for entry in stream.entries():
             held.setdefault((entry.window_start, entry.window_end), []).append(entry)
     outcome = ImportOutcome()
-    for snap in snapshots:
+    stored = 0
+    for i, snap in enumerate(snapshots, 1):
         found = _stored_as(stream, snap, held.get((snap.window_start, snap.window_end), []))
         if found is not None:
             outcome.already_stored.append(found)
         else:
             outcome.appended.append(stream.append(snap))
+            stored += outcome.appended[-1].stored_bytes
         if on_each is not None:
             on_each()
+        if progress is not None:
+            progress(ProgressUpdate("windows", i, len(snapshots), stored, stream.host))
     return outcome
 
 

@@ -27,9 +27,16 @@ from snapcloud.query._api import (
     read_series,
     run_query,
     scan,
+    select_metrics,
 )
 from snapcloud.query._executor import Budget, Fetched
-from snapcloud.query._export import FORMATS, ExportReport, export_parquet, format_result
+from snapcloud.query._export import (
+    FORMATS,
+    TIME_FORMATS,
+    ExportReport,
+    export_parquet,
+    format_result,
+)
 from snapcloud.query._planner import HostPlan, QueryPlan
 from snapcloud.query._plot import plot_series, series_from_result
 from snapcloud.query._result import QueryResult, QueryStats, Series, SeriesSet
@@ -49,6 +56,7 @@ __all__ = [
     "FORMATS",
     "GROUP_BUILTINS",
     "PERCENTILES",
+    "TIME_FORMATS",
     "Aggregator",
     "Budget",
     "ExportReport",
@@ -73,6 +81,7 @@ __all__ = [
     "read_series",
     "run_query",
     "scan",
+    "select_metrics",
     "series_from_result",
     "time_range",
 ]

@@ -8,6 +8,7 @@ from snapcloud.backends import CountingStore, ObjectStore, open_store
 from snapcloud.errors import HostNotFound
 from snapcloud.index import Catalog, CatalogEntry, IndexEntry
 from snapcloud.models import SnapshotConfig, validate_host
+from snapcloud.progress import ProgressCallback
 from snapcloud.store._stream import IncrementalSnapshotStore
 from snapcloud.store._verify import VerifyReport, verify_stream
 
@@ -59,15 +60,28 @@ class Repository:
         """Requests made through this repository so far, by operation."""
         return self.objects.counts()
 
-    def verify(self, host: str | None = None, *, repair: bool = False) -> list[VerifyReport]:
-        """Check (and with ``repair`` rebuild the index of) one host or every host."""
+    def verify(
+        self,
+        host: str | None = None,
+        *,
+        repair: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> list[VerifyReport]:
+        """Check (and with ``repair`` rebuild the index of) one host or every host.
+
+        ``progress`` hears of each object read, host by host (``snapcloud.progress``).
+        """
         if host is not None:
             hosts = [validate_host(host)]
         else:
             found = {h.rstrip("/") for h in self.objects.list_dirs("raw/")}
             hosts = sorted(found | set(self.hosts()))
         return [
-            verify_stream(IncrementalSnapshotStore(self.objects, h, self.config), repair=repair)
+            verify_stream(
+                IncrementalSnapshotStore(self.objects, h, self.config),
+                repair=repair,
+                progress=progress,
+            )
             for h in hosts
         ]
 

@@ -34,6 +34,7 @@ from snapcloud.index import (
     segment_key,
 )
 from snapcloud.models import ProfileSnapshot
+from snapcloud.progress import ProgressCallback, ProgressUpdate
 from snapcloud.store._stream import IncrementalSnapshotStore
 from snapcloud.store._tierfmt import (
     MARKS_PREFIX,
@@ -85,7 +86,10 @@ class _Held:
 
 
 def _read_objects(
-    stream: IncrementalSnapshotStore, report: VerifyReport, baseless: dict[str, ObjectKey]
+    stream: IncrementalSnapshotStore,
+    report: VerifyReport,
+    baseless: dict[str, ObjectKey],
+    progress: ProgressCallback | None = None,
 ) -> dict[str, _Held]:
     """Decode every readable data object of the host, keyed by object key.
 
@@ -112,6 +116,10 @@ def _read_objects(
         except ObjectNotFound:
             continue  # deleted while we listed
         report.bytes_read += len(data)
+        if progress is not None:
+            progress(
+                ProgressUpdate("objects", report.objects, len(parsed), report.bytes_read, host)
+            )
         base = None
         try:
             if not pk.is_keyframe:
@@ -139,11 +147,19 @@ def _read_objects(
     return good
 
 
-def verify_stream(stream: IncrementalSnapshotStore, *, repair: bool = False) -> VerifyReport:
-    """Check every object and index entry of one host; optionally rebuild the index."""
+def verify_stream(
+    stream: IncrementalSnapshotStore,
+    *,
+    repair: bool = False,
+    progress: ProgressCallback | None = None,
+) -> VerifyReport:
+    """Check every object and index entry of one host; optionally rebuild the index.
+
+    ``progress`` hears of each data object read (``snapcloud.progress``).
+    """
     report = VerifyReport(host=stream.host)
     baseless: dict[str, ObjectKey] = {}  # deltas whose keyframe is gone or unreadable
-    good = _read_objects(stream, report, baseless)
+    good = _read_objects(stream, report, baseless, progress)
     indexed: set[str] = set()
     for seg in _raw_segments(stream, report):
         for e in seg.entries:
