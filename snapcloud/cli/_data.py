@@ -33,7 +33,7 @@ from snapcloud.query import TIME_FORMATS, Selector, select_metrics
 from snapcloud.store import IncrementalSnapshotStore, StreamStats
 from snapcloud.timeparse import format_ns, parse_instant
 
-host_option = click.option("--host", required=True, help="Host id of the stream.")
+host_option = click.option("--host", required=True, metavar="HOST", help="Host id of the stream.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
@@ -59,9 +59,13 @@ def _stats_dict(st: StreamStats) -> dict[str, Any]:
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @host_option
 @click.option(
-    "--window", type=click.FloatRange(min=0.001), default=60.0, help="Seconds per snapshot."
+    "--window",
+    type=click.FloatRange(min=0.001),
+    default=60.0,
+    metavar="SECONDS",
+    help="Seconds per snapshot.",
 )
-@click.option("--fingerprint", default="", help="Workload fingerprint to record.")
+@click.option("--fingerprint", default="", metavar="NAME", help="Workload fingerprint to record.")
 @json_option
 @global_options
 def import_(
@@ -199,7 +203,7 @@ def _write_export(
 
 
 @cli.command("ls", context_settings=CONTEXT)
-@click.option("--host", help="List this host's snapshots.")
+@click.option("--host", metavar="HOST", help="List this host's snapshots.")
 @json_option
 @global_options
 def ls(host: str | None, as_json: bool) -> None:
@@ -309,7 +313,7 @@ def show(host: str, seq: int, as_json: bool) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("--host", help="Only this host.")
+@click.option("--host", metavar="HOST", help="Only this host.")
 @json_option
 @global_options
 def stats(host: str | None, as_json: bool) -> None:
@@ -349,7 +353,7 @@ def stats(host: str | None, as_json: bool) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("--host", help="Only this host.")
+@click.option("--host", metavar="HOST", help="Only this host.")
 @click.option(
     "--repair/--no-repair", default=False, help="Rebuild index segments from the objects."
 )
@@ -392,9 +396,15 @@ def verify(host: str | None, repair: bool, as_json: bool) -> int:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("--hosts", type=click.IntRange(1, 1000), default=4, help="Synthetic hosts.")
 @click.option(
-    "--windows", type=click.IntRange(min=1), default=30, help="One-minute windows per host."
+    "--hosts", type=click.IntRange(1, 1000), default=4, metavar="N", help="Synthetic hosts."
+)
+@click.option(
+    "--windows",
+    type=click.IntRange(min=1),
+    default=30,
+    metavar="N",
+    help="One-minute windows per host.",
 )
 @json_option
 @global_options

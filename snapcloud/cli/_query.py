@@ -43,20 +43,31 @@ from snapcloud.query import (
 from snapcloud.timeparse import format_ns
 
 hosts_option = click.option(
-    "--host", multiple=True, help="Host id or glob (repeatable: any matches)."
+    "--host", multiple=True, metavar="GLOB", help="Host id or glob (repeatable: any matches)."
 )
 where_option = click.option(
     "--where",
     multiple=True,
+    metavar="MATCHER",
     help="LABEL=VALUE, LABEL!=VALUE, LABEL=~REGEX or LABEL!~REGEX (repeatable).",
 )
-since_option = click.option("--since", help="Relative range ending now: 30m, 2h, 7d.")
-start_option = click.option("--start", help="ISO-8601 with Z/offset or epoch ns (inclusive).")
-end_option = click.option("--end", help="Exclusive end, like --start.")
-metric_option = click.option(
-    "--metric", multiple=True, required=True, help="Metric name or glob, e.g. 'gpu.*.power_mw'."
+since_option = click.option(
+    "--since", metavar="DURATION", help="Relative range ending now: 30m, 2h, 7d."
 )
-fingerprint_option = click.option("--fingerprint", help="Workload fingerprint (name or glob).")
+start_option = click.option(
+    "--start", metavar="TIME", help="ISO-8601 with Z/offset or epoch ns (inclusive)."
+)
+end_option = click.option("--end", metavar="TIME", help="Exclusive end, like --start.")
+metric_option = click.option(
+    "--metric",
+    multiple=True,
+    required=True,
+    metavar="NAME_OR_GLOB",
+    help="Metric name or glob, e.g. 'gpu.*.power_mw'.",
+)
+fingerprint_option = click.option(
+    "--fingerprint", metavar="GLOB", help="Workload fingerprint (name or glob)."
+)
 step_option = click.option(
     "--step",
     type=click.FloatRange(min=0.001),
@@ -168,7 +179,10 @@ def hosts(host: tuple[str, ...], where: tuple[str, ...], refresh: bool, as_json:
     help=f"{'|'.join(AGGREGATIONS)} (repeatable; default mean).",
 )
 @click.option(
-    "--group-by", multiple=True, help="host, gpu, fingerprint or a label name (repeatable)."
+    "--group-by",
+    multiple=True,
+    metavar="KEY",
+    help="host, gpu, fingerprint or a label name (repeatable).",
 )
 @step_option
 @click.option(
@@ -245,7 +259,12 @@ def query(
 @cli.command(context_settings=CONTEXT)
 @metric_option
 @click.option(
-    "-o", "--output", type=click.Path(path_type=Path), required=True, help="PNG file to write."
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    metavar="FILE",
+    help="PNG file to write.",
 )
 @hosts_option
 @where_option
@@ -257,7 +276,7 @@ def query(
 @click.option(
     "--agg", metavar="AGG", default="mean", help="Aggregation per --step bucket (as in query)."
 )
-@click.option("--title", help="Figure title.")
+@click.option("--title", metavar="TITLE", help="Figure title.")
 @workers_option
 @global_options
 def plot(
@@ -300,8 +319,15 @@ def plot(
 
 
 @cli.command("export-parquet", context_settings=CONTEXT)
-@click.option("--dest", required=True, help="Local dir, file:///dir or s3://bucket/prefix.")
-@click.option("--metric", multiple=True, help="Metric name or glob (default: all).")
+@click.option(
+    "--dest",
+    required=True,
+    metavar="DIR_OR_URL",
+    help="Local dir, file:///dir or s3://bucket/prefix.",
+)
+@click.option(
+    "--metric", multiple=True, metavar="NAME_OR_GLOB", help="Metric name or glob (default: all)."
+)
 @hosts_option
 @where_option
 @since_option

@@ -99,8 +99,8 @@ def _render(report: CompactionReport) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("--host", multiple=True, help="Only these hosts (repeatable).")
-@click.option("--now", help="Act as of this time (ISO-8601 or epoch ns).")
+@click.option("--host", multiple=True, metavar="HOST", help="Only these hosts (repeatable).")
+@click.option("--now", metavar="TIME", help="Act as of this time (ISO-8601 or epoch ns).")
 @click.option("--dry-run", is_flag=True, help="Print the plan; write nothing.")
 @click.option(
     "--lease-ttl",
@@ -181,7 +181,7 @@ def _print_rules(doc: dict[str, Any], as_json: bool) -> None:
 
 
 @lifecycle.command("show", context_settings=CONTEXT)
-@click.option("--prefix", help="Key prefix (default: the store's).")
+@click.option("--prefix", metavar="PREFIX", help="Key prefix (default: the store's).")
 @click.option("--current", is_flag=True, help="Show the bucket's rules instead.")
 @policy_options
 @json_option
