@@ -54,6 +54,7 @@ else:  # pragma: no cover - Python 3.10
 
 __all__ = [
     "CONFIG_ENV",
+    "OWNED_ELSEWHERE",
     "CompactSettings",
     "QuerySettings",
     "RecordSettings",
@@ -66,6 +67,9 @@ __all__ = [
 
 CONFIG_ENV = "SNAPCLOUD_CONFIG"
 ENV_PREFIX = "SNAPCLOUD_"
+#: Variables under a section's prefix that are not settings: the compactor's test hook
+#: (``snapcloud.retention.PAUSE_ENV``) reads its own.
+OWNED_ELSEWHERE = frozenset({"SNAPCLOUD_COMPACT_PAUSE_AT"})
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B?)\s*", re.IGNORECASE)
 
@@ -237,7 +241,7 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     for section, model in _SECTIONS.items():
         prefix = f"{ENV_PREFIX}{section.upper()}_"
         for var, value in env.items():
-            if not var.startswith(prefix) or value == "":
+            if not var.startswith(prefix) or value == "" or var in OWNED_ELSEWHERE:
                 continue
             key = var[len(prefix) :].lower()
             if key not in model.model_fields:

@@ -12,7 +12,13 @@ import pytest
 
 from snapcloud.errors import ConfigError
 from snapcloud.recorder import DEFAULT_SPOOL_MAX_BYTES
-from snapcloud.settings import RecordSettings, default_config_path, load_settings, parse_size
+from snapcloud.settings import (
+    OWNED_ELSEWHERE,
+    RecordSettings,
+    default_config_path,
+    load_settings,
+    parse_size,
+)
 
 FILE = """
 store = "s3://from-file/prefix"
@@ -134,8 +140,12 @@ def test_empty_variables_count_as_unset(config: Path) -> None:
 
 
 def test_unrelated_snapcloud_variables_are_left_to_their_owners() -> None:
-    res = load_settings(env={"SNAPCLOUD_SSE": "AES256", "SNAPCLOUD_COMPACT_LEASE_TTL": "60"})
+    from snapcloud.retention import PAUSE_ENV
+
+    env = {"SNAPCLOUD_SSE": "AES256", "SNAPCLOUD_COMPACT_LEASE_TTL": "60", PAUSE_ENV: "2"}
+    res = load_settings(env=env)
     assert res.settings.compact.lease_ttl == 60.0
+    assert PAUSE_ENV in OWNED_ELSEWHERE
 
 
 @pytest.mark.parametrize(
