@@ -9,9 +9,9 @@ import re
 from snapcloud._regex import compile_linear
 from snapcloud.errors import ValidationError
 
-__all__ = ["format_ns", "parse_duration", "parse_instant", "seconds_ns"]
+__all__ = ["format_duration", "format_ns", "parse_duration", "parse_instant", "seconds_ns"]
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _DURATION = compile_linear(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h|d|w)")
 _UNIT_NS = {
     "ns": 1,
@@ -100,6 +100,18 @@ def parse_duration(text: str, *, field: str = "duration") -> int:
             field=field,
         )
     return total
+
+
+def format_duration(ns: int) -> str:
+    """``ns`` nanoseconds as ``parse_duration`` reads it back: ``1d``, ``1h30m``, ``0s``."""
+    if ns <= 0:
+        return "0s"
+    parts = []
+    for unit in ("d", "h", "m", "s", "ms", "us", "ns"):
+        count, ns = divmod(ns, _UNIT_NS[unit])
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
 
 
 def format_ns(ns: int) -> str:

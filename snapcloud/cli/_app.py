@@ -8,21 +8,24 @@ library's traceback instead).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 from rich.console import Console
 
 from snapcloud import __version__
+from snapcloud._strict_json import strict_dumps
 from snapcloud.backends import secret_redacting_filter
 from snapcloud.errors import SnapcloudError
 from snapcloud.models import SnapshotConfig
+from snapcloud.retention import StoredPolicy, read_policy
+from snapcloud.settings import ResolvedSettings, Settings, load_settings
 from snapcloud.store import Repository
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,6 +43,15 @@ class Globals:
     store: str | None = None
     endpoint_url: str | None = None
     debug: bool = False
+    config: Path | None = None
+    resolved: ResolvedSettings | None = None
+
+    @property
+    def debugging(self) -> bool:
+        """Whether ``--debug`` (or its setting) is on, as far as it is known yet."""
+        if self.resolved is not None:
+            return self.resolved.settings.debug
+        return self.debug or os.environ.get("SNAPCLOUD_DEBUG", "") not in ("", "0", "false")
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
@@ -49,7 +61,7 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> None:
 
 
 def global_options(f: F) -> F:
-    """Add ``--store``, ``--endpoint-url`` and ``--debug`` to a command or group."""
+    """Add ``--store``, ``--endpoint-url``, ``--debug`` and ``--config`` to a command or group."""
     options = [
         click.option(
             "--store",
@@ -74,6 +86,15 @@ def global_options(f: F) -> F:
             callback=_remember,
             help="Show tracebacks and debug logs (env SNAPCLOUD_DEBUG=1).",
         ),
+        click.option(
+            "--config",
+            metavar="FILE",
+            type=click.Path(path_type=Path, dir_okay=False),
+            expose_value=False,
+            callback=_remember,
+            help="TOML settings file (env SNAPCLOUD_CONFIG; default: "
+            "~/.config/snapcloud/config.toml).",
+        ),
     ]
     for option in reversed(options):
         f = option(f)
@@ -83,10 +104,6 @@ def global_options(f: F) -> F:
 def globals_() -> Globals:
     """The global options of the command being run."""
     return click.get_current_context().ensure_object(Globals)
-
-
-def debug_env() -> bool:
-    return os.environ.get("SNAPCLOUD_DEBUG", "") not in ("", "0")
 
 
 @click.group(
@@ -122,27 +139,71 @@ def subgroup(parent: click.Group, name: str, help_: str) -> click.Group:
     return group
 
 
-def open_repo(*, debug_logs: bool = True, create: bool = False) -> Repository:
-    """Open the store the global options name (then ``SNAPCLOUD_STORE``, then the embedded one).
+def settings(**command_flags: Any) -> Settings:
+    """This run's settings: the flags given (the command's and the global ones) over the
+    environment, the config file and the defaults (``snapcloud.settings``).
+
+    ``command_flags`` are nested as in the file (``record={"interval": ...}``); ``None``
+    means not given.
+    """
+    return resolve_settings(**command_flags).settings
+
+
+def resolve_settings(**command_flags: Any) -> ResolvedSettings:
+    """``settings`` with the config file read and where each value came from."""
+    opts = globals_()
+    flags = {
+        "store": opts.store,
+        "endpoint_url": opts.endpoint_url,
+        "debug": opts.debug or None,
+        **command_flags,
+    }
+    opts.resolved = load_settings(flags, config=opts.config)
+    return opts.resolved
+
+
+def open_repo(
+    config: Settings | None = None, *, debug_logs: bool = True, create: bool = False
+) -> Repository:
+    """Open the store the settings name (``--store``, ``SNAPCLOUD_STORE``, the config file,
+    else the embedded store).
 
     With ``--debug`` (and ``debug_logs``), every log record goes to stderr, secrets masked.
     Only commands that write new data pass ``create``: the others never make a store
     (a mistyped path is an error) and write nothing at open (a read-only mount works).
     """
-    opts = globals_()
-    if debug_logs and (opts.debug or debug_env()):
+    config = config or settings()
+    if debug_logs and config.debug:
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
         for handler in logging.getLogger().handlers:  # every record, from any logger
             if secret_redacting_filter() not in handler.filters:
                 handler.addFilter(secret_redacting_filter())
     return Repository.open(
-        opts.store, endpoint_url=opts.endpoint_url, config=SnapshotConfig(), create=create
+        config.store, endpoint_url=config.endpoint_url, config=SnapshotConfig(), create=create
     )
 
 
+def open_with_policy(
+    config: Settings | None = None, *, debug_logs: bool = True, create: bool = False
+) -> tuple[Repository, StoredPolicy]:
+    """``open_repo`` for writers and compactors: the store's policy read, and its keyframe
+    interval and tier ages put in the repository's config (``snapcloud policy``)."""
+    repo = open_repo(config, debug_logs=debug_logs, create=create)
+    stored = read_policy(repo.objects)
+    if stored.stored:
+        repo.config = stored.policy.snapshot_config(repo.config)
+    return repo, stored
+
+
 def print_json(data: Any) -> None:
-    """One JSON document on stdout."""
-    sys.stdout.write(json.dumps(data, indent=None, separators=(",", ":"), default=str) + "\n")
+    """One strict JSON document on stdout (non-finite numbers as "NaN", "+Inf", "-Inf")."""
+    sys.stdout.write(strict_dumps(data) + "\n")
+
+
+def warn(warnings: Sequence[str]) -> None:
+    """Each warning as one line on stderr (``--json`` output carries them too)."""
+    for w in warnings:
+        err.print(f"snapcloud: warning: {w}", markup=False)
 
 
 def human_bytes(n: float) -> str:
@@ -169,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = cli.main(args=args, prog_name="snapcloud", standalone_mode=False, obj=opts)
     except SnapcloudError as exc:
-        if opts.debug or "--debug" in args or debug_env():
+        if opts.debugging or "--debug" in args:
             raise
         err.print(f"snapcloud: error: {exc}", markup=False)
         return 2
@@ -182,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (BrokenPipeError, KeyboardInterrupt):
         return 130
     except OSError as exc:
-        if opts.debug or "--debug" in args or debug_env():
+        if opts.debugging or "--debug" in args:
             raise
         err.print(f"snapcloud: error: {exc.strerror or exc}: {exc.filename or ''}", markup=False)
         return 2

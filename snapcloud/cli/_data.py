@@ -3,34 +3,37 @@
 from __future__ import annotations
 
 import csv
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 import numpy as np
-from rich.progress import Progress
 from rich.table import Table
 
+from snapcloud._strict_json import strict_dumps
 from snapcloud.cli._app import (
     CONTEXT,
     cli,
     global_options,
     human_bytes,
     open_repo,
+    open_with_policy,
     out,
     print_json,
+    warn,
 )
+from snapcloud.cli._progress import progress_bar, wanted
 from snapcloud.demo import run_demo
-from snapcloud.errors import ValidationError
+from snapcloud.errors import HostNotFound
 from snapcloud.importers import append_windows, import_files
 from snapcloud.models import SnapshotQuery, validate_host
-from snapcloud.query import time_range
-from snapcloud.store import StreamStats
+from snapcloud.progress import ProgressCallback, ProgressUpdate
+from snapcloud.query import TIME_FORMATS, Selector, select_metrics, time_range
+from snapcloud.store import IncrementalSnapshotStore, StreamStats
 from snapcloud.timeparse import format_ns, seconds_ns
 
-host_option = click.option("--host", required=True, help="Host id of the stream.")
+host_option = click.option("--host", required=True, metavar="HOST", help="Host id of the stream.")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
@@ -66,13 +69,18 @@ def _tiers_text(tiers: dict[str, int]) -> str:
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @host_option
 @click.option(
-    "--window", type=click.FloatRange(min=0.001), default=60.0, help="Seconds per snapshot."
+    "--window",
+    type=click.FloatRange(min=0.001),
+    default=60.0,
+    metavar="SECONDS",
+    help="Seconds per snapshot.",
 )
-@click.option("--fingerprint", default="", help="Workload fingerprint to record.")
+@click.option("--fingerprint", default="", metavar="NAME", help="Workload fingerprint to record.")
 @click.option(
     "--key",
     "keys",
     multiple=True,
+    metavar="COLUMN",
     help="A key column of a long CSV (repeatable): its value goes into the metric names "
     "(<column>.<value>.<field>).",
 )
@@ -92,13 +100,12 @@ def import_(
     validate_host(host, "--host")
     window_ns = seconds_ns(window, field="--window")
     snaps = import_files(host, list(files), window_ns=window_ns, fingerprint=fingerprint, keys=keys)
-    repo = open_repo(create=True)
+    repo, _ = open_with_policy(create=True)
     stream = repo.stream(host, create=True)
     # Samples the stream already holds (an import that was interrupted, run twice, or of
     # a file that grew) are not stored again: a rerun stores exactly what is missing.
-    with Progress(console=out, transient=True, disable=as_json or not out.is_terminal) as bar:
-        task = bar.add_task("appending", total=len(snaps))
-        done = append_windows(stream, snaps, on_each=lambda: bar.advance(task))
+    with progress_bar("import", enabled=wanted(as_json)) as progress:
+        done = append_windows(stream, snaps, progress=progress)
     repo.refresh_catalog(host)
     stored = sum(e.stored_bytes for e in done.appended)
     samples = sum(e.samples for e in done.appended)
@@ -132,45 +139,85 @@ def import_(
 
 @cli.command(context_settings=CONTEXT)
 @host_option
-@click.option("--metric", multiple=True, help="Metric name (repeatable).")
-@click.option("--start", help="ISO-8601 with Z/offset or epoch ns.")
-@click.option("--end", help="Exclusive end, like --start.")
+@click.option(
+    "--metric",
+    multiple=True,
+    metavar="NAME_OR_GLOB",
+    help="Metric name or glob, as in query (repeatable; default: all).",
+)
+@click.option("--start", metavar="TIME", help="ISO-8601 with Z/offset or epoch ns.")
+@click.option("--end", metavar="TIME", help="Exclusive end, like --start.")
 @click.option(
     "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", help="Output format."
 )
+@click.option(
+    "--time-format",
+    type=click.Choice(TIME_FORMATS),
+    default="ns",
+    help="CSV times as epoch nanoseconds (column timestamp_ns) or ISO-8601 (timestamp).",
+)
 @global_options
 def export(
-    host: str, metric: tuple[str, ...], start: str | None, end: str | None, fmt: str
+    host: str,
+    metric: tuple[str, ...],
+    start: str | None,
+    end: str | None,
+    fmt: str,
+    time_format: str,
 ) -> None:
     """Write the samples of HOST to stdout: csv host,metric,timestamp_ns,value or jsonl."""
-    if fmt not in ("csv", "jsonl"):
-        raise ValidationError(f"--format: {fmt!r} is not csv or jsonl", field="format")
     start_ns, end_ns = time_range(start=start, end=end)
-    query = SnapshotQuery(
-        start_ns=start_ns, end_ns=end_ns, metrics=tuple(metric) if metric else None
-    )
+    query = SnapshotQuery(start_ns=start_ns, end_ns=end_ns)
     stream = open_repo().stream(host)
+    names: list[str] | None = None
+    if metric:
+        selector = Selector(metrics=metric, start_ns=start_ns, end_ns=end_ns)
+        names, warnings = select_metrics(stream, selector)
+        warn(warnings)
+        query = query.model_copy(update={"metrics": tuple(names)})
     writer = csv.writer(sys.stdout, lineterminator="\n")
+    iso = time_format == "iso"
     if fmt == "csv":
-        writer.writerow(["host", "metric", "timestamp_ns", "value"])
+        writer.writerow(["host", "metric", "timestamp" if iso else "timestamp_ns", "value"])
+    if names == []:  # nothing selected: a header alone, and the warnings above
+        return
+    with progress_bar("export", enabled=wanted()) as progress:
+        _write_export(stream, query, host, fmt, iso, writer, progress)
+
+
+def _write_export(
+    stream: IncrementalSnapshotStore,
+    query: SnapshotQuery,
+    host: str,
+    fmt: str,
+    iso: bool,
+    writer: Any,
+    progress: ProgressCallback | None,
+) -> None:
+    sizes = {e.seq: e.stored_bytes for _, e in stream.serving(query)} if progress else {}
+    done = moved = 0
     for snap in stream.query(query):
+        if progress is not None:
+            done, moved = done + 1, moved + sizes.get(snap.seq, 0)
+            progress(ProgressUpdate("snapshots", done, len(sizes), moved, host))
         for m in snap.metrics:
             if not len(m):
                 continue
             values = [repr(v) for v in m.values.tolist()]
             if fmt == "csv":
+                times = m.timestamps.tolist()
                 writer.writerows(
                     zip(
                         [host] * len(m),
                         [m.name] * len(m),
-                        m.timestamps.tolist(),
+                        [format_ns(t) for t in times] if iso else times,
                         values,
                         strict=True,
                     )
                 )
             else:
                 sys.stdout.write(
-                    json.dumps(
+                    strict_dumps(
                         {
                             "host": host,
                             "seq": snap.seq,
@@ -186,7 +233,7 @@ def export(
 
 
 @cli.command("ls", context_settings=CONTEXT)
-@click.option("--host", help="List this host's snapshots.")
+@click.option("--host", metavar="HOST", help="List this host's snapshots.")
 @json_option
 @global_options
 def ls(host: str | None, as_json: bool) -> None:
@@ -298,7 +345,7 @@ def show(host: str, seq: int, as_json: bool) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("--host", help="Only this host.")
+@click.option("--host", metavar="HOST", help="Only this host.")
 @json_option
 @global_options
 def stats(host: str | None, as_json: bool) -> None:
@@ -348,7 +395,7 @@ def stats(host: str | None, as_json: bool) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("--host", help="Only this host.")
+@click.option("--host", metavar="HOST", help="Only this host.")
 @click.option(
     "--repair/--no-repair", default=False, help="Rebuild index segments from the objects."
 )
@@ -356,7 +403,11 @@ def stats(host: str | None, as_json: bool) -> None:
 @global_options
 def verify(host: str | None, repair: bool, as_json: bool) -> int:
     """Check every object's checksums against the index; exit 1 when problems are found."""
-    reports = open_repo().verify(host, repair=repair)
+    repo = open_repo()
+    with progress_bar("verify", enabled=wanted(as_json)) as progress:
+        reports = repo.verify(host, repair=repair, progress=progress)
+    if host is not None and all(r.objects == 0 and r.entries == 0 for r in reports):
+        raise HostNotFound(f"no host {host!r} in {repo.description}", host=host)
     doc = [
         {
             "host": r.host,
@@ -387,15 +438,21 @@ def verify(host: str | None, repair: bool, as_json: bool) -> int:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("--hosts", type=click.IntRange(1, 1000), default=4, help="Synthetic hosts.")
 @click.option(
-    "--windows", type=click.IntRange(min=1), default=30, help="One-minute windows per host."
+    "--hosts", type=click.IntRange(1, 1000), default=4, metavar="N", help="Synthetic hosts."
+)
+@click.option(
+    "--windows",
+    type=click.IntRange(min=1),
+    default=30,
+    metavar="N",
+    help="One-minute windows per host.",
 )
 @json_option
 @global_options
 def demo(hosts: int, windows: int, as_json: bool) -> int:
     """Store a small synthetic GPU fleet, read it back, print stats and a query."""
-    repo = open_repo(create=True)
+    repo, _ = open_with_policy(create=True)
     result = run_demo(repo, hosts=hosts, windows=windows)
     doc = {
         "store": repo.description,

@@ -15,18 +15,21 @@ from snapcloud.cli._app import (
     cli,
     err,
     global_options,
-    globals_,
     human_bytes,
     open_repo,
     out,
     print_json,
+    settings,
+    warn,
 )
+from snapcloud.cli._progress import progress_bar, wanted
 from snapcloud.errors import ValidationError
 from snapcloud.query import (
     AGGREGATIONS,
     DEFAULT_WORKERS,
     EXPORT_MODES,
     FORMATS,
+    TIME_FORMATS,
     LabelMatcher,
     Selector,
     export_parquet,
@@ -41,20 +44,31 @@ from snapcloud.query import (
 from snapcloud.timeparse import format_ns, seconds_ns
 
 hosts_option = click.option(
-    "--host", multiple=True, help="Host id or glob (repeatable: any matches)."
+    "--host", multiple=True, metavar="GLOB", help="Host id or glob (repeatable: any matches)."
 )
 where_option = click.option(
     "--where",
     multiple=True,
+    metavar="MATCHER",
     help="LABEL=VALUE, LABEL!=VALUE, LABEL=~REGEX or LABEL!~REGEX (repeatable).",
 )
-since_option = click.option("--since", help="Relative range ending now: 30m, 2h, 7d.")
-start_option = click.option("--start", help="ISO-8601 with Z/offset or epoch ns (inclusive).")
-end_option = click.option("--end", help="Exclusive end, like --start.")
-metric_option = click.option(
-    "--metric", multiple=True, required=True, help="Metric name or glob, e.g. 'gpu.*.power_mw'."
+since_option = click.option(
+    "--since", metavar="DURATION", help="Relative range ending now: 30m, 2h, 7d."
 )
-fingerprint_option = click.option("--fingerprint", help="Workload fingerprint (name or glob).")
+start_option = click.option(
+    "--start", metavar="TIME", help="ISO-8601 with Z/offset or epoch ns (inclusive)."
+)
+end_option = click.option("--end", metavar="TIME", help="Exclusive end, like --start.")
+metric_option = click.option(
+    "--metric",
+    multiple=True,
+    required=True,
+    metavar="NAME_OR_GLOB",
+    help="Metric name or glob, e.g. 'gpu.*.power_mw'.",
+)
+fingerprint_option = click.option(
+    "--fingerprint", metavar="GLOB", help="Workload fingerprint (name or glob)."
+)
 step_option = click.option(
     "--step",
     type=click.FloatRange(min=0.001),
@@ -64,8 +78,9 @@ step_option = click.option(
 workers_option = click.option(
     "--workers",
     type=click.IntRange(1, 256),
-    default=DEFAULT_WORKERS,
-    help="Parallel reads.",
+    metavar="N",
+    show_default=str(DEFAULT_WORKERS),
+    help="Parallel reads (1-256).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
@@ -122,12 +137,14 @@ def hosts(host: tuple[str, ...], where: tuple[str, ...], refresh: bool, as_json:
     """List the fleet from the catalog: labels, time bounds, snapshots, stored bytes."""
     selector = _selector(host, where, None, None, None, (), None)
     listing = list_hosts(open_repo(), selector, refresh=refresh)
+    warn(listing.warnings)
     if as_json:
         print_json(
             {
                 "hosts": [e.model_dump(mode="json") for e in listing.entries],
                 "uncataloged": listing.uncataloged,
                 "refreshed": listing.refreshed,
+                "warnings": listing.warnings,
             }
         )
         return
@@ -165,11 +182,28 @@ def hosts(host: tuple[str, ...], where: tuple[str, ...], refresh: bool, as_json:
     help=f"{'|'.join(AGGREGATIONS)} (repeatable; default mean).",
 )
 @click.option(
-    "--group-by", multiple=True, help="host, gpu, fingerprint or a label name (repeatable)."
+    "--group-by",
+    multiple=True,
+    metavar="KEY",
+    help="host, gpu, fingerprint or a label name (repeatable).",
 )
 @step_option
-@click.option("--format", "fmt", default="table", help=f"{', '.join(FORMATS)}.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to FILE.")
+@click.option(
+    "--format",
+    "fmt",
+    default="table",
+    metavar="FORMAT",
+    help=f"{', '.join(FORMATS)} (jsonl: one JSON object per row).",
+)
+@click.option(
+    "--time-format",
+    type=click.Choice(TIME_FORMATS),
+    default="ns",
+    help="CSV times as epoch nanoseconds or ISO-8601.",
+)
+@click.option(
+    "-o", "--output", type=click.Path(path_type=Path), metavar="FILE", help="Write to FILE."
+)
 @workers_option
 @global_options
 def query(
@@ -184,10 +218,12 @@ def query(
     group_by: tuple[str, ...],
     step: float | None,
     fmt: str,
+    time_format: str,
     output: Path | None,
-    workers: int,
+    workers: int | None,
 ) -> None:
     """Aggregate selected metrics over time across the fleet, grouped as asked."""
+    conf = settings(query={"workers": workers})
     if fmt not in FORMATS:
         raise ValidationError(
             f"--format: {fmt!r} is not one of {', '.join(FORMATS)}", field="format"
@@ -196,22 +232,25 @@ def query(
         fmt = output.suffix.lstrip(".").lower()
         if fmt not in FORMATS[1:]:
             raise ValidationError(
-                f"-o {output}: give --format json, csv or parquet (or a file ending so)",
+                f"-o {output}: give --format json, jsonl, csv or parquet (or a file ending so)",
                 field="format",
             )
     if fmt == "parquet" and output is None and sys.stdout.isatty():
         raise ValidationError("--format parquet is binary: give -o FILE", field="output")
     selector = _selector(host, where, since, start, end, metric, fingerprint)
-    result = run_query(
-        open_repo(),
-        selector,
-        aggs=agg or ("mean",),
-        group_by=group_by,
-        step_ns=_step_ns(step),
-        workers=workers,
-    )
+    with progress_bar("query", enabled=wanted(fmt == "json")) as progress:
+        result = run_query(
+            open_repo(conf),
+            selector,
+            aggs=agg or ("mean",),
+            group_by=group_by,
+            step_ns=_step_ns(step),
+            workers=conf.query.workers,
+            progress=progress,
+        )
+    warn(result.stats.warnings)
     if fmt != "table":
-        _write(format_result(result, fmt), output)
+        _write(format_result(result, fmt, time_format=time_format), output)
         return
     table = Table(*result.columns)
     for row in result.rows:
@@ -223,7 +262,12 @@ def query(
 @cli.command(context_settings=CONTEXT)
 @metric_option
 @click.option(
-    "-o", "--output", type=click.Path(path_type=Path), required=True, help="PNG file to write."
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    required=True,
+    metavar="FILE",
+    help="PNG file to write.",
 )
 @hosts_option
 @where_option
@@ -239,7 +283,7 @@ def query(
     default="mean",
     help="Aggregation per --step bucket (as in query).",
 )
-@click.option("--title", help="Figure title.")
+@click.option("--title", metavar="TITLE", help="Figure title.")
 @workers_option
 @global_options
 def plot(
@@ -254,31 +298,43 @@ def plot(
     step: float | None,
     agg: str,
     title: str | None,
-    workers: int,
+    workers: int | None,
 ) -> None:
     """Draw the selected series over time to a PNG: one line per host or GPU."""
+    conf = settings(query={"workers": workers})
+    workers = conf.query.workers
     selector = _selector(host, where, since, start, end, metric, fingerprint)
-    repo = open_repo()
-    if step is None:
-        got = read_series(repo, selector, workers=workers)
-        series, stats = got.series, got.stats
-    else:
-        result = run_query(
-            repo,
-            selector,
-            aggs=(agg,),
-            group_by=("host", "gpu"),
-            step_ns=_step_ns(step),
-            workers=workers,
-        )
-        series, stats = series_from_result(result, agg), result.stats
+    repo = open_repo(conf)
+    with progress_bar("read", enabled=wanted()) as progress:
+        if step is None:
+            got = read_series(repo, selector, workers=workers, progress=progress)
+            series, stats = got.series, got.stats
+        else:
+            result = run_query(
+                repo,
+                selector,
+                aggs=(agg,),
+                group_by=("host", "gpu"),
+                step_ns=_step_ns(step),
+                workers=workers,
+                progress=progress,
+            )
+            series, stats = series_from_result(result, agg), result.stats
+    warn(stats.warnings)
     plot_series(series, output, title=title or ", ".join(metric), step_ns=_step_ns(step))
     err.print(f"wrote {output}: {len(series)} series; {stats.summary()}", markup=False)
 
 
 @cli.command("export-parquet", context_settings=CONTEXT)
-@click.option("--dest", required=True, help="Local dir, file:///dir or s3://bucket/prefix.")
-@click.option("--metric", multiple=True, help="Metric name or glob (default: all).")
+@click.option(
+    "--dest",
+    required=True,
+    metavar="DIR_OR_URL",
+    help="Local dir, file:///dir or s3://bucket/prefix.",
+)
+@click.option(
+    "--metric", multiple=True, metavar="NAME_OR_GLOB", help="Metric name or glob (default: all)."
+)
 @hosts_option
 @where_option
 @since_option
@@ -308,20 +364,24 @@ def export_parquet_(
     fingerprint: str | None,
     labels: bool,
     mode: str,
-    workers: int,
+    workers: int | None,
     as_json: bool,
 ) -> None:
     """Write the selected samples as Parquet, Hive-partitioned by host and date."""
+    conf = settings(query={"workers": workers})
     selector = _selector(host, where, since, start, end, metric, fingerprint)
-    report = export_parquet(
-        open_repo(),
-        selector,
-        dest,
-        endpoint_url=globals_().endpoint_url,
-        labels=labels,
-        workers=workers,
-        mode=mode,
-    )
+    with progress_bar("export", enabled=wanted(as_json)) as progress:
+        report = export_parquet(
+            open_repo(conf),
+            selector,
+            dest,
+            endpoint_url=conf.endpoint_url,
+            labels=labels,
+            workers=conf.query.workers,
+            mode=mode,
+            progress=progress,
+        )
+    warn(report.stats.warnings)
     doc = {
         "dest": report.dest,
         "mode": report.mode,
@@ -330,6 +390,7 @@ def export_parquet_(
         "rows": report.rows,
         "bytes_written": report.bytes_written,
         "stats": report.stats.as_dict(),
+        "warnings": report.stats.warnings,
     }
     if as_json:
         print_json(doc)

@@ -25,43 +25,30 @@ from snapcloud.backends import secret_redacting_filter
 from snapcloud.cli._app import (
     CONTEXT,
     cli,
-    debug_env,
     err,
     global_options,
-    globals_,
     human_bytes,
     open_repo,
     print_json,
+    settings,
 )
 from snapcloud.collectors import Collector, CpuCollector
-from snapcloud.errors import SnapcloudError, ValidationError
+from snapcloud.errors import BackendError, CorruptError, SnapcloudError, ValidationError
 from snapcloud.models import validate_host, validate_metric_name
 from snapcloud.recorder import (
-    DEFAULT_SPOOL_MAX_BYTES,
     Recorder,
     RecorderConfig,
     RecorderStatus,
     RecordSummary,
     SealedWindow,
 )
+from snapcloud.retention import read_policy
+from snapcloud.settings import RecordSettings, Settings
 from snapcloud.store import Repository
 
 log = logging.getLogger(__name__)
 
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B?)\s*", re.IGNORECASE)
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-def parse_size(text: str) -> int:
-    """Bytes from ``1073741824``, ``512MiB``, ``1G`` or ``1.5GB`` (all powers of 1024)."""
-    m = _SIZE.fullmatch(text)
-    if m is None:
-        raise ValidationError(f"--spool-max-bytes: {text!r} is not a size like 1GiB", field="size")
-    scale = 1024 ** " KMGT".index((m.group(2) or " ").upper())
-    size = int(float(m.group(1)) * scale)
-    if size < 1:
-        raise ValidationError(f"--spool-max-bytes: {text!r} is not positive", field="size")
-    return size
 
 
 def _labels(pairs: Sequence[str]) -> dict[str, str]:
@@ -233,43 +220,85 @@ def _summary_line(s: RecordSummary) -> str:
     return line
 
 
+def _open_for_recording(conf: Settings) -> Repository:
+    """The store with its policy; a store that cannot be read now still gets recorded into
+    (the spool holds the windows), with the default keyframe interval until restart."""
+    repo = open_repo(conf, debug_logs=False, create=True)  # _logging sets up the log handlers
+    try:
+        stored = read_policy(repo.objects)
+    except (BackendError, CorruptError) as exc:
+        err.print(
+            f"snapcloud: warning: store policy not read ({exc}); recording with the "
+            "default keyframe interval",
+            markup=False,
+        )
+        return repo
+    if stored.stored:
+        repo.config = stored.policy.snapshot_config(repo.config)
+    return repo
+
+
+def _default(name: str) -> str:
+    """A record setting's built-in default, as ``--help`` shows it."""
+    return str(RecordSettings.model_fields[name].default)
+
+
 @cli.command(context_settings=CONTEXT)
 @click.option(
-    "--interval", type=click.FloatRange(min=0.001), default=1.0, help="Seconds between samples."
+    "--interval",
+    type=click.FloatRange(min=0.001),
+    metavar="SECONDS",
+    show_default=_default("interval"),
+    help="Seconds between samples.",
 )
 @click.option(
-    "--window", type=click.FloatRange(min=0.001), default=60.0, help="Seconds per snapshot."
+    "--window",
+    type=click.FloatRange(min=0.001),
+    metavar="SECONDS",
+    show_default=_default("window"),
+    help="Seconds per snapshot.",
 )
 @click.option(
     "--duration",
     type=click.FloatRange(min=0),
-    default=None,
+    metavar="SECONDS",
     help="Stop after this many seconds (default: until stopped).",
 )
-@click.option("--fingerprint", help="Workload name (default: from the busiest processes).")
 @click.option(
-    "--label", multiple=True, metavar="KEY=VALUE", help="Label on every snapshot (repeatable)."
+    "--fingerprint", metavar="NAME", help="Workload name (default: from the busiest processes)."
 )
-@click.option("--host", help="Host id (default: the hostname).")
+@click.option(
+    "--label",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Label on every snapshot (repeatable; added to the configured labels).",
+)
+@click.option("--host", metavar="ID", help="Host id (default: the hostname).")
 @click.option(
     "--spool-dir",
     type=click.Path(path_type=Path, file_okay=False),
+    metavar="DIR",
     help="Local spool (default: user cache dir/spool/HOST).",
 )
 @click.option(
     "--spool-max-bytes",
-    default="1GiB",
     metavar="SIZE",
+    show_default="1GiB",
     help="Spool bound; the oldest snapshots go past it.",
 )
 @click.option(
     "--flush-timeout",
     type=click.FloatRange(min=0),
-    default=10.0,
+    metavar="SECONDS",
+    show_default=_default("flush_timeout"),
     help="Seconds to upload the spool at exit.",
 )
 @click.option(
-    "--lease-ttl", type=click.FloatRange(min=1), default=60.0, help="Writer lease TTL, seconds."
+    "--lease-ttl",
+    type=click.FloatRange(min=1),
+    metavar="SECONDS",
+    show_default=_default("lease_ttl"),
+    help="Writer lease TTL.",
 )
 @click.option(
     "--gpu-opt-in",
@@ -294,16 +323,16 @@ def _summary_line(s: RecordSummary) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per sealed window on stdout.")
 @global_options
 def record(
-    interval: float,
-    window: float,
+    interval: float | None,
+    window: float | None,
     duration: float | None,
     fingerprint: str | None,
     label: tuple[str, ...],
     host: str | None,
     spool_dir: Path | None,
-    spool_max_bytes: str,
-    flush_timeout: float,
-    lease_ttl: float,
+    spool_max_bytes: str | None,
+    flush_timeout: float | None,
+    lease_ttl: float | None,
     gpu_opt_in: str | None,
     no_gpu: bool,
     scrape: tuple[str, ...],
@@ -313,22 +342,39 @@ def record(
 ) -> int:
     """Sample this host's CPU and GPUs, seal a snapshot per window, upload through a spool.
 
-    Exit status: 0 every window stored; 1 windows wait in the spool for the next run
-    (the store did not take them in time); 2 windows were lost, or an error.
+    Unset options come from SNAPCLOUD_RECORD_* variables, then the config file's
+    [record] table. Exit status: 0 every window stored; 1 windows wait in the spool for
+    the next run (the store did not take them in time); 2 windows were lost, or an error.
     """
-    host_id = _host(host)
+    given = {
+        "interval": interval,
+        "window": window,
+        "fingerprint": fingerprint,
+        "labels": _labels(label) if label else None,
+        "host": host,
+        "spool_dir": spool_dir,
+        "spool_max_bytes": spool_max_bytes,
+        "flush_timeout": flush_timeout,
+        "lease_ttl": lease_ttl,
+        "gpu_opt_in": gpu_opt_in,
+        "gpu": False if no_gpu else None,
+    }
+    conf = settings(record=given)
+    rec = conf.record
+    host_id = _host(rec.host)
     config = RecorderConfig(
-        interval_s=interval,
-        window_s=window,
-        fingerprint=fingerprint,
-        labels=_labels(label),
-        spool_dir=spool_dir,
-        spool_max_bytes=parse_size(spool_max_bytes) if spool_max_bytes else DEFAULT_SPOOL_MAX_BYTES,
-        flush_timeout_s=flush_timeout,
-        lease_ttl_s=lease_ttl,
+        interval_s=rec.interval,
+        window_s=rec.window,
+        fingerprint=rec.fingerprint,
+        labels=rec.labels,
+        spool_dir=rec.spool_dir,
+        spool_max_bytes=rec.spool_max_bytes,
+        flush_timeout_s=rec.flush_timeout,
+        lease_ttl_s=rec.lease_ttl,
     )
-    repo = open_repo(debug_logs=False, create=True)  # _logging below sets up the log handlers
-    debug = globals_().debug or debug_env()
+    repo = _open_for_recording(conf)
+    debug = conf.debug
+    fingerprint, gpu_opt_in, no_gpu = rec.fingerprint, rec.gpu_opt_in, not rec.gpu
     opt_in = gpu_opt_in if gpu_opt_in is not None else ("" if fingerprint else "processes")
     interactive = err.is_terminal
     stop = threading.Event()

@@ -13,22 +13,25 @@ from snapcloud.cli._app import (
     CONTEXT,
     cli,
     global_options,
-    globals_,
     human_bytes,
-    open_repo,
+    open_with_policy,
     out,
     print_json,
+    settings,
     subgroup,
 )
-from snapcloud.errors import ConfigError
+from snapcloud.cli._progress import progress_bar, wanted
+from snapcloud.errors import ConfigError, HostNotFound
 from snapcloud.retention import (
     CompactionReport,
     Compactor,
     RetentionPolicy,
+    StorePolicy,
     apply_lifecycle,
     get_lifecycle,
     lifecycle_rules,
 )
+from snapcloud.settings import CompactSettings
 from snapcloud.timeparse import format_ns, parse_instant
 
 lifecycle = subgroup(
@@ -38,16 +41,23 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 
 
 def policy_options(f: Any) -> Any:
-    """The lifecycle options: grace days, archive storage class and transition age."""
+    """The lifecycle options; each overrides the store's policy (``snapcloud policy``)."""
     f = click.option(
-        "--archive-transition-days", type=int, help="Age at which to move them (days)."
+        "--archive-transition-days",
+        type=click.IntRange(min=0),
+        metavar="DAYS",
+        help="Age at which to move them (default: the store's policy).",
     )(f)
-    f = click.option("--archive-storage-class", help="Move archive objects to this class.")(f)
+    f = click.option(
+        "--archive-storage-class",
+        metavar="CLASS",
+        help="Move archive objects to this class (default: the store's policy).",
+    )(f)
     return click.option(
         "--grace-days",
         type=click.IntRange(min=0),
-        default=7,
-        help="Days past the compactor's schedule.",
+        metavar="DAYS",
+        help="Days past the compactor's schedule (default: the store's policy, 7).",
     )(f)
 
 
@@ -89,25 +99,33 @@ def _render(report: CompactionReport) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("--host", multiple=True, help="Only these hosts (repeatable).")
-@click.option("--now", help="Act as of this time (ISO-8601 or epoch ns).")
+@click.option("--host", multiple=True, metavar="HOST", help="Only these hosts (repeatable).")
+@click.option("--now", metavar="TIME", help="Act as of this time (ISO-8601 or epoch ns).")
 @click.option("--dry-run", is_flag=True, help="Print the plan; write nothing.")
 @click.option(
     "--lease-ttl",
     type=click.FloatRange(min=1),
-    default=600.0,
+    metavar="SECONDS",
+    show_default=str(CompactSettings.model_fields["lease_ttl"].default),
     help="Seconds the compactor lease lasts.",
 )
 @json_option
 @global_options
 def compact(
-    host: tuple[str, ...], now: str | None, dry_run: bool, lease_ttl: float, as_json: bool
+    host: tuple[str, ...], now: str | None, dry_run: bool, lease_ttl: float | None, as_json: bool
 ) -> int:
     """Move data through the retention tiers: raw -> compressed -> archive -> deleted."""
-    repo = open_repo()
+    conf = settings(compact={"lease_ttl": lease_ttl})
+    repo, stored = open_with_policy(conf)
     now_ns = parse_instant(now, field="--now") if now is not None else None
-    compactor = Compactor(repo.objects, repo.config, lease_ttl_s=lease_ttl)
-    report = compactor.run(now_ns, list(host) or None, dry_run=dry_run)
+    policy = stored.policy.retention if stored.stored else None  # else from repo.config
+    compactor = Compactor(repo.objects, repo.config, policy, lease_ttl_s=conf.compact.lease_ttl)
+    unknown = sorted(set(host) - set(compactor.hosts()))
+    if unknown:
+        names = ", ".join(repr(h) for h in unknown)
+        raise HostNotFound(f"no host {names} in {repo.description}", host=unknown[0])
+    with progress_bar("compact", enabled=wanted(as_json)) as progress:
+        report = compactor.run(now_ns, list(host) or None, dry_run=dry_run, progress=progress)
     if as_json:
         print_json(report.to_dict())
     else:
@@ -115,16 +133,32 @@ def compact(
     return 1 if report.problems else 0
 
 
-def _policy(grace: int, storage_class: str | None, days: int | None) -> RetentionPolicy:
+def _policy(
+    base: RetentionPolicy, grace: int | None, storage_class: str | None, days: int | None
+) -> RetentionPolicy:
+    """``base`` with the lifecycle options given on the command line."""
+    given = {
+        "lifecycle_grace_days": grace,
+        "archive_storage_class": storage_class,
+        "archive_transition_days": days,
+    }
     try:
-        return RetentionPolicy.from_config(
-            lifecycle_grace_days=grace,
-            archive_storage_class=storage_class,
-            archive_transition_days=days,
+        return RetentionPolicy(
+            **{**base.model_dump(), **{k: v for k, v in given.items() if v is not None}}
         )
     except PydanticError as exc:
         msg = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
         raise ConfigError(msg, field="lifecycle") from None
+
+
+def _store_policy() -> tuple[RetentionPolicy, S3Store | None]:
+    """The named store's retention policy and S3 bucket (no store named: the defaults)."""
+    conf = settings()
+    if not conf.store:
+        return StorePolicy().retention, None
+    repo, stored = open_with_policy(conf)
+    objects = repo.objects.inner
+    return stored.policy.retention, objects if isinstance(objects, S3Store) else None
 
 
 def _print_rules(doc: dict[str, Any], as_json: bool) -> None:
@@ -147,7 +181,7 @@ def _print_rules(doc: dict[str, Any], as_json: bool) -> None:
 
 
 @lifecycle.command("show", context_settings=CONTEXT)
-@click.option("--prefix", help="Key prefix (default: the store's).")
+@click.option("--prefix", metavar="PREFIX", help="Key prefix (default: the store's).")
 @click.option("--current", is_flag=True, help="Show the bucket's rules instead.")
 @policy_options
 @json_option
@@ -155,21 +189,22 @@ def _print_rules(doc: dict[str, Any], as_json: bool) -> None:
 def lifecycle_show(
     prefix: str | None,
     current: bool,
-    grace_days: int,
+    grace_days: int | None,
     archive_storage_class: str | None,
     archive_transition_days: int | None,
     as_json: bool,
 ) -> None:
-    """Print the lifecycle rules the retention policy gives (or, --current, the bucket's)."""
-    policy = _policy(grace_days, archive_storage_class, archive_transition_days)
-    objects = open_repo().objects.inner if globals_().store else None
+    """Print the lifecycle rules the store's retention policy gives (or, --current, the
+    bucket's)."""
+    base, bucket = _store_policy()
+    policy = _policy(base, grace_days, archive_storage_class, archive_transition_days)
     if current:
-        if not isinstance(objects, S3Store):
+        if bucket is None:
             raise ConfigError("--current needs an s3:// store", field="store")
-        _print_rules(get_lifecycle(objects), as_json)
+        _print_rules(get_lifecycle(bucket), as_json)
         return
     if prefix is None:
-        prefix = objects.prefix if isinstance(objects, S3Store) else ""
+        prefix = bucket.prefix if bucket is not None else ""
     _print_rules(lifecycle_rules(policy, prefix), as_json)
 
 
@@ -178,14 +213,14 @@ def lifecycle_show(
 @json_option
 @global_options
 def lifecycle_apply(
-    grace_days: int,
+    grace_days: int | None,
     archive_storage_class: str | None,
     archive_transition_days: int | None,
     as_json: bool,
 ) -> None:
-    """Put the policy's rules on the store's bucket (other rules are kept)."""
-    policy = _policy(grace_days, archive_storage_class, archive_transition_days)
-    objects = open_repo().objects.inner
-    if not isinstance(objects, S3Store):
+    """Put the store's policy's rules on its bucket (other rules are kept)."""
+    base, bucket = _store_policy()
+    policy = _policy(base, grace_days, archive_storage_class, archive_transition_days)
+    if bucket is None:
         raise ConfigError("lifecycle apply needs an s3:// store", field="store")
-    _print_rules(apply_lifecycle(objects, policy), as_json)
+    _print_rules(apply_lifecycle(bucket, policy), as_json)

@@ -6,7 +6,8 @@ import logging
 
 import click
 
-from snapcloud.cli._app import CONTEXT, cli, debug_env, err, global_options, globals_
+from snapcloud.backends import secret_redacting_filter
+from snapcloud.cli._app import CONTEXT, cli, err, global_options, settings
 from snapcloud.errors import ConfigError
 
 DEFAULT_LISTEN = "127.0.0.1:9090"
@@ -65,14 +66,15 @@ def serve(
             "pip install 'snapcloud[serve]'"
         ) from None
     parse_listen(listen)
-    opts = globals_()
-    debug = opts.debug or debug_env()
+    conf = settings()
     logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO, format="%(levelname)s %(message)s"
+        level=logging.DEBUG if conf.debug else logging.INFO, format="%(levelname)s %(message)s"
     )
+    for handler in logging.getLogger().handlers:  # botocore's debug logs carry credentials
+        handler.addFilter(secret_redacting_filter())
     api = open_api(
-        opts.store,
-        endpoint_url=opts.endpoint_url,
+        conf.store,
+        endpoint_url=conf.endpoint_url,
         config=ServeConfig(max_samples=max_samples, timeout_s=timeout),
         cache_bytes=cache_mib * 2**20,
         catalog_ttl_s=catalog_ttl,

@@ -73,6 +73,7 @@ from snapcloud.importers._gpu_fields import (
 )
 from snapcloud.importers._samples import unseen
 from snapcloud.models import MetricSeries, ProfileSnapshot, SnapshotQuery, validate_metric_name
+from snapcloud.progress import ProgressCallback, ProgressUpdate
 from snapcloud.store._tiers import tier_of_key
 
 if TYPE_CHECKING:
@@ -1036,6 +1037,7 @@ def append_windows(
     snapshots: Sequence[ProfileSnapshot],
     *,
     on_each: Callable[[], None] | None = None,
+    progress: ProgressCallback | None = None,
 ) -> ImportOutcome:
     """Append what ``stream`` does not hold yet, sample by sample, in order.
 
@@ -1053,7 +1055,8 @@ def append_windows(
     read per group in range, plus the open group's, which every append needs). At the
     end, every sealed group whose segment was read or written and that has no range
     hint gets one (one put each, once), so the next import skips it.
-    ``on_each`` is called once per window. Raises ``ValidationError`` when a window
+    ``on_each`` is called once per window, and ``progress`` hears of the windows done
+    and the bytes stored (``snapcloud.progress``). Raises ``ValidationError`` when a window
     overlaps what only the archive tier holds (downsampled: which samples it holds cannot
     be told), and what ``IncrementalSnapshotStore.append`` and ``read`` raise.
     """
@@ -1066,7 +1069,8 @@ def append_windows(
     held = [(set(n), e) for n, e in stream.serving(SnapshotQuery(start_ns=lo, end_ns=hi))]
     # a stored window wider than the import's overlaps several of them: read it once
     read: OrderedDict[tuple[int, int], ProfileSnapshot] = OrderedDict()
-    for snap in snapshots:
+    stored = 0
+    for i, snap in enumerate(snapshots, 1):
         names = set(snap.metric_names)
         near = [
             e
@@ -1082,9 +1086,12 @@ def append_windows(
         else:
             entry = stream.append(new)
             outcome.appended.append(entry)
+            stored += entry.stored_bytes
             held.append((set(new.metric_names), entry))
         if on_each is not None:
             on_each()
+        if progress is not None:
+            progress(ProgressUpdate("windows", i, len(snapshots), stored, stream.host))
     # The groups this import read or sealed get range hints, so the next import (or a
     # query of other times) skips them whether or not the compactor ever runs here.
     # A hint only saves reads: one that cannot be written (no right to, a failing

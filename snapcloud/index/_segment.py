@@ -146,7 +146,7 @@ class IndexSegment(BaseModel):
 def _date_path(window_start: int) -> str:
     if not 0 <= window_start < _MAX_DATE_NS:
         return "0000/00/00"
-    day = dt.datetime.fromtimestamp(window_start // 10**9, tz=dt.timezone.utc)
+    day = dt.datetime.fromtimestamp(window_start // 10**9, tz=dt.UTC)
     return f"{day.year:04d}/{day.month:02d}/{day.day:02d}"
 
 

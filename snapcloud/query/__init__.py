@@ -27,11 +27,13 @@ from snapcloud.query._api import (
     read_series,
     run_query,
     scan,
+    select_metrics,
 )
 from snapcloud.query._executor import Budget, Fetched
 from snapcloud.query._export import (
     EXPORT_MODES,
     FORMATS,
+    TIME_FORMATS,
     ExportReport,
     export_parquet,
     format_result,
@@ -62,6 +64,7 @@ __all__ = [
     "FORMATS",
     "GROUP_BUILTINS",
     "PERCENTILES",
+    "TIME_FORMATS",
     "Aggregator",
     "Budget",
     "ExportReport",
@@ -88,6 +91,7 @@ __all__ = [
     "read_series",
     "run_query",
     "scan",
+    "select_metrics",
     "series_from_result",
     "time_range",
     "unmatched_metrics",

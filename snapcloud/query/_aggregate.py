@@ -367,7 +367,8 @@ class Aggregator:
         ne = cnt > 0
         starts = (np.cumsum(cnt) - cnt)[ne]
         slots = run_slot[ne]
-        np.add.at(st["sum"], slots, np.add.reduceat(vals, starts))
+        with np.errstate(invalid="ignore"):  # +inf + -inf is NaN, as it should be
+            np.add.at(st["sum"], slots, np.add.reduceat(vals, starts))
         np.minimum.at(st["min"], slots, np.minimum.reduceat(vals, starts))
         np.maximum.at(st["max"], slots, np.maximum.reduceat(vals, starts))
         if "last" in self.aggs:

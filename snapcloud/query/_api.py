@@ -11,19 +11,20 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from snapcloud.backends import CountingStore
 from snapcloud.errors import ValidationError
 from snapcloud.index import CatalogEntry
-from snapcloud.models import ProfileSnapshot
+from snapcloud.models import ProfileSnapshot, SnapshotQuery
+from snapcloud.progress import ProgressCallback, ProgressUpdate
 from snapcloud.query._aggregate import Aggregator, SeriesCollector, check_aggregations
 from snapcloud.query._aggregate import check_group_by as _check_group_by
 from snapcloud.query._executor import Budget, fetch_plan
 from snapcloud.query._planner import HostPlan, QueryPlan, plan_hosts, plan_stream
 from snapcloud.query._result import QueryResult, QueryStats, SeriesSet
 from snapcloud.query._selectors import GROUP_BUILTINS, Narrowing, Selector
-from snapcloud.store import Repository
+from snapcloud.store import IncrementalSnapshotStore, Repository
 
 __all__ = [
     "DEFAULT_WORKERS",
@@ -85,11 +86,14 @@ def scan(
     with_catalog: bool = False,
     many: BatchConsumer | None = None,
     narrow: Narrowing | None = None,
+    progress: ProgressCallback | None = None,
 ) -> QueryStats:
     """Plan ``selector``, then feed each selected snapshot (trimmed) to ``consumer`` in
     host then seq order. Returns the query's figures. With ``many``, the snapshots of
     one compressed-tier object go to it in one call instead (in the same order).
     ``narrow`` adds host and metric predicates to the selector (``Narrowing``).
+    ``progress`` hears of the snapshots read of those planned so far (the total grows
+    while later hosts are planned) and the bytes read.
 
     Raises ``MemoryExceeded`` (never truncates), ``ObjectNotFound`` or ``CorruptError``.
     """
@@ -106,13 +110,20 @@ def scan(
             fetched = fetch_plan(
                 objects, config, plan, incoming, pool, budget, max_inflight=2 * workers
             )
+            done = 0
             for batch in fetched:
+                done += len(batch)
                 if many is not None and len(batch) > 1:
                     samples += many(batch[0].host, [got.snapshot for got in batch])
-                    continue
-                for got in batch:
-                    taken = consumer(got.host, got.snapshot)
-                    samples += got.snapshot.sample_count if taken is None else taken
+                else:
+                    for got in batch:
+                        taken = consumer(got.host, got.snapshot)
+                        samples += got.snapshot.sample_count if taken is None else taken
+                if progress is not None:
+                    read = objects.bytes_moved()["bytes_read"]
+                    progress(
+                        ProgressUpdate("snapshots", done, plan.snapshots, read, batch[0].host.host)
+                    )
             t_plan = plan.planned_at
     decoded = sum(
         sum(e.samples for e in hp.entries) + sum(e.samples for e in hp.bases.values())
@@ -130,6 +141,7 @@ def scan(
         samples=samples,
         seconds=time.perf_counter() - t0,
         plan_seconds=t_plan - t0,
+        warnings=plan.warnings(),
     )
 
 
@@ -141,6 +153,7 @@ def run_query(
     group_by: Sequence[str] = (),
     step_ns: int | None = None,
     workers: int = DEFAULT_WORKERS,
+    progress: ProgressCallback | None = None,
 ) -> QueryResult:
     """Aggregate the selected samples over time, per group (and time bucket).
 
@@ -161,6 +174,7 @@ def run_query(
         workers=workers,
         with_catalog=labels,
         many=agg.add_many,
+        progress=progress,
     )
     return QueryResult(
         columns=agg.columns(),
@@ -173,7 +187,11 @@ def run_query(
 
 
 def read_series(
-    repo: Repository, selector: Selector, *, workers: int = DEFAULT_WORKERS
+    repo: Repository,
+    selector: Selector,
+    *,
+    workers: int = DEFAULT_WORKERS,
+    progress: ProgressCallback | None = None,
 ) -> SeriesSet:
     """The raw selected samples, one series per (host, metric).
 
@@ -181,8 +199,24 @@ def read_series(
     """
     budget = Budget(repo.config.max_query_memory_bytes)
     collector = SeriesCollector(budget)
-    stats = scan(repo, selector, collector.add, budget=budget, workers=workers)
+    stats = scan(repo, selector, collector.add, budget=budget, workers=workers, progress=progress)
     return SeriesSet(collector.series(), stats)
+
+
+def select_metrics(
+    stream: IncrementalSnapshotStore, selector: Selector
+) -> tuple[list[str], list[str]]:
+    """The metric names of one host ``stream`` that ``selector``'s patterns select in its
+    time range (sorted), and a warning for each pattern that selects none there."""
+    span = stream.serving(SnapshotQuery(start_ns=selector.start_ns, end_ns=selector.end_ns))
+    present = {name for found, _ in span for name in found}
+    hits = selector.patterns_matching(present)
+    warnings = [
+        f"--metric {p!r} matched no metric of {stream.host!r} in the time range"
+        for p in selector.metrics
+        if p not in hits
+    ]
+    return selector.metric_names(present), warnings
 
 
 @dataclass
@@ -192,6 +226,8 @@ class HostListing:
     entries: list[CatalogEntry]
     uncataloged: list[str]
     refreshed: list[str]
+    #: What in the selector matched nothing (a host glob, the label matchers).
+    warnings: list[str] = field(default_factory=list)
 
 
 def list_hosts(
@@ -208,7 +244,8 @@ def list_hosts(
     ``host`` alone and are listed in ``uncataloged``.
     """
     selector = selector or Selector()
-    indexed = [h for h in repo.hosts() if selector.host_matches(h)]
+    every = repo.hosts()
+    indexed = [h for h in every if selector.host_matches(h)]
     refreshed: list[str] = []
     with _pool(workers) as pool:
         if refresh:
@@ -220,4 +257,8 @@ def list_hosts(
     entries = [e for e in found if selector.labels_match(e.host, e.all_labels())]
     have = {e.host for e in found}
     uncataloged = [h for h in indexed if h not in have and selector.labels_match(h, {})]
-    return HostListing(entries=entries, uncataloged=uncataloged, refreshed=refreshed)
+    warnings = selector.unmatched_hosts(sorted(set(every) | set(catalog.hosts())))
+    considered = len(have | set(indexed))
+    if selector.where and considered and not entries and not uncataloged:
+        warnings.append(selector.where_unmatched(considered))
+    return HostListing(entries, uncataloged, refreshed, warnings)

@@ -51,19 +51,30 @@ from urllib.parse import urlsplit
 import numpy as np
 import numpy.typing as npt
 
+from snapcloud._strict_json import strict_dumps
 from snapcloud.backends import ObjectStore, open_store
 from snapcloud.errors import BackendError, SnapcloudError, ValidationError
 from snapcloud.models import ProfileSnapshot
+from snapcloud.progress import ProgressCallback
 from snapcloud.query._api import DEFAULT_WORKERS, scan
 from snapcloud.query._executor import Budget
 from snapcloud.query._planner import HostPlan
 from snapcloud.query._result import QueryResult, QueryStats
 from snapcloud.query._selectors import Selector, gpu_index
 from snapcloud.store import Repository
+from snapcloud.timeparse import format_ns
 
-__all__ = ["EXPORT_MODES", "FORMATS", "ExportReport", "export_parquet", "format_result"]
+__all__ = [
+    "EXPORT_MODES",
+    "FORMATS",
+    "TIME_FORMATS",
+    "ExportReport",
+    "export_parquet",
+    "format_result",
+]
 
-FORMATS = ("table", "json", "csv", "parquet")
+FORMATS = ("table", "json", "jsonl", "csv", "parquet")
+TIME_FORMATS = ("ns", "iso")
 EXPORT_MODES = ("error", "overwrite", "append")
 SUCCESS = "_SUCCESS"
 _PART = re.compile(r"part-([0-9a-f]{16})-[0-9]{5}\.parquet")
@@ -83,22 +94,37 @@ def _pyarrow() -> Any:
     return pa, pq
 
 
-def _csv_cell(value: Any) -> Any:
+def _csv_cell(value: Any, column: str, iso: bool) -> Any:
     if value is None:
         return ""
+    if iso and column == "time" and isinstance(value, int):
+        return format_ns(value)
     return repr(value) if isinstance(value, float) else value
 
 
-def format_result(result: QueryResult, fmt: str) -> bytes:
-    """``result`` as ``json``, ``csv`` or ``parquet`` bytes. Raises ``ValidationError``."""
+def format_result(result: QueryResult, fmt: str, *, time_format: str = "ns") -> bytes:
+    """``result`` as ``json``, ``jsonl`` (one object per row), ``csv`` or ``parquet`` bytes.
+
+    JSON is strict: non-finite values are the strings ``"NaN"``, ``"+Inf"``, ``"-Inf"``.
+    ``time_format="iso"`` writes CSV times as ISO-8601 (JSON carries both). Raises
+    ``ValidationError`` for an unknown format.
+    """
+    if time_format not in TIME_FORMATS:
+        raise ValidationError(
+            f"--time-format: {time_format!r} is not one of {', '.join(TIME_FORMATS)}",
+            field="time_format",
+        )
     if fmt == "json":
-        return (json.dumps(result.to_json(), separators=(",", ":")) + "\n").encode()
+        return (strict_dumps(result.to_json()) + "\n").encode()
+    if fmt == "jsonl":
+        return "".join(strict_dumps(row) + "\n" for row in result.to_json()["rows"]).encode()
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(result.columns)
+        iso = time_format == "iso"
         for rec in result.records():
-            writer.writerow([_csv_cell(v) for v in rec.values()])
+            writer.writerow([_csv_cell(v, c, iso) for c, v in rec.items()])
         return buf.getvalue().encode()
     if fmt == "parquet":
         pa, pq = _pyarrow()
@@ -312,9 +338,12 @@ def export_parquet(
     max_rows_per_file: int = 1_000_000,
     workers: int = DEFAULT_WORKERS,
     mode: str = "error",
+    progress: ProgressCallback | None = None,
 ) -> ExportReport:
     """Write the selected samples to ``dest`` as Hive-partitioned Parquet (see module doc:
     layout, ``mode``, the ``_SUCCESS`` marker).
+
+    ``progress`` hears of the snapshots read, as in ``scan``.
 
     Raises ``ValidationError`` for a bad ``dest`` or ``mode`` and, in ``error`` mode, for a
     destination that holds data; ``BackendError`` when writing fails (the destination then
@@ -334,7 +363,13 @@ def export_parquet(
     budget = Budget(repo.config.max_query_memory_bytes)
     writer = _HiveWriter(target, report, labels, max_rows_per_file, budget)
     report.stats = scan(
-        repo, selector, writer.add, budget=budget, workers=workers, with_catalog=labels
+        repo,
+        selector,
+        writer.add,
+        budget=budget,
+        workers=workers,
+        with_catalog=labels,
+        progress=progress,
     )
     writer.flush()
     kept = [k for k in held if k not in report.deleted and k != SUCCESS]

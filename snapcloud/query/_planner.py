@@ -63,6 +63,11 @@ class HostPlan:
     bases: dict[int, IndexEntry]
     segments_read: int
     stream: IncrementalSnapshotStore | None = field(default=None, compare=False, repr=False)
+    #: The metric patterns that named a metric in the time range, and whether any entry
+    #: there passed the fingerprint pattern (what the query can say matched nothing).
+    metric_hits: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    has_data: bool = field(default=False, compare=False, repr=False)
+    fingerprint_hit: bool = field(default=True, compare=False, repr=False)
     planned_at: float = field(default_factory=time.perf_counter, compare=False, repr=False)
 
     @cached_property
@@ -131,6 +136,12 @@ class QueryPlan:
     uncataloged: list[str] = field(default_factory=list)
     #: ``time.perf_counter()`` when the last host added was planned (or the plan made).
     planned_at: float = field(default_factory=time.perf_counter)
+    #: Host globs and label matchers that selected nothing (found before planning).
+    unmatched: list[str] = field(default_factory=list)
+    hosts_planned: int = 0
+    metric_hits: set[str] = field(default_factory=set)
+    has_data: bool = False
+    fingerprint_hit: bool = False
 
     @property
     def objects(self) -> int:
@@ -156,8 +167,29 @@ class QueryPlan:
         """Count ``host``'s segment reads and keep it when it has entries to read."""
         self.segment_reads += host.segments_read
         self.planned_at = max(self.planned_at, host.planned_at)
+        self.hosts_planned += 1
+        self.metric_hits |= host.metric_hits
+        self.has_data |= host.has_data
+        self.fingerprint_hit |= host.fingerprint_hit
         if host.entries:
             self.hosts.append(host)
+
+    def warnings(self) -> list[str]:
+        """What in the selector matched nothing, one sentence each (once every host added)."""
+        out = list(self.unmatched)
+        if not self.hosts_planned:
+            return out
+        if not self.has_data:
+            return [*out, "the selected host(s) hold no data in the time range"]
+        sel = self.selector
+        out += [
+            f"--metric {p!r} matched no metric of the selected host(s) in the time range"
+            for p in sel.metrics
+            if p not in self.metric_hits
+        ]
+        if sel.fingerprint is not None and not self.fingerprint_hit:
+            out.append(f"--fingerprint {sel.fingerprint!r} matched no snapshot")
+        return out
 
 
 def _plan_host(
@@ -176,9 +208,10 @@ def _plan_host(
     # rest), and metric patterns resolve against the names found there, the exact
     # names asked for and the catalog's (when it was read for labels).
     span = stream.serving(SnapshotQuery(start_ns=selector.start_ns, end_ns=selector.end_ns))
-    names: set[str] = {p for p in selector.metrics if not is_glob(p)}
+    present: set[str] = set()
     for found, _ in span:
-        names.update(found)
+        present.update(found)
+    names = present | {p for p in selector.metrics if not is_glob(p)}
     if entry is not None:
         names.update(entry.metrics)
     metrics = tuple(selector.metric_names(names))
@@ -215,6 +248,9 @@ def _plan_host(
         bases=bases,
         segments_read=stream.segment_reads,
         stream=stream,
+        metric_hits=frozenset(selector.patterns_matching(present)),
+        has_data=bool(span),
+        fingerprint_hit=any(selector.fingerprint_matches(e.fingerprint) for _, e in span),
     )
 
 
@@ -277,16 +313,13 @@ def _select(
     host_ok = narrow.host if narrow is not None else None
     fleet = _fleet_listing(objects, selector)
     if fleet is not None:
-        hosts = sorted(h for h in fleet if selector.host_matches(h))
+        every = sorted(fleet)
     else:
-        hosts = [
-            h.rstrip("/")
-            for h in objects.list_dirs("index/")
-            if selector.host_matches(h.rstrip("/"))
-        ]
-        hosts.sort()
+        every = sorted(h.rstrip("/") for h in objects.list_dirs("index/"))
+    hosts = [h for h in every if selector.host_matches(h)]
     entries: dict[str, CatalogEntry] = {}
     plan = QueryPlan(selector=selector, hosts=[], hosts_considered=len(hosts))
+    plan.unmatched = selector.unmatched_hosts(every)
     if (selector.needs_labels or with_catalog or host_ok is not None) and hosts:
         catalog = Catalog(objects)
         listed = set(catalog.hosts())
@@ -303,12 +336,15 @@ def _select(
                 ", ".join(plan.uncataloged[:5]) + (" ..." if len(plan.uncataloged) > 5 else ""),
             )
         labels_of = {h: entries[h].all_labels() if h in entries else {} for h in hosts}
+        before = len(hosts)
         hosts = [
             h
             for h in hosts
             if selector.labels_match(h, labels_of[h])
             and (host_ok is None or host_ok(h, labels_of[h]))
         ]
+        if selector.where and not hosts:
+            plan.unmatched.append(selector.where_unmatched(before))
     return _Selection(plan, hosts, entries, fleet, narrow)
 
 

@@ -32,6 +32,8 @@ class QueryStats:
     seconds: float = 0.0
     #: Until the last host was planned (hosts are planned while the first ones are read).
     plan_seconds: float = 0.0
+    #: What in the selector matched nothing (a host glob, a label matcher, a metric glob).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def total_requests(self) -> int:
@@ -125,6 +127,7 @@ class QueryResult:
             "group_by": list(self.group_by),
             "step_ns": self.step_ns,
             "stats": self.stats.as_dict(),
+            "warnings": list(self.stats.warnings),
         }
 
 

@@ -216,6 +216,29 @@ class Selector(_Model):
             n for n in set(names) if n in exact or any(fnmatch.fnmatchcase(n, g) for g in globs)
         )
 
+    def patterns_matching(self, names: Iterable[str]) -> set[str]:
+        """The metric patterns that select at least one of ``names``."""
+        present = set(names)
+        return {
+            p
+            for p in self.metrics
+            if (p in present if not is_glob(p) else any(fnmatch.fnmatchcase(n, p) for n in present))
+        }
+
+    def unmatched_hosts(self, hosts: Iterable[str]) -> list[str]:
+        """A sentence for each host pattern that matches none of ``hosts``."""
+        every = list(hosts)
+        return [
+            f"--host {p!r} matched no host (of {len(every)})"
+            for p in self.hosts
+            if not any(fnmatch.fnmatchcase(h, p) for h in every)
+        ]
+
+    def where_unmatched(self, considered: int) -> str:
+        """The sentence for label matchers that left none of ``considered`` hosts."""
+        matchers = " ".join(f"--where {str(m)!r}" for m in self.where)
+        return f"{matchers} matched none of the {considered} host(s) considered"
+
     def fingerprint_matches(self, fingerprint: str) -> bool:
         """Whether a snapshot's fingerprint passes the fingerprint pattern."""
         if self.fingerprint is None:

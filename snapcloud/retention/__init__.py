@@ -10,6 +10,13 @@ from snapcloud.retention._lifecycle import apply_lifecycle, get_lifecycle, lifec
 from snapcloud.retention._marks import DeletionMark
 from snapcloud.retention._policy import DAY_NS, HOUR_NS, MINUTE_NS, RetentionPolicy
 from snapcloud.retention._report import CompactionReport, HostReport, TierTally
+from snapcloud.retention._stored import (
+    POLICY_KEY,
+    StoredPolicy,
+    StorePolicy,
+    read_policy,
+    update_policy,
+)
 from snapcloud.retention._usage import TierUsage, storage_by_tier
 
 __all__ = [
@@ -18,6 +25,7 @@ __all__ = [
     "HOUR_NS",
     "MINUTE_NS",
     "PAUSE_ENV",
+    "POLICY_KEY",
     "CompactionReport",
     "Compactor",
     "DeletionMark",
@@ -25,10 +33,14 @@ __all__ = [
     "HostReport",
     "Lease",
     "RetentionPolicy",
+    "StorePolicy",
+    "StoredPolicy",
     "TierTally",
     "TierUsage",
     "apply_lifecycle",
     "get_lifecycle",
     "lifecycle_rules",
+    "read_policy",
     "storage_by_tier",
+    "update_policy",
 ]

@@ -53,6 +53,7 @@ from snapcloud.errors import (
 from snapcloud.index import Catalog, CatalogEntry, entry_from_index, parse_data_key, range_hint_key
 from snapcloud.index._lease import dead_local_holder
 from snapcloud.models import ProfileSnapshot, SnapshotConfig, SnapshotQuery, validate_host
+from snapcloud.progress import ProgressCallback, ProgressUpdate
 from snapcloud.retention._downsample import Downsampler
 from snapcloud.retention._lease import COMPACTOR_LEASE_KEY, Lease
 from snapcloud.retention._marks import DeletionMark
@@ -174,8 +175,11 @@ class Compactor:
         hosts: Sequence[str] | None = None,
         *,
         dry_run: bool = False,
+        progress: ProgressCallback | None = None,
     ) -> CompactionReport:
         """Compact ``hosts`` (default: all) as of ``now_ns`` (default: the wall clock).
+
+        ``progress`` hears of each host done and the bytes written so far.
 
         ``dry_run`` reads and encodes as a run would but writes nothing; its report
         holds the objects and bytes a run would write, mark and delete, and the
@@ -197,12 +201,15 @@ class Compactor:
         try:
             steps = _Steps(self.on_step, lease)
             names = [validate_host(h, "--host") for h in hosts] if hosts else self.hosts()
-            for host in names:
+            for i, host in enumerate(names, 1):
                 run = _HostRun(self, counting, host, now, steps, dry_run, would)
                 done = run.execute()
                 report.hosts.append(done)
                 if not dry_run:  # its requests are the catalog's, not the tiers'
                     self._refresh_catalog(self.raw_objects, done, now)
+                if progress is not None:
+                    written = sum(t.written_bytes for t in report.totals().values())
+                    progress(ProgressUpdate("hosts", i, len(names), written, host))
         finally:
             if lease is not None:
                 lease.release()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from snapcloud.models import SnapshotConfig
+from snapcloud.timeparse import format_duration
 
 __all__ = ["DAY_NS", "HOUR_NS", "MINUTE_NS", "RetentionPolicy", "TierTarget"]
 
@@ -40,8 +42,17 @@ class RetentionPolicy(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> RetentionPolicy:
-        if not self.raw_max_age_ns <= self.compressed_max_age_ns <= self.archive_max_age_ns:
-            raise ValueError("tier ages must satisfy raw <= compressed <= archive")
+        ages = [
+            ("raw_max_age", self.raw_max_age_ns),
+            ("compressed_max_age", self.compressed_max_age_ns),
+            ("archive_max_age", self.archive_max_age_ns),
+        ]
+        for (lo, lo_ns), (hi, hi_ns) in itertools.pairwise(ages):
+            if lo_ns > hi_ns:
+                raise ValueError(
+                    f"tier ages must satisfy raw <= compressed <= archive: {lo} "
+                    f"({format_duration(lo_ns)}) is longer than {hi} ({format_duration(hi_ns)})"
+                )
         if not self.resolutions_ns or any(r <= 0 for r in self.resolutions_ns):
             raise ValueError("resolutions_ns must be positive nanoseconds")
         if len(set(self.resolutions_ns)) != len(self.resolutions_ns):

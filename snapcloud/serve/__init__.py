@@ -44,7 +44,7 @@ def open_api(
 ) -> PrometheusAPI:
     """A ``PrometheusAPI`` over the store at ``url``, its reads through a ``ServeCache``.
     Raises ``ConfigError`` for a bad URL."""
-    inner = open_store(url, endpoint_url=endpoint_url)
+    inner = open_store(url, endpoint_url=endpoint_url, create=False)  # a reader makes no store
     cache = ServeCache(inner, max_bytes=cache_bytes, catalog_ttl_s=catalog_ttl_s)
     return PrometheusAPI(Repository(cache, snapshot_config), config)
 

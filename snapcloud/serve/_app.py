@@ -62,7 +62,7 @@ def create_app(api: PrometheusAPI, *, max_concurrency: int = 4) -> Starlette:
                     status, doc = await work
                 else:
                     status, doc = await asyncio.wait_for(work, timeout + 1.0)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 late = ApiError("timeout", f"query timed out after {timeout} s")
                 return _json(*_error_reply(late))
             return _json(status, doc)

@@ -9,6 +9,7 @@ from snapcloud.backends import CountingStore, ObjectStore, open_store
 from snapcloud.errors import CorruptError, HostNotFound, ObjectNotFound, ValidationError
 from snapcloud.index import CATALOG_PREFIX, Catalog, CatalogEntry, IndexEntry, catalog_key
 from snapcloud.models import SnapshotConfig, validate_host
+from snapcloud.progress import ProgressCallback
 from snapcloud.store._stream import IncrementalSnapshotStore
 from snapcloud.store._verify import VerifyReport, verify_stream
 
@@ -65,12 +66,19 @@ class Repository:
         """Requests made through this repository so far, by operation."""
         return self.objects.counts()
 
-    def verify(self, host: str | None = None, *, repair: bool = False) -> list[VerifyReport]:
+    def verify(
+        self,
+        host: str | None = None,
+        *,
+        repair: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> list[VerifyReport]:
         """Check (and with ``repair`` rebuild the index of) one host or every host.
 
         An unreadable catalog entry is a problem; ``repair`` rebuilds it from its
         stream, or removes it when no stream is left to rebuild it from. With every
-        host, catalog entries of hosts without data are checked too.
+        host, catalog entries of hosts without data are checked too. ``progress`` hears
+        of each object read, host by host (``snapcloud.progress``).
         """
         if host is not None:
             hosts = [validate_host(host)]
@@ -80,7 +88,7 @@ class Repository:
         reports = []
         for h in hosts:
             stream = IncrementalSnapshotStore(self.objects, h, self.config)
-            report = verify_stream(stream, repair=repair)
+            report = verify_stream(stream, repair=repair, progress=progress)
             if repair and any(p.key == catalog_key(h) for p in report.problems):
                 self._repair_catalog(h)
             reports.append(report)

@@ -54,6 +54,7 @@ from snapcloud.index import (
 )
 from snapcloud.index._lease import Lease, dead_local_holder, default_owner, lease_key
 from snapcloud.models import ProfileSnapshot
+from snapcloud.progress import ProgressCallback, ProgressUpdate
 from snapcloud.store._orphans import ConflictRecord, SeqIndex, conflict_key, conflict_seq
 from snapcloud.store._stream import IncrementalSnapshotStore
 from snapcloud.store._tierfmt import (
@@ -157,8 +158,14 @@ class _Seen:
         return key in self.retired or self.seqs.raw_garbage(key)
 
 
-def _read_objects(stream: IncrementalSnapshotStore, report: VerifyReport, seen: _Seen) -> None:
-    """Decode every readable data object of the host into ``seen.good``.
+def _read_objects(
+    stream: IncrementalSnapshotStore,
+    report: VerifyReport,
+    seen: _Seen,
+    progress: ProgressCallback | None = None,
+) -> None:
+    """Decode every readable data object of the host into ``seen.good``; ``progress``
+    hears of each one read.
 
     A seq may have several objects (content-named keys: an orphan beside the one
     the index names); a delta is decoded against the keyframe its header names
@@ -184,6 +191,10 @@ def _read_objects(stream: IncrementalSnapshotStore, report: VerifyReport, seen: 
         except ObjectNotFound:
             continue  # deleted while we listed
         report.bytes_read += len(data)
+        if progress is not None:
+            progress(
+                ProgressUpdate("objects", report.objects, len(parsed), report.bytes_read, host)
+            )
         base = None
         try:
             if not pk.is_keyframe:
@@ -214,6 +225,7 @@ def verify_stream(
     repair: bool = False,
     owner: str | None = None,
     lease_ttl_s: float = 120.0,
+    progress: ProgressCallback | None = None,
 ) -> VerifyReport:
     """Check every object and index entry of one host; with ``repair``, rebuild its raw
     index under the stream's writer lease (``owner``: the lease owner id, default one
@@ -221,7 +233,7 @@ def verify_stream(
     given up because the index kept changing, is a ``NOT_REPAIRED`` problem.
     Raises ``BackendError`` when storage fails.
     """
-    report, _ = _verify(stream)
+    report, _ = _verify(stream, progress)
     if not repair or report.ok:
         return report
     lease = Lease(stream.objects, lease_key(stream.host), owner or default_owner(), lease_ttl_s)
@@ -258,11 +270,13 @@ def verify_stream(
     return report
 
 
-def _verify(stream: IncrementalSnapshotStore) -> tuple[VerifyReport, _Seen]:
+def _verify(
+    stream: IncrementalSnapshotStore, progress: ProgressCallback | None = None
+) -> tuple[VerifyReport, _Seen]:
     """One full check of the host: the report, and what was read."""
     report = VerifyReport(host=stream.host)
     seen = _Seen()
-    _read_objects(stream, report, seen)
+    _read_objects(stream, report, seen, progress)
     _read_segments(stream, report, seen)
     _check_marks_and_catalog(stream, report, seen)
     unnamed = [key for tier in TIERS[1:] for key in _check_tier(stream, tier, report, seen)]

@@ -166,6 +166,6 @@ def test_a_hostname_that_is_not_a_host_id_asks_for_host(
     [("1073741824", 2**30), ("1GiB", 2**30), ("512MiB", 2**29), ("2g", 2 * 2**30), ("1.5K", 1536)],
 )
 def test_spool_sizes_parse(text: str, size: int) -> None:
-    from snapcloud.cli._record import parse_size
+    from snapcloud.settings import parse_size
 
     assert parse_size(text) == size

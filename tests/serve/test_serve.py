@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -133,8 +133,8 @@ def test_prometheus_api_client(served):
     assert "snapcloud_gpu_temp_c" in prom.all_metrics()
     assert "gpu_model" in prom.get_label_names()
     assert prom.get_label_values("rack") == ["r0", "r1"]
-    end = datetime.fromtimestamp(END_S, tz=timezone.utc)
-    start = datetime.fromtimestamp(END_S - 600, tz=timezone.utc)
+    end = datetime.fromtimestamp(END_S, tz=UTC)
+    start = datetime.fromtimestamp(END_S - 600, tz=UTC)
     got = prom.custom_query_range(
         "avg by (host) (snapcloud_gpu_util_pct)", start_time=start, end_time=end, step="60"
     )
