@@ -173,6 +173,8 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def test_cli_precedence_flag_environment_file(tmp_path: Path) -> None:
     stores = {name: tmp_path / name for name in ("file", "env", "flag")}
+    for path in stores.values():
+        path.mkdir()  # stats only reads: it never creates a store
     config = tmp_path / "c.toml"
     config.write_text(f'store = "file://{stores["file"]}"\n')
     env = {"SNAPCLOUD_CONFIG": str(config), "HOME": str(tmp_path)}

@@ -32,6 +32,7 @@ from snapcloud.query import (
     TIME_FORMATS,
     LabelMatcher,
     Selector,
+    check_aggregations,
     export_parquet,
     format_result,
     list_hosts,
@@ -177,7 +178,6 @@ def hosts(host: tuple[str, ...], where: tuple[str, ...], refresh: bool, as_json:
 @click.option(
     "--agg",
     multiple=True,
-    type=click.Choice(AGGREGATIONS),
     metavar="AGG",
     help=f"{'|'.join(AGGREGATIONS)} (repeatable; default mean).",
 )
@@ -237,6 +237,7 @@ def query(
             )
     if fmt == "parquet" and output is None and sys.stdout.isatty():
         raise ValidationError("--format parquet is binary: give -o FILE", field="output")
+    check_aggregations(agg or ("mean",))  # before the store is opened
     selector = _selector(host, where, since, start, end, metric, fingerprint)
     with progress_bar("query", enabled=wanted(fmt == "json")) as progress:
         result = run_query(
@@ -278,7 +279,6 @@ def query(
 @step_option
 @click.option(
     "--agg",
-    type=click.Choice(AGGREGATIONS),
     metavar="AGG",
     default="mean",
     help="Aggregation per --step bucket (as in query).",
@@ -303,6 +303,7 @@ def plot(
     """Draw the selected series over time to a PNG: one line per host or GPU."""
     conf = settings(query={"workers": workers})
     workers = conf.query.workers
+    check_aggregations((agg,))  # before the store is opened
     selector = _selector(host, where, since, start, end, metric, fingerprint)
     repo = open_repo(conf)
     with progress_bar("read", enabled=wanted()) as progress:

@@ -318,7 +318,11 @@ def _default(name: str) -> str:
     help="A file of scrape targets, one URL or JOB=URL a line.",
 )
 @click.option(
-    "--scrape-timeout", type=click.FloatRange(min=0.01), default=2.0, help="Seconds per scrape."
+    "--scrape-timeout",
+    type=click.FloatRange(min=0.01),
+    default=2.0,
+    metavar="SECONDS",
+    help="Seconds per scrape.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per sealed window on stdout.")
 @global_options

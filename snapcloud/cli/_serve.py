@@ -24,27 +24,35 @@ DEFAULT_LISTEN = "127.0.0.1:9090"
     "--max-samples",
     type=click.IntRange(min=1),
     default=50_000_000,
+    metavar="N",
     help="Samples one query may load (else 422 execution).",
 )
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0.001),
     default=120.0,
+    metavar="SECONDS",
     help="Seconds one query may take (else 503 timeout).",
 )
 @click.option(
-    "--max-concurrency", type=click.IntRange(min=1), default=4, help="Queries run at once."
+    "--max-concurrency",
+    type=click.IntRange(min=1),
+    default=4,
+    metavar="N",
+    help="Queries run at once.",
 )
 @click.option(
     "--cache-mib",
     type=click.IntRange(min=0),
     default=256,
+    metavar="MIB",
     help="MiB of immutable data objects kept between requests.",
 )
 @click.option(
     "--catalog-ttl",
     type=click.FloatRange(min=0),
     default=60.0,
+    metavar="SECONDS",
     help="Seconds a catalog entry (host labels) is reused.",
 )
 @global_options

@@ -250,6 +250,6 @@ def policy_set(
         changes.setdefault("archive_transition_days", None)
     if not changes and not reset:
         raise click.UsageError("nothing to set: give at least one option (or --reset)")
-    repo, stored = open_with_policy()
+    repo, stored = open_with_policy(create=True)  # like import: it sets up a store
     base = StoredPolicy(StorePolicy(), stored.etag) if reset else stored
     _show_policy(repo.description, update_policy(repo.objects, base, changes), as_json)

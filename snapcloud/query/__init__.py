@@ -18,6 +18,7 @@ from snapcloud.query._aggregate import (
     PERCENTILES,
     Aggregator,
     SeriesCollector,
+    check_aggregations,
 )
 from snapcloud.query._api import (
     DEFAULT_WORKERS,
@@ -80,6 +81,7 @@ __all__ = [
     "Series",
     "SeriesCollector",
     "SeriesSet",
+    "check_aggregations",
     "export_parquet",
     "format_result",
     "gpu_index",

@@ -26,6 +26,8 @@ from tests.retention.scenario import write_host
 
 @pytest.fixture
 def store(tmp_path: Path) -> str:
+    """An existing, empty store (read-only commands never create one)."""
+    (tmp_path / "store").mkdir()
     return f"file://{tmp_path / 'store'}"
 
 
