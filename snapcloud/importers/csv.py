@@ -72,9 +72,9 @@ from snapcloud.importers._gpu_fields import (
     scale_exactly,
 )
 from snapcloud.importers._samples import unseen
+from snapcloud.layout import tier_of_key
 from snapcloud.models import MetricSeries, ProfileSnapshot, SnapshotQuery, validate_metric_name
 from snapcloud.progress import ProgressCallback, ProgressUpdate
-from snapcloud.store._tiers import tier_of_key
 
 if TYPE_CHECKING:
     from snapcloud.index import IndexEntry

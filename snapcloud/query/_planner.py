@@ -23,9 +23,10 @@ from functools import cached_property
 from snapcloud.backends import ObjectInfo, ObjectStore
 from snapcloud.errors import MemoryExceeded, ValidationError
 from snapcloud.index import Catalog, CatalogEntry, IndexEntry
+from snapcloud.layout import INDEX_PREFIX, MARKS_PREFIX
 from snapcloud.models import SnapshotConfig, SnapshotQuery
 from snapcloud.query._selectors import Narrowing, Selector, is_glob
-from snapcloud.store import MARKS_PREFIX, IncrementalSnapshotStore
+from snapcloud.store import IncrementalSnapshotStore
 from snapcloud.timeparse import format_ns
 
 __all__ = ["HostPlan", "QueryPlan", "Unit", "plan_hosts", "plan_stream", "tier_of"]
@@ -271,8 +272,8 @@ def _fleet_listing(
     for info in objects.list(MARKS_PREFIX):
         host = info.key[len(MARKS_PREFIX) :].partition("/")[0]
         marks.setdefault(host, []).append(info.key)
-    for info in objects.list("index/"):
-        host, sep, _ = info.key[len("index/") :].partition("/")
+    for info in objects.list(INDEX_PREFIX):
+        host, sep, _ = info.key[len(INDEX_PREFIX) :].partition("/")
         if sep:
             by_host.setdefault(host, (marks.get(host, []), []))[1].append(info)
     return by_host
@@ -315,7 +316,7 @@ def _select(
     if fleet is not None:
         every = sorted(fleet)
     else:
-        every = sorted(h.rstrip("/") for h in objects.list_dirs("index/"))
+        every = sorted(h.rstrip("/") for h in objects.list_dirs(INDEX_PREFIX))
     hosts = [h for h in every if selector.host_matches(h)]
     entries: dict[str, CatalogEntry] = {}
     plan = QueryPlan(selector=selector, hosts=[], hosts_considered=len(hosts))

@@ -33,8 +33,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from snapcloud.coordination import Backoff
 from snapcloud.errors import SnapcloudError, SnapshotNotFound
-from snapcloud.index._lease import Backoff
 from snapcloud.models import MetricSeries, ProfileSnapshot
 from snapcloud.recorder._spool import Spool
 from snapcloud.store import IncrementalSnapshotStore

@@ -43,6 +43,8 @@ from dataclasses import dataclass, field
 
 from snapcloud import codec
 from snapcloud.backends import CountingStore, ObjectStore
+from snapcloud.codec import decode_archive, decode_compressed, encode_archive, encode_compressed
+from snapcloud.coordination import DeletionMark, Lease, dead_local_holder, default_owner
 from snapcloud.errors import (
     ChecksumMismatch,
     CorruptError,
@@ -50,33 +52,28 @@ from snapcloud.errors import (
     PreconditionFailed,
     SnapcloudError,
 )
-from snapcloud.index import Catalog, CatalogEntry, entry_from_index, parse_data_key, range_hint_key
-from snapcloud.index._lease import dead_local_holder
-from snapcloud.models import ProfileSnapshot, SnapshotConfig, SnapshotQuery, validate_host
-from snapcloud.progress import ProgressCallback, ProgressUpdate
-from snapcloud.retention._downsample import Downsampler
-from snapcloud.retention._lease import COMPACTOR_LEASE_KEY, Lease
-from snapcloud.retention._marks import DeletionMark
-from snapcloud.retention._policy import RetentionPolicy
-from snapcloud.retention._report import CompactionReport, HostReport
-from snapcloud.retention._state import GroupInfo, HostState, load_state
-from snapcloud.store import IncrementalSnapshotStore
-from snapcloud.store._orphans import SeqIndex
-from snapcloud.store._tiers import (
+from snapcloud.index import Catalog, CatalogEntry, TierSegment, entry_from_index
+from snapcloud.layout import (
+    COMPACTOR_LEASE_KEY,
+    INDEX_PREFIX,
     MARKS_PREFIX,
     Tier,
     TierItem,
-    TierSegment,
-    decode_archive,
-    decode_compressed,
-    encode_archive,
-    encode_compressed,
     mark_key,
     orphan_mark_key,
+    parse_data_key,
     parse_tier_data_key,
+    range_hint_key,
     tier_data_key,
     tier_index_key,
 )
+from snapcloud.models import ProfileSnapshot, SnapshotConfig, SnapshotQuery, validate_host
+from snapcloud.progress import ProgressCallback, ProgressUpdate
+from snapcloud.retention._downsample import Downsampler
+from snapcloud.retention._policy import RetentionPolicy
+from snapcloud.retention._report import CompactionReport, HostReport
+from snapcloud.retention._state import GroupInfo, HostState, load_state
+from snapcloud.store import IncrementalSnapshotStore, SeqIndex
 
 __all__ = ["PAUSE_ENV", "Compactor"]
 
@@ -165,7 +162,7 @@ class Compactor:
 
     def hosts(self) -> list[str]:
         """Hosts with an index or pending marks."""
-        found = {h.rstrip("/") for h in self.raw_objects.list_dirs("index/")}
+        found = {h.rstrip("/") for h in self.raw_objects.list_dirs(INDEX_PREFIX)}
         found |= {h.rstrip("/") for h in self.raw_objects.list_dirs(MARKS_PREFIX)}
         return sorted(found)
 
@@ -192,7 +189,11 @@ class Compactor:
         lease = None
         if not dry_run:
             lease = Lease(
-                self.raw_objects, COMPACTOR_LEASE_KEY, self.owner, self.lease_ttl_s, self.clock
+                self.raw_objects,
+                COMPACTOR_LEASE_KEY,
+                self.owner or default_owner(),
+                self.lease_ttl_s,
+                self.clock,
             )
             # a compactor killed on this machine is taken over at once, not after its TTL
             lease.acquire(steal_if=dead_local_holder)

@@ -1,11 +1,17 @@
-"""Host streams on an object store: append / get / query / stats / verify."""
+"""Host streams on an object store: append / get / query / stats / verify.
+
+Also which retention tier serves each keyframe group (``TierView``), and the rule
+verify, repair and the compactor share for objects no index names (``SeqIndex``).
+"""
 
 from __future__ import annotations
 
+from snapcloud.layout import MARKS_PREFIX
+from snapcloud.store._orphans import SeqIndex
 from snapcloud.store._read import decode_entry, fetch_entry
 from snapcloud.store._repo import Repository
 from snapcloud.store._stream import IncrementalSnapshotStore, StreamStats
-from snapcloud.store._tiers import MARKS_PREFIX
+from snapcloud.store._tiers import TierView
 from snapcloud.store._verify import Problem, VerifyReport, verify_stream
 
 __all__ = [
@@ -13,7 +19,9 @@ __all__ = [
     "IncrementalSnapshotStore",
     "Problem",
     "Repository",
+    "SeqIndex",
     "StreamStats",
+    "TierView",
     "VerifyReport",
     "decode_entry",
     "fetch_entry",

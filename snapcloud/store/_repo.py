@@ -7,7 +7,8 @@ from typing import Any
 
 from snapcloud.backends import CountingStore, ObjectStore, open_store
 from snapcloud.errors import CorruptError, HostNotFound, ObjectNotFound, ValidationError
-from snapcloud.index import CATALOG_PREFIX, Catalog, CatalogEntry, IndexEntry, catalog_key
+from snapcloud.index import Catalog, CatalogEntry, IndexEntry
+from snapcloud.layout import CATALOG_PREFIX, INDEX_PREFIX, RAW_PREFIX, catalog_key
 from snapcloud.models import SnapshotConfig, validate_host
 from snapcloud.progress import ProgressCallback
 from snapcloud.store._stream import IncrementalSnapshotStore
@@ -49,7 +50,7 @@ class Repository:
 
     def hosts(self) -> list[str]:
         """Every host with an index in this store, sorted."""
-        return sorted(h.rstrip("/") for h in self.objects.list_dirs("index/"))
+        return sorted(h.rstrip("/") for h in self.objects.list_dirs(INDEX_PREFIX))
 
     def stream(self, host: str, *, create: bool = False) -> IncrementalSnapshotStore:
         """The stream of ``host``. Raises ``HostNotFound`` unless it exists or ``create``."""
@@ -83,7 +84,7 @@ class Repository:
         if host is not None:
             hosts = [validate_host(host)]
         else:
-            found = {h.rstrip("/") for h in self.objects.list_dirs("raw/")}
+            found = {h.rstrip("/") for h in self.objects.list_dirs(RAW_PREFIX)}
             hosts = sorted(found | set(self.hosts()))
         reports = []
         for h in hosts:
@@ -145,7 +146,7 @@ class Repository:
         """
         validate_host(host)
         stream = IncrementalSnapshotStore(self.objects, host, self.config)
-        items = stream._serving(None)  # (metric names, entry) of every tier, in seq order
+        items = stream.serving()  # (metric names, entry) of every tier, in seq order
         if not items:
             raise HostNotFound(f"no host {host!r} in {self.description}", host=host)
         if labels is None:
@@ -153,7 +154,7 @@ class Repository:
 
         def fresh() -> list[tuple[list[str], IndexEntry]]:
             stream.relist()  # each attempt reads the index after the entry it replaces
-            return stream._serving(None)
+            return stream.serving()
 
         return self.catalog().refresh(host, fresh, labels=labels)
 

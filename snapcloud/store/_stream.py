@@ -39,27 +39,23 @@ from snapcloud.errors import (
     ValidationError,
 )
 from snapcloud.errors import ConflictError as _Conflict
-from snapcloud.index import (
-    IndexEntry,
-    IndexSegment,
+from snapcloud.index import IndexEntry, IndexSegment, TierSegment
+from snapcloud.layout import (
     catalog_key,
+    conflict_seq,
     data_key,
+    host_index_prefix,
+    host_marks_prefix,
     parse_range_hint,
+    parse_segment_name,
     range_hint_key,
     segment_key,
     segment_prefix,
+    tier_of_key,
 )
 from snapcloud.models import ProfileSnapshot, SnapshotConfig, SnapshotQuery, validate_host
-from snapcloud.store._orphans import conflict_seq
 from snapcloud.store._read import decode_entry, fetch_entry
-from snapcloud.store._tiers import (
-    MARKS_PREFIX,
-    TierReader,
-    TierSegment,
-    TierView,
-    tier_of_key,
-    trim_archive,
-)
+from snapcloud.store._tiers import TierReader, TierView, trim_archive
 
 __all__ = ["IncrementalSnapshotStore", "StreamStats"]
 
@@ -150,6 +146,11 @@ class IncrementalSnapshotStore:
         assert self._bases is not None
         return self._bases
 
+    def group_bases(self) -> list[int]:
+        """The keyframe seq of every raw group, oldest first, as last listed (appends keep
+        it current; ``relist`` lists again). ``segments`` reads their index segments."""
+        return list(self._group_bases())
+
     def _list_index(self) -> None:
         """Two listings: the host's deletion marks, then everything under ``index/{host}/``
         (raw segments and the compressed and archive tier indexes at once).
@@ -157,8 +158,8 @@ class IncrementalSnapshotStore:
         Marks are listed first: the compactor writes a higher tier's index before the
         mark that retires the lower tier, so a reader that sees a mark sees its successor.
         """
-        marks = [info.key for info in self.objects.list(f"{MARKS_PREFIX}{self.host}/")]
-        index = list(self.objects.list(f"index/{self.host}/"))
+        marks = [info.key for info in self.objects.list(host_marks_prefix(self.host))]
+        index = list(self.objects.list(host_index_prefix(self.host)))
         self.seed_listing(marks, index)
 
     def seed_listing(self, mark_keys: list[str], index: list[ObjectInfo]) -> None:
@@ -178,8 +179,8 @@ class IncrementalSnapshotStore:
         for info in index:
             if info.key.startswith(raw):
                 name = info.key[len(raw) :]
-                if name.endswith(".json") and name[:-5].isdigit():
-                    etags[int(name[:-5])] = info.etag.strip('"')
+                if (base := parse_segment_name(name)) is not None:
+                    etags[base] = info.etag.strip('"')
                 elif (hint := parse_range_hint(name)) is not None:
                     hints.append(hint)
             else:
@@ -229,11 +230,14 @@ class IncrementalSnapshotStore:
         """Index segments (raw and tier) this stream has read from storage."""
         return self._raw_segment_reads + self._tiers.segment_reads
 
-    def serving(self, query: SnapshotQuery) -> list[tuple[list[str], IndexEntry]]:
-        """``(metric names, entry)`` of every entry serving reads whose window overlaps
-        ``query``'s time range, in seq order (``query``'s other fields are not applied).
-        Reads only the index segments that range needs: tier items and range-hinted
-        raw groups outside it are skipped by their keys."""
+    def serving(self, query: SnapshotQuery | None = None) -> list[tuple[list[str], IndexEntry]]:
+        """``(metric names, entry)`` of every entry serving reads (across tiers), in seq
+        order; with ``query``, those whose window overlaps its time range (its other
+        fields are not applied). Reads only the index segments that range needs: tier
+        items and range-hinted raw groups outside it are skipped by their keys.
+        Raises ``ObjectNotFound`` or a ``CorruptError`` subclass for an unreadable index."""
+        if query is None:
+            return self._serving(None)
         return [
             (n, e) for n, e in self._serving(query) if query.overlaps(e.window_start, e.window_end)
         ]
@@ -669,7 +673,7 @@ class IncrementalSnapshotStore:
             st.last_ns = e.window_end if st.last_ns is None else max(st.last_ns, e.window_end)
         st.segments = len(groups)
         st.tiers = dict(sorted(st.tiers.items()))
-        st.index_bytes = sum(info.size for info in self.objects.list(f"index/{self.host}/"))
+        st.index_bytes = sum(info.size for info in self.objects.list(host_index_prefix(self.host)))
         catalog = self.objects.head(catalog_key(self.host))
         st.catalog_bytes = catalog.size if catalog is not None else 0
         return st

@@ -34,6 +34,8 @@ from pydantic import BaseModel, ConfigDict
 
 from snapcloud import codec
 from snapcloud._checked_json import load_checked
+from snapcloud.codec import decode_archive, decode_compressed
+from snapcloud.coordination import ConflictRecord, Lease, dead_local_holder, default_owner
 from snapcloud.errors import (
     ChecksumMismatch,
     CorruptError,
@@ -41,32 +43,32 @@ from snapcloud.errors import (
     ObjectNotFound,
     PreconditionFailed,
 )
-from snapcloud.index import (
-    CatalogEntry,
-    IndexEntry,
-    IndexSegment,
-    ObjectKey,
-    catalog_key,
-    parse_data_key,
-    parse_range_hint,
-    segment_key,
-    segment_prefix,
-)
-from snapcloud.index._lease import Lease, dead_local_holder, default_owner, lease_key
-from snapcloud.models import ProfileSnapshot
-from snapcloud.progress import ProgressCallback, ProgressUpdate
-from snapcloud.store._orphans import ConflictRecord, SeqIndex, conflict_key, conflict_seq
-from snapcloud.store._stream import IncrementalSnapshotStore
-from snapcloud.store._tierfmt import (
+from snapcloud.index import CatalogEntry, IndexEntry, IndexSegment, TierSegment
+from snapcloud.layout import (
     MARKS_PREFIX,
     TIERS,
-    TierSegment,
-    decode_archive,
-    decode_compressed,
+    ObjectKey,
+    Tier,
+    catalog_key,
+    conflict_key,
+    conflict_seq,
+    host_marks_prefix,
+    lease_key,
+    parse_data_key,
     parse_mark_key,
+    parse_range_hint,
+    parse_segment_name,
     parse_tier_data_key,
     parse_tier_index_key,
+    segment_key,
+    segment_prefix,
+    tier_data_prefix,
+    tier_index_prefix,
 )
+from snapcloud.models import ProfileSnapshot
+from snapcloud.progress import ProgressCallback, ProgressUpdate
+from snapcloud.store._orphans import SeqIndex
+from snapcloud.store._stream import IncrementalSnapshotStore
 
 __all__ = [
     "CONFLICT",
@@ -173,7 +175,7 @@ def _read_objects(
     """
     host = stream.host
     parsed: list[tuple[ObjectKey, str]] = []
-    for info in stream.objects.list(f"raw/{host}/"):
+    for info in stream.objects.list(tier_data_prefix("raw", host)):
         pk = parse_data_key(info.key)
         if pk is None or pk.host != host:
             report.add(info.key, "not a snapshot object key")
@@ -288,7 +290,7 @@ def _read_segments(stream: IncrementalSnapshotStore, report: VerifyReport, seen:
     """Every raw index segment with its ETag, each entry checked against its object;
     an unreadable segment is a problem (the rest still count)."""
     host = stream.host
-    for base in list(stream._group_bases()):
+    for base in stream.group_bases():
         key = segment_key(host, base)
         try:
             got = stream.objects.get(key)
@@ -371,7 +373,7 @@ def _check_range_hint(
 
 
 def _check_tier(
-    stream: IncrementalSnapshotStore, tier: str, report: VerifyReport, seen: _Seen
+    stream: IncrementalSnapshotStore, tier: Tier, report: VerifyReport, seen: _Seen
 ) -> list[str]:
     """Decode every object of one retention tier and compare each with its tier segment;
     return the readable objects no segment names (``_classify_unindexed`` judges them:
@@ -382,7 +384,7 @@ def _check_tier(
     host = stream.host
     limit = stream.config.max_decoded_bytes
     held: dict[str, tuple[int, set[tuple[int, int]]]] = {}
-    for info in list(stream.objects.list(f"{tier}/{host}/")):
+    for info in list(stream.objects.list(tier_data_prefix(tier, host))):
         parsed = parse_tier_data_key(info.key)
         if parsed is None or parsed[0] != tier or parsed[1] != host:
             report.add(info.key, f"not a {tier} tier object key")
@@ -407,8 +409,8 @@ def _check_tier(
             continue
         held[info.key] = (len(data), {(s.seq, s.checksum) for s in snaps})
     named: set[str] = set()
-    for info in list(stream.objects.list(f"index/{host}/{tier}/")):
-        item = parse_tier_index_key(info.key, host, tier)  # type: ignore[arg-type]
+    for info in list(stream.objects.list(tier_index_prefix(tier, host))):
+        item = parse_tier_index_key(info.key, host, tier)
         if item is None:
             report.add(info.key, f"not a {tier} tier index key")
             continue
@@ -447,7 +449,7 @@ def _check_marks_and_catalog(
     """Deletion marks and the catalog entry of a host: checksum, version, host. A retire
     mark's raw keys are being deleted: they count as retired, not lost."""
     host = stream.host
-    keys = [info.key for info in stream.objects.list(f"{MARKS_PREFIX}{host}/")]
+    keys = [info.key for info in stream.objects.list(host_marks_prefix(host))]
     for key in [*keys, catalog_key(host)]:
         try:
             data = stream.objects.get(key).data
@@ -716,7 +718,7 @@ def _rebuild(
     prefix = segment_prefix(host)
     for info in list(objects.list(prefix)):
         name = info.key[len(prefix) :]
-        if not (name.endswith(".json") and name[:-5].isdigit()) or parse_range_hint(name):
+        if parse_segment_name(name) is None or parse_range_hint(name):
             lease.keep()
             objects.delete(info.key)
     return True

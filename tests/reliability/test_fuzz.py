@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from snapcloud import codec
 from snapcloud.backends import FileStore, MemoryStore
 from snapcloud.cli import main
-from snapcloud.codec import _format
+from snapcloud.codec import _format, decode_archive, decode_compressed
 from snapcloud.errors import (
     BackendError,
     CorruptError,
@@ -40,18 +40,18 @@ from snapcloud.errors import (
     ValidationError,
     WrongBase,
 )
-from snapcloud.index import CatalogEntry, IndexSegment, catalog_key, data_key, segment_key
+from snapcloud.index import (
+    CatalogEntry,
+    IndexSegment,
+    TierSegment,
+    catalog_key,
+    data_key,
+    segment_key,
+)
+from snapcloud.layout import mark_key, tier_data_key, tier_index_key
 from snapcloud.models import MetricSeries, ProfileSnapshot, canonical_json, validate_host
 from snapcloud.retention import Compactor, DeletionMark
 from snapcloud.store import IncrementalSnapshotStore, Repository
-from snapcloud.store._tierfmt import (
-    TierSegment,
-    decode_archive,
-    decode_compressed,
-    mark_key,
-    tier_data_key,
-    tier_index_key,
-)
 from tests.retention.scenario import CONFIG, DAY, HOUR, T0, make_snapshots, write_host
 
 HOST = "gpu-1"
@@ -697,7 +697,7 @@ def test_repeated_timestamps_are_kept_bit_exact(data: st.DataObject) -> None:
         got = fresh.get(s.seq).metric("m")
         assert got.timestamps.tobytes() == s.metric("m").timestamps.tobytes()
         assert got.values.tobytes() == s.metric("m").values.tobytes()
-    from snapcloud.store._tierfmt import encode_compressed
+    from snapcloud.codec import encode_compressed
 
     blob = encode_compressed(HOST, snaps[:4], level=3, max_frame_bytes=1 << 20)
     back = decode_compressed(blob)

@@ -361,8 +361,8 @@ def test_a_repair_that_loses_its_lease_writes_nothing_more(
 ) -> None:
     """A repair slow enough for its lease to expire and be taken by a recorder stops at
     its next write (the lease's renewal fails) and says so; it is not an exception."""
+    from snapcloud.coordination import Lease
     from snapcloud.errors import LeaseHeld
-    from snapcloud.index._lease import Lease
 
     objects = MemoryStore()
     host = "h"

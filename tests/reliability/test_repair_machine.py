@@ -193,7 +193,8 @@ class RepairMachine(RuleBasedStateMachine):
 
     def _recorded(self, seq: int) -> bool:
         """Whether a conflict record keeps the acknowledged object of ``seq`` (stored)."""
-        from snapcloud.store._orphans import ConflictRecord, conflict_key
+        from snapcloud.coordination import ConflictRecord
+        from snapcloud.layout import conflict_key
 
         try:
             data = self.objects.get(conflict_key(HOST, seq)).data

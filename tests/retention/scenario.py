@@ -12,9 +12,9 @@ from collections.abc import Iterable
 import numpy as np
 
 from snapcloud.backends import ObjectStore
+from snapcloud.codec import META_TIER
 from snapcloud.models import MetricSeries, ProfileSnapshot, SnapshotConfig, SnapshotQuery
 from snapcloud.store import IncrementalSnapshotStore
-from snapcloud.store._tiers import META_TIER
 
 NS = 10**9
 HOUR = 3600 * NS

@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 from snapcloud.backends import FileStore, MemoryStore, ObjectStore, S3Store
+from snapcloud.codec import resolution_of
 from snapcloud.errors import LeaseHeld, SnapshotNotFound
 from snapcloud.index import segment_key
+from snapcloud.layout import MARKS_PREFIX, mark_key
 from snapcloud.models import SnapshotQuery
 from snapcloud.retention import (
     COMPACTOR_LEASE_KEY,
@@ -26,7 +28,6 @@ from snapcloud.retention import (
     storage_by_tier,
 )
 from snapcloud.store import IncrementalSnapshotStore, Repository
-from snapcloud.store._tiers import MARKS_PREFIX, mark_key, resolution_of
 from tests.retention.scenario import CONFIG, DAY, HOUR, T0, check_reads, write_host
 
 HOST = "gpu-1"

@@ -7,16 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from snapcloud.codec import decode_archive, decode_compressed, encode_archive, encode_compressed
 from snapcloud.errors import ChecksumMismatch, CorruptError, TruncatedObject, UnknownFormat
-from snapcloud.models import MetricSeries, ProfileSnapshot
-from snapcloud.store._tiers import (
+from snapcloud.index import TierSegment
+from snapcloud.layout import (
     TierItem,
-    TierSegment,
-    TierView,
-    decode_archive,
-    decode_compressed,
-    encode_archive,
-    encode_compressed,
     mark_key,
     parse_mark_key,
     parse_tier_data_key,
@@ -24,6 +19,8 @@ from snapcloud.store._tiers import (
     tier_data_key,
     tier_index_key,
 )
+from snapcloud.models import MetricSeries, ProfileSnapshot
+from snapcloud.store import TierView
 from snapcloud.synth import host_snapshots
 from tests.retention.scenario import T0
 from tests.strategies import SPECIAL_BITS, snapshots
