@@ -263,7 +263,7 @@ class _HostRun:
         dry_run: bool,
         would: dict[str, int],
     ) -> None:
-        self.c = compactor
+        self.compactor = compactor
         self.policy = compactor.policy
         self.objects = objects
         self.host = host
@@ -625,7 +625,7 @@ class _HostRun:
             snap = codec.decode(
                 data,
                 base=keyframes.get(e.base) if e.kind == "d" else None,
-                max_decoded_size=self.c.config.max_decoded_bytes,
+                max_decoded_size=self.compactor.config.max_decoded_bytes,
                 key=e.key,
             )
             if snap.seq != e.seq or snap.checksum != e.checksum or snap.host != self.host:
@@ -641,7 +641,7 @@ class _HostRun:
         assert g.item is not None
         key = tier_data_key("compressed", self.host, g.first, g.last, g.item.start_ns)
         snaps = decode_compressed(
-            self.objects.get(key).data, key=key, max_decoded=self.c.config.max_decoded_bytes
+            self.objects.get(key).data, key=key, max_decoded=self.compactor.config.max_decoded_bytes
         )
         return [snaps[s] for s in sorted(snaps)]
 
@@ -656,7 +656,7 @@ class _HostRun:
             max_frame_bytes=self.policy.max_frame_bytes,
         )
         key = tier_data_key("compressed", self.host, g.first, g.last, g.start_ns)
-        back = decode_compressed(data, key=key, max_decoded=self.c.config.max_decoded_bytes)
+        back = decode_compressed(data, key=key, max_decoded=self.compactor.config.max_decoded_bytes)
         if sorted(back) != [s.seq for s in snaps] or any(
             back[s.seq].checksum != s.checksum for s in snaps
         ):
@@ -690,7 +690,7 @@ class _HostRun:
         start = min(g.start_ns for g in batch)
         end = max(g.end_ns for g in batch)
         key = tier_data_key("archive", self.host, batch[0].first, batch[-1].last, start)
-        back = decode_archive(data, key=key, max_decoded=self.c.config.max_decoded_bytes)
+        back = decode_archive(data, key=key, max_decoded=self.compactor.config.max_decoded_bytes)
         if [s.checksum for _, s in back] != [s.checksum for _, s in frames]:
             raise ChecksumMismatch(f"archive {key} does not decode to its frames", key=key)
         finest = min(self.policy.resolutions_ns)
