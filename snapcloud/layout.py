@@ -82,6 +82,7 @@ __all__ = [
     "range_hint_key",
     "segment_key",
     "segment_prefix",
+    "tier_counted",
     "tier_data_key",
     "tier_data_prefix",
     "tier_index_key",
@@ -287,6 +288,18 @@ def tier_of_key(key: str) -> Tier:
     if head == "archive":
         return "archive"
     return "raw"
+
+
+def tier_counted(key: str) -> Tier | None:
+    """The tier a stored object counts in: a data object or an index segment (range
+    hints included) in its tier; ``None`` for marks, leases, the catalog, the policy."""
+    parts = key.split("/")
+    head = parts[0] + "/"
+    if head in (RAW_PREFIX, COMPRESSED_PREFIX, ARCHIVE_PREFIX):
+        return tier_of_key(key)
+    if head == INDEX_PREFIX:
+        return tier_of_key(parts[2] + "/") if len(parts) > 2 else "raw"
+    return None
 
 
 # --------------------------------------------------------------------------- marks
