@@ -1,9 +1,10 @@
 """The archive tier format: downsampled aggregate snapshots in a tier object (``_tier_container``).
 
-An archive object holds one
-aggregate snapshot per (resolution, fingerprint); its metrics are named
-``{metric}:{aggregate}`` and its metadata says ``snapcloud.tier`` and
-``snapcloud.resolution_ns``.
+An archive object holds one aggregate snapshot per (resolution, fingerprint) of a
+run of keyframe groups; its metrics are named ``{metric}:{aggregate}``
+(``archive_snapshot_names``) and its metadata says ``snapcloud.tier`` and
+``snapcloud.resolution_ns`` (``META_TIER``, ``META_RESOLUTION``). The table of
+contents lists the groups it covers and each frame's resolution, seq and checksum.
 """
 
 from __future__ import annotations
