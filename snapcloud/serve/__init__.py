@@ -10,12 +10,17 @@ See docs/SERVE.md.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from snapcloud.backends import open_store
 from snapcloud.models import SnapshotConfig
 from snapcloud.serve._api import ApiError, PrometheusAPI, ServeConfig, format_value
 from snapcloud.serve._app import create_app
 from snapcloud.serve._cache import ServeCache
 from snapcloud.store import Repository
+
+if TYPE_CHECKING:
+    from snapcloud.serve._receive import Receiver
 
 __all__ = [
     "DEFAULT_LISTEN",
@@ -59,15 +64,28 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def run(api: PrometheusAPI, listen: str = DEFAULT_LISTEN, *, max_concurrency: int = 4) -> None:
-    """Serve ``api`` on ``listen`` until interrupted (Uvicorn)."""
+def run(
+    api: PrometheusAPI,
+    listen: str = DEFAULT_LISTEN,
+    *,
+    max_concurrency: int = 4,
+    receiver: Receiver | None = None,
+) -> None:
+    """Serve ``api`` on ``listen`` until interrupted (Uvicorn); with ``receiver``, remote
+    write too (its uploader runs meanwhile; at the end, one last upload)."""
     import uvicorn
 
     host, port = parse_listen(listen)
-    uvicorn.run(
-        create_app(api, max_concurrency=max_concurrency),
-        host=host,
-        port=port,
-        log_level="info",
-        access_log=False,
-    )
+    if receiver is not None:
+        receiver.start()
+    try:
+        uvicorn.run(
+            create_app(api, max_concurrency=max_concurrency, receiver=receiver),
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=False,
+        )
+    finally:
+        if receiver is not None:
+            receiver.close()
