@@ -1,4 +1,4 @@
-"""Prometheus remote write 1.0 into the store: ``POST /api/v1/write`` of ``snapcloud serve --receive``.
+"""Prometheus remote write 1.0 into the store: ``snapcloud serve --receive``.
 
 A request (a snappy-compressed ``prometheus.WriteRequest``, decoded with the classes
 generated from Prometheus's own ``prompb`` definitions) is answered 204 only once its
@@ -32,6 +32,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -160,7 +161,7 @@ class Receiver:
     ) -> None:
         from snapcloud.serve._prompb import remote_pb2  # needs protobuf
 
-        self._pb = remote_pb2
+        self._pb: Any = remote_pb2
         self.repo = repo
         self.config = config
         self.owner = owner or default_owner()
@@ -400,7 +401,9 @@ class Receiver:
                     with self._lock:
                         self.stats.upload_failures += 1
                         self.stats.last_upload_error = f"host {host}: {exc}"
-                    _log.warning("remote write: upload of host %s failed (%s); kept spooled", host, exc)
+                    _log.warning(
+                        "remote write: upload of host %s failed (%s); kept spooled", host, exc
+                    )
         self.uploaded.set()
         return stored
 
@@ -468,8 +471,11 @@ class Receiver:
     def _run(self) -> None:
         failures = 0
         while not self._stop.is_set():
-            self._wake.wait(self.config.flush_s if not failures else min(
-                self.config.flush_s, 2.0 ** min(failures, 5)))
+            self._wake.wait(
+                self.config.flush_s
+                if not failures
+                else min(self.config.flush_s, 2.0 ** min(failures, 5))
+            )
             self._wake.clear()
             before = self.stats.upload_failures
             try:
