@@ -72,12 +72,10 @@ def run(
     receiver: Receiver | None = None,
 ) -> None:
     """Serve ``api`` on ``listen`` until interrupted (Uvicorn); with ``receiver``, remote
-    write too (its uploader runs meanwhile; at the end, one last upload)."""
+    write too (its uploader runs meanwhile; at shutdown, one last upload pass)."""
     import uvicorn
 
     host, port = parse_listen(listen)
-    if receiver is not None:
-        receiver.start()
     try:
         uvicorn.run(
             create_app(api, max_concurrency=max_concurrency, receiver=receiver),
@@ -86,6 +84,6 @@ def run(
             log_level="info",
             access_log=False,
         )
-    finally:
+    finally:  # the app's lifespan closed it already, unless the server never started
         if receiver is not None:
             receiver.close()

@@ -11,8 +11,10 @@ never succeed, 5xx for one that may later (``snapcloud.serve._receive``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -83,16 +85,26 @@ def create_app(
         from snapcloud.serve._receive import Rejected, Unavailable
 
         assert receiver is not None
-        body = await request.body()
+        limit = receiver.config.max_body_bytes
+        chunks = []
+        size = 0
+        async for chunk in request.stream():  # bounded: never more than the limit in memory
+            size += len(chunk)
+            if size > limit:
+                return PlainTextResponse(f"body over {limit} bytes\n", status_code=413)
+            chunks.append(chunk)
         headers = {k.lower(): v for k, v in request.headers.items()}
-        call = functools.partial(receiver.write, body, headers)
+        call = functools.partial(receiver.write, b"".join(chunks), headers)
         try:
-            await anyio.to_thread.run_sync(call, limiter=writers)
+            count = await anyio.to_thread.run_sync(call, limiter=writers)
         except Rejected as exc:
-            return PlainTextResponse(f"{exc}\n", status_code=400)
+            return PlainTextResponse(f"{exc}\n", status_code=exc.status)
         except Unavailable as exc:
             return PlainTextResponse(f"{exc}\n", status_code=exc.status)
-        return Response(status_code=204)
+        # remote write 2.0's reply header; 1.0 senders ignore it
+        return Response(
+            status_code=204, headers={"X-Prometheus-Remote-Write-Samples-Written": str(count)}
+        )
 
     methods = ["GET", "POST"]
     routes = [
@@ -107,6 +119,18 @@ def create_app(
         Route("/-/healthy", root, methods=["GET"]),
         Route("/-/ready", root, methods=["GET"]),
     ]
-    if receiver is not None:
-        routes.append(Route("/api/v1/write", write, methods=["POST"]))
-    return Starlette(routes=routes)
+    if receiver is None:
+        return Starlette(routes=routes)
+    routes.append(Route("/api/v1/write", write, methods=["POST"]))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, so the last upload
+        # pass runs here, before that, not after the server returns.
+        receiver.start()
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(receiver.close)
+
+    return Starlette(routes=routes, lifespan=lifespan)

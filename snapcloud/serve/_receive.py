@@ -61,7 +61,12 @@ _MS = 1_000_000
 
 
 class Rejected(ValidationError):
-    """A write request that can never succeed (HTTP 400; Prometheus does not retry it)."""
+    """A write request that can never succeed (HTTP 400, 415 for an encoding or content
+    type not taken; Prometheus does not retry either)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Unavailable(SnapcloudError):
@@ -241,7 +246,8 @@ class Receiver:
         encoding = headers.get("content-encoding", "").strip().lower()
         if encoding != "snappy":
             raise Rejected(
-                f"Content-Encoding must be snappy (remote write 1.0), not {encoding or 'none'!r}"
+                f"Content-Encoding must be snappy (remote write 1.0), not {encoding or 'none'!r}",
+                status=415,
             )
         ctype = headers.get("content-type", "").split(";")
         proto = [p.strip() for p in ctype[1:] if p.strip().startswith("proto=")]
@@ -251,7 +257,8 @@ class Receiver:
         ):
             raise Rejected(
                 "Content-Type must be application/x-protobuf (remote write 1.0, "
-                f"prometheus.WriteRequest), not {headers.get('content-type', '')!r}"
+                f"prometheus.WriteRequest), not {headers.get('content-type', '')!r}",
+                status=415,
             )
         version = headers.get("x-prometheus-remote-write-version", "0.1.0").strip()
         if not version.startswith("0.1."):
@@ -500,7 +507,10 @@ class Receiver:
         return False
 
     def close(self, timeout: float = 10.0) -> None:
-        """A last upload pass, then stop: what it could not upload stays spooled."""
+        """A last upload pass, then stop: what it could not upload stays spooled. Only the
+        first call does anything."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
