@@ -58,6 +58,7 @@ _log = logging.getLogger("snapcloud.serve.receive")
 _PORT_JOBS = {"9400": "dcgm", "9100": "node"}  # as scrape.parse_target names targets
 _NOT_IN_NAME = frozenset({"__name__", "job", "instance", "host"})
 _MS = 1_000_000
+_MEMO_MAX = 1 << 20  # label sets remembered (then forgotten at once and relearned)
 
 
 class Rejected(ValidationError):
@@ -125,6 +126,17 @@ class _Host:
     held_warned: bool = False
 
 
+@dataclass(frozen=True)
+class _Mapped:
+    """What one series' label set maps to (``name`` ``None``: dropped by the cap)."""
+
+    host: str
+    name: str | None
+    kind: SampleKind
+    unit: str
+    host_labels: dict[str, str]
+
+
 @dataclass
 class _Batch:
     """One host's samples of one request: metric -> (kind, unit, timestamps, values)."""
@@ -172,6 +184,7 @@ class Receiver:
         self.owner = owner or default_owner()
         self.stats = ReceiveStats()
         self._hosts: dict[str, _Host] = {}
+        self._memo: dict[tuple[tuple[str, str], ...], _Mapped] = {}
         self._lock = threading.Lock()  # hosts, caps, stats
         self._upload_lock = threading.Lock()  # one upload pass at a time
         self._wake = threading.Event()
@@ -283,61 +296,82 @@ class Receiver:
         return request
 
     def _batches(self, request: object) -> dict[str, _Batch]:
-        """The request's float samples by host, mapped; raises ``Rejected``."""
+        """The request's float samples by host, mapped; raises ``Rejected``. What a label
+        set maps to is kept (``_memo``): Prometheus sends the same series every scrape."""
         batches: dict[str, _Batch] = {}
         dropped = 0
+        memo = self._memo
         for i, ts in enumerate(request.timeseries):  # type: ignore[attr-defined]
-            labels: dict[str, str] = {}
-            for label in ts.labels:
-                if label.name in labels:
-                    raise Rejected(f"series {i}: label {label.name!r} appears twice")
-                if label.value:  # an empty value is no label, as in Prometheus
-                    labels[label.name] = label.value
-            sample = labels.get("__name__", "")
-            if not sample:
-                raise Rejected(f"series {i} has no __name__ label")
+            key = tuple([(label.name, label.value) for label in ts.labels])
+            got = memo.get(key)
+            if got is None:
+                got = self._map(i, key)
+                if len(memo) >= _MEMO_MAX:
+                    memo.clear()
+                memo[key] = got
             if ts.histograms:
                 raise Rejected(
-                    f"series {sample!r}: native histograms are not supported (send classic "
-                    "histograms: send_native_histograms: false)"
+                    f"series {dict(key).get('__name__')!r}: native histograms are not "
+                    "supported (send classic histograms: send_native_histograms: false)"
                 )
-            host, port = _host_of(labels)
-            if not host:
-                raise Rejected(
-                    f"series {sample!r} has neither a host nor an instance label (one stream "
-                    "per host: add one, e.g. with write_relabel_configs)"
-                )
-            try:
-                validate_host(host, "host")
-            except ValidationError as exc:
-                raise Rejected(f"series {sample!r}: {exc}") from None
-            if not ts.samples:
-                continue
-            job = _job_of(labels, port)
-            own = {k: v for k, v in labels.items() if k not in _NOT_IN_NAME}
-            family, ftype = untyped_family(sample, own)
-            kind = family_kind(ftype, sample, family)
-            batch = batches.setdefault(host, _Batch())
-            name, kind, unit, family = exposition_name(
-                job, sample, family, kind, family_unit(family, ""), own, batch.labels
-            )
-            try:
-                validate_metric_name(name, "name")
-            except ValidationError as exc:
-                raise Rejected(f"series {sample!r} maps to a bad name: {exc}") from None
-            if not self._admit(host, family, name, job):
+            if got.name is None:
                 dropped += 1
                 continue
-            got = batch.series.get(name)
-            if got is None:
-                got = batch.series[name] = (kind, unit, [], [])
-            for s in ts.samples:
-                got[2].append(s.timestamp * _MS)
-                got[3].append(s.value)
+            if not ts.samples:
+                continue
+            batch = batches.get(got.host)
+            if batch is None:
+                batch = batches[got.host] = _Batch()
+            if got.host_labels:
+                batch.labels.update(got.host_labels)
+            series = batch.series.get(got.name)
+            if series is None:
+                series = batch.series[got.name] = (got.kind, got.unit, [], [])
+            stamps, values = series[2], series[3]
+            for smp in ts.samples:
+                stamps.append(smp.timestamp * _MS)
+                values.append(smp.value)
         if dropped:
             with self._lock:
                 self.stats.series_dropped += dropped
         return batches
+
+    def _map(self, i: int, key: tuple[tuple[str, str], ...]) -> _Mapped:
+        """What the label set ``key`` of series ``i`` maps to: its host, and its name (the
+        scrape collector's mapping; ``None`` when over its family's cap)."""
+        labels: dict[str, str] = {}
+        for name, value in key:
+            if name in labels:
+                raise Rejected(f"series {i}: label {name!r} appears twice")
+            if value:  # an empty value is no label, as in Prometheus
+                labels[name] = value
+        sample = labels.get("__name__", "")
+        if not sample:
+            raise Rejected(f"series {i} has no __name__ label")
+        host, port = _host_of(labels)
+        if not host:
+            raise Rejected(
+                f"series {sample!r} has neither a host nor an instance label (one stream "
+                "per host: add one, e.g. with write_relabel_configs)"
+            )
+        try:
+            validate_host(host, "host")
+        except ValidationError as exc:
+            raise Rejected(f"series {sample!r}: {exc}") from None
+        job = _job_of(labels, port)
+        own = {k: v for k, v in labels.items() if k not in _NOT_IN_NAME}
+        family, ftype = untyped_family(sample, own)
+        kind = family_kind(ftype, sample, family)
+        host_labels: dict[str, str] = {}
+        name, kind, unit, family = exposition_name(
+            job, sample, family, kind, family_unit(family, ""), own, host_labels
+        )
+        try:
+            validate_metric_name(name, "name")
+        except ValidationError as exc:
+            raise Rejected(f"series {sample!r} maps to a bad name: {exc}") from None
+        admitted = self._admit(host, family, name, job)  # the cap only grows: kept as is
+        return _Mapped(host, name if admitted else None, kind, unit, host_labels)
 
     def _admit(self, host: str, family: str, name: str, job: str) -> bool:
         """Whether ``name`` fits under its family's cap on ``host`` (warns once if not)."""
