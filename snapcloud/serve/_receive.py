@@ -227,7 +227,7 @@ class Receiver:
         Raises ``Rejected`` (400) or ``Unavailable`` (5xx)."""
         try:
             request = self._decode(body, headers)
-            batches = self._batches(request)
+            snaps = [_snapshot(host, batch) for host, batch in self._batches(request).items()]
         except Rejected:
             with self._lock:
                 self.stats.rejected += 1
@@ -241,8 +241,12 @@ class Receiver:
             )
         count = 0
         try:
-            for host, batch in batches.items():
-                count += self._spool(host, batch)
+            for snap in snaps:
+                if snap is not None:
+                    with self._lock:
+                        h = self._host(snap.host)
+                    h.spool.put(snap)
+                    count += snap.sample_count
         except (OSError, LeaseHeld) as exc:
             with self._lock:
                 self.stats.unavailable += 1
@@ -400,30 +404,6 @@ class Receiver:
                 )
             return False
 
-    def _spool(self, host: str, batch: _Batch) -> int:
-        metrics = []
-        for name, (kind, unit, stamps, values) in batch.series.items():
-            ts = np.asarray(stamps, dtype=np.int64)
-            vs = np.asarray(values, dtype=np.float64)
-            order = np.argsort(ts, kind="stable")
-            metrics.append(MetricSeries.trusted(name, kind, unit, ts[order], vs[order]))
-        if not metrics:
-            return 0
-        lo = min(int(m.timestamps[0]) for m in metrics)
-        hi = max(int(m.timestamps[-1]) for m in metrics)
-        snap = ProfileSnapshot(
-            host,
-            metrics,
-            window_start=lo,
-            window_end=hi + 1,
-            labels=batch.labels,
-            metadata={"source": "remote_write"},
-        )
-        with self._lock:
-            h = self._host(host)
-        h.spool.put(snap)
-        return snap.sample_count
-
     # ------------------------------------------------------------------ upload
 
     def upload(self) -> int:
@@ -557,6 +537,38 @@ class Receiver:
             with contextlib.suppress(SnapcloudError, OSError):
                 h.lease.release()
             h.spool.close()
+
+
+def _snapshot(host: str, batch: _Batch) -> ProfileSnapshot | None:
+    """One host's samples of a request as one snapshot (each metric in time order) for
+    the spool; ``None`` when it holds none. Raises ``Rejected`` for a timestamp past
+    int64 nanoseconds or a label value that is no label value."""
+    metrics = []
+    for name, (kind, unit, stamps, values) in batch.series.items():
+        try:
+            ts = np.asarray(stamps, dtype=np.int64)
+        except OverflowError:
+            raise Rejected(f"series {name!r}: a timestamp is out of range") from None
+        vs = np.asarray(values, dtype=np.float64)
+        if ts.size > 1:
+            order = np.argsort(ts, kind="stable")
+            ts, vs = ts[order], vs[order]
+        metrics.append(MetricSeries.trusted(name, kind, unit, ts, vs))
+    if not metrics:
+        return None
+    lo = min(int(m.timestamps[0]) for m in metrics)
+    hi = max(int(m.timestamps[-1]) for m in metrics)
+    try:
+        return ProfileSnapshot(
+            host,
+            metrics,
+            window_start=lo,
+            window_end=hi + 1,
+            labels=batch.labels,
+            metadata={"source": "remote_write"},
+        )
+    except ValidationError as exc:
+        raise Rejected(f"host {host!r}: {exc}") from None
 
 
 def _merge(snaps: list[ProfileSnapshot]) -> tuple[list[MetricSeries], dict[str, str]]:

@@ -291,6 +291,18 @@ def test_requests_that_can_never_succeed_get_400_with_a_reason(running):
             HEADERS,
             "host",
         ),
+        "time out of range": (
+            write_request([(dcgm(0, 0, "DCGM_FI_DEV_GPU_TEMP"), [(10**16, 41.0)])]),
+            HEADERS,
+            "timestamp is out of range",
+        ),
+        "control character": (
+            write_request(
+                [({**dcgm(0, 0, "DCGM_FI_DEV_GPU_TEMP"), "UUID": "GPU-\x01"}, [(T0_MS, 1.0)])]
+            ),
+            HEADERS,
+            "control character",
+        ),
         "no name": (
             write_request([({"host": "a"}, [(T0_MS, 1.0)])]),
             HEADERS,
