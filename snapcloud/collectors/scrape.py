@@ -367,13 +367,42 @@ class ScrapeCollector:
         return _Line(*exposition_name(job, sample, family, kind, unit, sample_labels, host_labels))
 
 
-#: dcgm-exporter counters whose names do not say so (their TYPE line does).
-_DCGM_COUNTERS = frozenset({"DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"})
+#: The fields dcgm-exporter's etc/default-counters.csv types as counters (their names do
+#: not end in ``_total``; an exposition's TYPE line says it, remote write does not).
+_DCGM_COUNTERS = frozenset(
+    "DCGM_FI_DEV_" + f
+    for f in (
+        "TOTAL_ENERGY_CONSUMPTION",
+        "PCIE_TX_THROUGHPUT",
+        "PCIE_RX_THROUGHPUT",
+        "PCIE_REPLAY_COUNTER",
+        "POWER_VIOLATION",
+        "THERMAL_VIOLATION",
+        "SYNC_BOOST_VIOLATION",
+        "BOARD_LIMIT_VIOLATION",
+        "LOW_UTIL_VIOLATION",
+        "RELIABILITY_VIOLATION",
+        "ECC_SBE_VOL_TOTAL",
+        "ECC_DBE_VOL_TOTAL",
+        "ECC_SBE_AGG_TOTAL",
+        "ECC_DBE_AGG_TOTAL",
+        "RETIRED_SBE",
+        "RETIRED_DBE",
+        "RETIRED_PENDING",
+        "NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL",
+        "NVLINK_CRC_DATA_ERROR_COUNT_TOTAL",
+        "NVLINK_REPLAY_ERROR_COUNT_TOTAL",
+        "NVLINK_RECOVERY_ERROR_COUNT_TOTAL",
+        "NVLINK_BANDWIDTH_TOTAL",
+        "UNCORRECTABLE_REMAPPED_ROWS",
+        "CORRECTABLE_REMAPPED_ROWS",
+    )
+)
 
 
 def untyped_family(sample: str, labels: dict[str, str]) -> tuple[str, str]:
     """``(family, type)`` of a sample seen without its exposition's comments (remote
-    write sends none with the samples): dcgm-exporter's energy counter, a name ending in
+    write sends none with the samples): dcgm-exporter's counters, a name ending in
     ``_total`` (a counter), ``_bucket`` with an ``le`` label (a histogram), ``_count`` or
     ``_sum`` (a histogram's or summary's), else a gauge of its own name."""
     if sample in _DCGM_COUNTERS:

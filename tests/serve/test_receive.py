@@ -473,3 +473,59 @@ def test_a_receiver_killed_after_204_delivers_what_it_acknowledged_when_restarte
     assert ts.tolist() == want_ts and bits(vs) == want_bits, out
     assert not [p for p in spool.rglob("*.snap") if "quarantine" not in p.parts]
     assert os.path.isdir(spool / "gpu-node-07")
+
+
+DATA = ROOT / "tests/collectors/data"
+
+
+def _exposition_series(text: str, instance: str, job: str, t_ms: int) -> list[Series]:
+    """An exposition's samples as Prometheus remote-writes them after scraping it: each
+    line's name as written, its labels (read by ``prometheus_client``'s parser), plus
+    the target's ``job`` and ``instance``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and ln.strip()[0] != "#"]
+    parsed = [s for fam in text_string_to_metric_families(text) for s in fam.samples]
+    assert len(parsed) == len(lines)
+    out: list[Series] = []
+    for line, smp in zip(lines, parsed, strict=True):
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        labels = {**smp.labels, "__name__": name, "job": job, "instance": instance}
+        out.append((labels, [(t_ms, float(smp.value))]))
+    return out
+
+
+def test_remote_write_names_and_kinds_are_the_scrape_collectors(running):
+    # dcgm-exporter and node_exporter pages (the scrape tests' fixtures, including the
+    # high-cardinality family over the cap) scraped by the collector, and the same
+    # samples remote-written as a Prometheus scraping them sends them.
+    from snapcloud.collectors.scrape import ScrapeCollector
+
+    pages = {
+        "http://gpu-node-09:9400/metrics": (DATA / "dcgm_exporter_8gpu.prom").read_text(),
+        "http://gpu-node-09:9100/metrics": (DATA / "node_exporter.prom").read_text(),
+    }
+    collector = ScrapeCollector(list(pages), fetch=lambda url, timeout: (pages[url], "text/plain"))
+    try:
+        scraped = {s.name: s.kind for s in collector.collect() if not s.name.startswith("scrape.")}
+        labels = collector.labels()
+    finally:
+        collector.close()
+    series = []
+    for url, text in pages.items():
+        instance = url.split("/")[2]
+        series += _exposition_series(text, instance, "kubernetes-pods", T0_MS)
+    assert running.post(write_request(series)).status_code == 204
+    assert running.receiver.flush()
+    repo = Repository(open_store(running.store_url, endpoint_url=running.endpoint))
+    try:
+        got = read_series(repo, Selector(hosts=("gpu-node-09",)))
+        stream_labels = repo.catalog().get("gpu-node-09").labels
+    finally:
+        repo.close()
+    received = {s.metric: s.kind for s in got}
+    assert (
+        received == scraped and len(scraped) > 700
+    )  # 8 GPUs x fields, node, capped process family
+    assert sum(k == "counter" for k in scraped.values()) > 40
+    assert {k: stream_labels[k] for k in labels} == labels  # gpu.<i>.uuid, driver_version...
