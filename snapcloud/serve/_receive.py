@@ -192,6 +192,15 @@ class Receiver:
         self._thread: threading.Thread | None = None
         self.uploaded = on_upload or threading.Event()
         config.spool_dir.mkdir(parents=True, exist_ok=True)
+        # One receiver per spool directory (each host's Spool also locks its own).
+        try:
+            self._root_lock = Spool(config.spool_dir / ".receiver")
+        except LeaseHeld:
+            raise LeaseHeld(
+                f"remote-write spool {config.spool_dir} is in use by another receiver; stop "
+                "it or use another --receive-spool",
+                path=str(config.spool_dir),
+            ) from None
         for d in sorted(config.spool_dir.iterdir()):
             if d.is_dir() and not d.name.startswith("."):
                 try:
@@ -425,6 +434,8 @@ class Receiver:
                     _log.warning(
                         "remote write: upload of host %s failed (%s); kept spooled", host, exc
                     )
+        if stored:
+            _log.info("remote write: %d new samples stored", stored)
         self.uploaded.set()
         return stored
 
@@ -537,6 +548,7 @@ class Receiver:
             with contextlib.suppress(SnapcloudError, OSError):
                 h.lease.release()
             h.spool.close()
+        self._root_lock.close()
 
 
 def _snapshot(host: str, batch: _Batch) -> ProfileSnapshot | None:
