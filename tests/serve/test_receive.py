@@ -8,6 +8,7 @@ with SIGKILL); what they held is read back through ``snapcloud.query`` and throu
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -473,6 +474,15 @@ def test_a_receiver_killed_after_204_delivers_what_it_acknowledged_when_restarte
     assert ts.tolist() == want_ts and bits(vs) == want_bits, out
     assert not [p for p in spool.rglob("*.snap") if "quarantine" not in p.parts]
     assert os.path.isdir(spool / "gpu-node-07")
+    # and `snapcloud query`, as a process, counts what was acknowledged once
+    cmd = [sys.executable, "-m", "snapcloud", "query", "--store", url, "--host", "gpu-node-07"]
+    cmd += ["--metric", "gpu.2.util_pct", "--agg", "count", "--agg", "sum", "--format", "json"]
+    if endpoint:
+        cmd += ["--endpoint-url", endpoint]
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
+    (row,) = json.loads(done.stdout)["rows"]
+    assert row["count"] == len(want_ts) == len({t for t, _ in sent})
+    assert row["sum"] == pytest.approx(float(np.sum(vs)), rel=1e-12)
 
 
 DATA = ROOT / "tests/collectors/data"
