@@ -539,3 +539,25 @@ def test_remote_write_names_and_kinds_are_the_scrape_collectors(running):
     )  # 8 GPUs x fields, node, capped process family
     assert sum(k == "counter" for k in scraped.values()) > 40
     assert {k: stream_labels[k] for k in labels} == labels  # gpu.<i>.uuid, driver_version...
+
+
+def test_a_spool_that_cannot_be_written_is_a_500_and_the_retry_is_taken(store, tmp_path):
+    r = Running(*store, tmp_path / "spool", flush_s=3600.0, max_body_bytes=4096)
+    try:
+        (tmp_path / "spool" / "gpu-node-05").write_text("not a directory")
+        body = write_request([(dcgm(5, 0, "DCGM_FI_DEV_GPU_TEMP"), [(T0_MS, 44.0)])])
+        resp = r.post(body)
+        assert resp.status_code == 500 and "gpu-node-05" in resp.text  # Prometheus retries
+        (tmp_path / "spool" / "gpu-node-05").unlink()
+        assert r.post(body).status_code == 204
+        big = write_request(
+            [(dcgm(5, g, "DCGM_FI_DEV_GPU_TEMP"), samples(T0_MS, 400, g)) for g in range(8)]
+        )
+        assert len(big) > 4096
+        resp = r.post(big)
+        assert resp.status_code == 413 and "4096" in resp.text
+        assert r.receiver.flush()
+    finally:
+        r.stop()
+    _, vs = stored(*store, "gpu-node-05", "gpu.0.temp_c")
+    assert vs.tolist() == [44.0]
