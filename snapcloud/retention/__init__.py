@@ -3,7 +3,7 @@ garbage collection, the S3 lifecycle safety net, and storage per tier."""
 
 from __future__ import annotations
 
-from snapcloud.retention._compactor import PAUSE_ENV, Compactor
+from snapcloud.retention._compactor import Compactor
 from snapcloud.retention._downsample import Downsampler
 from snapcloud.retention._lease import COMPACTOR_LEASE_KEY, Lease
 from snapcloud.retention._lifecycle import apply_lifecycle, get_lifecycle, lifecycle_rules
@@ -24,7 +24,6 @@ __all__ = [
     "DAY_NS",
     "HOUR_NS",
     "MINUTE_NS",
-    "PAUSE_ENV",
     "POLICY_KEY",
     "CompactionReport",
     "Compactor",
