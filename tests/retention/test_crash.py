@@ -3,7 +3,7 @@ ends in the same state as a run that was never interrupted.
 
 In-process: the step hook raises at step N (every kind of step is hit). Out of
 process: a real compactor process, its store wrapped in a ``PausingStore``
-(``tests/retention/pausing.py``), stops before its N-th write; the test SIGKILLs it
+(``tests/retention/pausing.py``), stops just before step N's write; the test SIGKILLs it
 there (its lease is left behind, as a crash leaves it), checks the reads, and runs
 the compactor again.
 """
