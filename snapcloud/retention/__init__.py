@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from snapcloud.coordination import DeletionMark, Lease
 from snapcloud.layout import COMPACTOR_LEASE_KEY, POLICY_KEY
-from snapcloud.retention._compactor import PAUSE_ENV, Compactor
+from snapcloud.retention._compactor import Compactor
 from snapcloud.retention._downsample import Downsampler
 from snapcloud.retention._lifecycle import apply_lifecycle, get_lifecycle, lifecycle_rules
 from snapcloud.retention._policy import DAY_NS, HOUR_NS, MINUTE_NS, RetentionPolicy
@@ -27,7 +27,6 @@ __all__ = [
     "DAY_NS",
     "HOUR_NS",
     "MINUTE_NS",
-    "PAUSE_ENV",
     "POLICY_KEY",
     "CompactionReport",
     "Compactor",

@@ -36,7 +36,6 @@ refused by a lease on ``marks/leases/compactor.json``.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,12 +74,9 @@ from snapcloud.retention._report import CompactionReport, HostReport
 from snapcloud.retention._state import GroupInfo, HostState, load_state
 from snapcloud.store import IncrementalSnapshotStore, SeqIndex
 
-__all__ = ["PAUSE_ENV", "Compactor"]
+__all__ = ["Compactor"]
 
 log = logging.getLogger(__name__)
-
-#: Test hook: pause (sleep forever) before the N-th mutating request of a run.
-PAUSE_ENV = "SNAPCLOUD_COMPACT_PAUSE_AT"
 
 StepHook = Callable[[int, str], None]
 
@@ -103,14 +99,12 @@ class _Plan:
 
 
 class _Steps:
-    """Counts mutating requests; renews the lease; calls the test hooks."""
+    """Counts mutating requests; renews the lease; calls the ``on_step`` hook."""
 
     def __init__(self, hook: StepHook | None, lease: Lease | None) -> None:
         self.n = 0
         self.hook = hook
         self.lease = lease
-        pause = os.environ.get(PAUSE_ENV, "").strip()
-        self.pause_at = int(pause) if pause.isdigit() else None
 
     def __call__(self, label: str) -> None:
         self.n += 1
@@ -118,10 +112,6 @@ class _Steps:
             self.lease.keep()
         if self.hook is not None:
             self.hook(self.n, label)
-        if self.pause_at == self.n:
-            os.write(2, f"snapcloud-compact: paused before step {self.n}: {label}\n".encode())
-            while True:
-                time.sleep(3600)
 
 
 def _apportion(total: int, weights: Sequence[int]) -> list[int]:

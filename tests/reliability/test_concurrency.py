@@ -846,20 +846,21 @@ def test_two_compact_processes_the_second_is_refused(
 ) -> None:
     endpoint, bucket = s3_bucket
     _compactable_bucket(endpoint, bucket, hosts=1)
-    args = ["-m", "snapcloud", "compact", "--store", f"s3://{bucket}/{PREFIX}"]
+    args = ["compact", "--store", f"s3://{bucket}/{PREFIX}"]
     # The CLI uses the default policy (raw for 1 day): two days on, there is work to do.
     args += ["--endpoint-url", endpoint, "--now", str(T0 + 48 * HOUR)]
-    env = child_env() | {"SNAPCLOUD_COMPACT_PAUSE_AT": "2"}
+    # the first stops before its second write (tests/retention/pausing.py), lease held
+    pausing = ["-m", "tests.retention.pausing", "2", "--"]
     first = subprocess.Popen(
-        [sys.executable, *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-        env=env, cwd=tmp_path,
+        [sys.executable, *pausing, *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        text=True, env=child_env(), cwd=tmp_path,
     )  # fmt: skip
     try:
         assert first.stderr is not None
         line = first.stderr.readline()
-        assert "paused before step 2" in line, why(line + first.stderr.read())
+        assert "paused before request 2:" in line, why(line + first.stderr.read())
         second = subprocess.run(
-            [sys.executable, *args], capture_output=True, text=True, timeout=120,
+            [sys.executable, "-m", "snapcloud", *args], capture_output=True, text=True, timeout=120,
             env=child_env(), cwd=tmp_path,
         )  # fmt: skip
         assert second.returncode == 2, why(second.stderr)
