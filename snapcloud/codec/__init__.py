@@ -1,7 +1,9 @@
 """Snapshot objects: keyframe and delta encoding, zstd, checksums (format v2; v1 is read).
 
 ``encode_keyframe`` / ``encode_delta`` turn a ``ProfileSnapshot`` into object
-bytes; ``decode`` turns them back, bit for bit; ``read_header`` checks an
+bytes; ``decode`` turns them back, bit for bit (``decode_object`` also says what the
+object says of it: its stored checksum, its base, whether the decode was partial);
+``read_header`` checks an
 object's frame without decompressing it.
 """
 
@@ -16,7 +18,9 @@ from snapcloud.codec._format import (
 )
 from snapcloud.codec._snapshot import (
     DEFAULT_MAX_DECODED,
+    Decoded,
     decode,
+    decode_object,
     encode_delta,
     encode_keyframe,
     read_header,
@@ -28,8 +32,10 @@ __all__ = [
     "KIND_KEYFRAME",
     "READABLE_VERSIONS",
     "VERSION",
+    "Decoded",
     "FrameHeader",
     "decode",
+    "decode_object",
     "encode_delta",
     "encode_keyframe",
     "read_header",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from snapcloud.store._read import decode_entry, fetch_entry
+from snapcloud.store._read import decode_entry, fetch_entry, trim
 from snapcloud.store._repo import Repository
 from snapcloud.store._stream import IncrementalSnapshotStore, StreamStats
 from snapcloud.store._tiers import MARKS_PREFIX
@@ -17,5 +17,6 @@ __all__ = [
     "VerifyReport",
     "decode_entry",
     "fetch_entry",
+    "trim",
     "verify_stream",
 ]

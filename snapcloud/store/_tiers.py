@@ -75,7 +75,6 @@ __all__ = [
     "tier_data_key",
     "tier_index_key",
     "tier_of_key",
-    "trim_archive",
 ]
 
 
@@ -334,18 +333,3 @@ class TierReader:
             while len(self._decoded) > 2:
                 self._decoded.popitem(last=False)
         return found
-
-
-def trim_archive(snap: ProfileSnapshot, query: SnapshotQuery) -> ProfileSnapshot:
-    """An archive snapshot cut to the query: metrics by source name, buckets that overlap."""
-    if query.metrics is None and query.start_ns is None and query.end_ns is None:
-        return snap
-    wanted = set(query.metrics) if query.metrics else None
-    width = resolution_of(snap) or 1
-    start = None if query.start_ns is None else query.start_ns - width + 1
-    metrics = [
-        m.slice_time(start, query.end_ns)
-        for m in snap.metrics
-        if wanted is None or (m.name.rpartition(":")[0] or m.name) in wanted
-    ]
-    return snap.with_metrics(metrics)
