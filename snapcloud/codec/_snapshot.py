@@ -856,8 +856,10 @@ def _decode_payload(
     if times.lengths is None and need is None and not (info is not None and info.partial):
         checked_meta = meta if verify else None
         return _columns_snapshot(head, table, times, decoded, same, info, checked_meta), False
-    coded = header.content_checksum
-    return _metrics_snapshot(head, table, times, decoded, same, info, need, coded), need is not None
+    stored = header.content_checksum
+    return _metrics_snapshot(
+        head, table, times, decoded, same, info, need, stored
+    ), need is not None
 
 
 def _read_meta(raw: bytes, info: _BaseInfo | None) -> tuple[dict[str, Any], _Reader]:
@@ -971,6 +973,7 @@ def _group_rows(n: Any, rows_raw: Any, count: int, times: _Times) -> npt.NDArray
 
 
 def _check_placed(placed: list[npt.NDArray[np.intp]], count: int) -> None:
+    """Check that the groups and the unchanged metrics (``placed``) give each metric once."""
     # Indices are in range: as many as metrics, none twice, means each metric once.
     if sum(p.size for p in placed) != count or (
         count and np.bincount(np.concatenate(placed), minlength=count).max() != 1
