@@ -32,7 +32,7 @@ from snapcloud.errors import (
     QueryIncomplete,
 )
 from snapcloud.index import IndexEntry
-from snapcloud.models import ProfileSnapshot, SnapshotConfig
+from snapcloud.models import ProfileSnapshot
 from snapcloud.query._planner import HostPlan, QueryPlan
 from snapcloud.store import fetch_entry, trim
 
@@ -148,7 +148,6 @@ def _batches(hp: HostPlan) -> Iterator[tuple[str, list[IndexEntry], list[bool]]]
 
 def fetch_plan(
     objects: ObjectStore,
-    config: SnapshotConfig,
     plan: QueryPlan,
     incoming: Iterable[Future[HostPlan]],
     pool: Executor,
