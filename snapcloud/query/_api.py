@@ -107,9 +107,7 @@ def scan(
             objects, config, selector, pool, with_catalog=with_catalog, narrow=narrow
         )
         with closing(incoming):
-            fetched = fetch_plan(
-                objects, config, plan, incoming, pool, budget, max_inflight=2 * workers
-            )
+            fetched = fetch_plan(objects, plan, incoming, pool, budget, max_inflight=2 * workers)
             done = 0
             for batch in fetched:
                 done += len(batch)

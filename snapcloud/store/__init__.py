@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from snapcloud.layout import MARKS_PREFIX
 from snapcloud.store._orphans import SeqIndex
-from snapcloud.store._read import decode_entry, fetch_entry
+from snapcloud.store._read import decode_entry, fetch_entry, trim
 from snapcloud.store._repo import Repository
 from snapcloud.store._stream import IncrementalSnapshotStore, StreamStats
 from snapcloud.store._tiers import TierView
@@ -25,5 +25,6 @@ __all__ = [
     "VerifyReport",
     "decode_entry",
     "fetch_entry",
+    "trim",
     "verify_stream",
 ]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import bisect
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 
 from snapcloud import codec
@@ -54,8 +54,8 @@ from snapcloud.layout import (
     tier_of_key,
 )
 from snapcloud.models import ProfileSnapshot, SnapshotConfig, SnapshotQuery, validate_host
-from snapcloud.store._read import decode_entry, fetch_entry
-from snapcloud.store._tiers import TierReader, TierView, trim_archive
+from snapcloud.store._read import decode_entry, fetch_entry, trim
+from snapcloud.store._tiers import TierReader, TierView
 
 __all__ = ["IncrementalSnapshotStore", "StreamStats"]
 
@@ -534,13 +534,29 @@ class IncrementalSnapshotStore:
         if snap is not None:
             self._keyframes.move_to_end(base)
             return snap
-        snap = self._read(self._raw_entry(base), None)
+        snap = self.decode(self._raw_entry(base))
         self._remember_keyframe(snap)
         return snap
 
-    def _read(self, entry: IndexEntry, base: ProfileSnapshot | None) -> ProfileSnapshot:
-        data = fetch_entry(self.objects, self.host, entry, f"index entry {entry.seq}")
-        return decode_entry(self.config, self.host, entry, data, base)
+    def decode(
+        self,
+        entry: IndexEntry,
+        data: bytes | None = None,
+        keyframe: ProfileSnapshot | None = None,
+        metrics: Collection[str] | None = None,
+    ) -> ProfileSnapshot:
+        """The snapshot ``entry`` names, decoded from its object's bytes ``data`` (read
+        here when not given): the one place every read decodes (``get``, ``query`` and
+        fleet queries alike). A raw delta decodes against ``keyframe``, its group's;
+        ``metrics``: only those (a raw object; a tier object is decoded whole, once for
+        all the snapshots it holds). Raises as ``get`` does."""
+        if tier_of_key(entry.key) != "raw":
+            with self._lock:
+                return self._tiers.read(entry, data)
+        if data is None:
+            data = fetch_entry(self.objects, self.host, entry, f"index entry {entry.seq}")
+        base = keyframe if entry.kind == "d" else None
+        return decode_entry(self.config, self.host, entry, data, base, metrics)
 
     def get(self, seq: int) -> ProfileSnapshot:
         """The snapshot ``seq``, bit-exact, from the tier serving it. At most two object
@@ -562,10 +578,10 @@ class IncrementalSnapshotStore:
         bytes, read already by the caller. Raises as ``get`` does."""
         with self._lock:
             if tier_of_key(entry.key) != "raw":
-                return self._tiers.read(entry, data)
+                return self.decode(entry, data)
             if entry.kind == "k":
                 return self._keyframe(entry.seq)
-            return self._read(entry, self._keyframe(entry.base))
+            return self.decode(entry, None, self._keyframe(entry.base))
 
     def _serving(self, query: SnapshotQuery | None) -> list[tuple[list[str], IndexEntry]]:
         """``(metric names, entry)`` of every entry serving reads, across tiers, in seq order."""
@@ -617,7 +633,8 @@ class IncrementalSnapshotStore:
                 )
             snap = self._read_again(entry)
             archived = tier_of_key(entry.key) == "archive"
-            yield trim_archive(snap, query) if archived else _trim(snap, query)
+            bucket = (codec.resolution_of(snap) or 1) if archived else None
+            yield trim(snap, query.metrics or None, query.start_ns, query.end_ns, bucket_ns=bucket)
 
     def _read_again(self, entry: IndexEntry) -> ProfileSnapshot:
         """``read``; when the object went away (compacted since the plan), reread the
@@ -677,15 +694,3 @@ class IncrementalSnapshotStore:
         catalog = self.objects.head(catalog_key(self.host))
         st.catalog_bytes = catalog.size if catalog is not None else 0
         return st
-
-
-def _trim(snap: ProfileSnapshot, query: SnapshotQuery) -> ProfileSnapshot:
-    if query.metrics is None and query.start_ns is None and query.end_ns is None:
-        return snap
-    wanted = set(query.metrics) if query.metrics else None
-    metrics = [
-        m.slice_time(query.start_ns, query.end_ns)
-        for m in snap.metrics
-        if wanted is None or m.name in wanted
-    ]
-    return snap.with_metrics(metrics)

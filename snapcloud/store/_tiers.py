@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from snapcloud.backends import ObjectStore
-from snapcloud.codec import decode_archive, decode_compressed, resolution_of
+from snapcloud.codec import decode_archive, decode_compressed
 from snapcloud.errors import ChecksumMismatch, ObjectNotFound
 from snapcloud.index import IndexEntry, TierSegment
 from snapcloud.layout import (
@@ -38,7 +38,7 @@ from snapcloud.layout import (
 from snapcloud.models import ProfileSnapshot, SnapshotConfig, SnapshotQuery
 from snapcloud.store._read import fetch_entry
 
-__all__ = ["Served", "TierReader", "TierView", "trim_archive"]
+__all__ = ["Served", "TierReader", "TierView"]
 
 
 # --------------------------------------------------------------------------- view
@@ -293,18 +293,3 @@ class TierReader:
             while len(self._decoded) > 2:
                 self._decoded.popitem(last=False)
         return found
-
-
-def trim_archive(snap: ProfileSnapshot, query: SnapshotQuery) -> ProfileSnapshot:
-    """An archive snapshot cut to the query: metrics by source name, buckets that overlap."""
-    if query.metrics is None and query.start_ns is None and query.end_ns is None:
-        return snap
-    wanted = set(query.metrics) if query.metrics else None
-    width = resolution_of(snap) or 1
-    start = None if query.start_ns is None else query.start_ns - width + 1
-    metrics = [
-        m.slice_time(start, query.end_ns)
-        for m in snap.metrics
-        if wanted is None or (m.name.rpartition(":")[0] or m.name) in wanted
-    ]
-    return snap.with_metrics(metrics)

@@ -123,12 +123,14 @@ class VerifyReport:
 
 @dataclass(frozen=True)
 class _Held:
-    """A readable data object: its parsed key, its snapshot and its size."""
+    """A readable data object: its parsed key, its snapshot, its size and, for a delta,
+    the keyframe it decoded against (``(seq, content checksum)``)."""
 
     pk: ObjectKey
     key: str
     snap: ProfileSnapshot
     size: int
+    delta_base: tuple[int, int] | None
 
 
 @dataclass(frozen=True)
@@ -205,18 +207,17 @@ def _read_objects(
                 if base is None or header.base_seq != pk.base:
                     seen.baseless[key] = pk
                     continue
-            snap = codec.decode(
+            decoded = codec.decode_object(
                 data, base=base, max_decoded_size=stream.config.max_decoded_bytes, key=key
             )
         except CorruptError as exc:
             report.add(key, exc.message)
             continue
+        snap = decoded.snapshot
         if snap.seq != pk.seq or snap.host != host or pk.checksum not in (None, snap.checksum):
             report.add(key, "key and content disagree on host, seq or checksum")
             continue
-        seen.good[key] = _Held(pk, key, snap, len(data))
-        if base is not None:
-            snap._cache["delta_base"] = (base.seq, base.checksum)
+        seen.good[key] = _Held(pk, key, snap, len(data), decoded.delta_base)
         if pk.is_keyframe:
             keyframes[(snap.seq, snap.checksum)] = snap
 
@@ -551,7 +552,7 @@ def _choose(seen: _Seen, report: VerifyReport) -> _Choice:
         if held.key not in seen.indexed and seen.garbage(held.key):
             continue
         by_seq.setdefault(held.pk.seq, []).append(held)
-        base = held.snap._cache.get("delta_base")
+        base = held.delta_base
         if base is not None:
             support[base] = support.get(base, 0) + 1
     out = _Choice()
@@ -632,7 +633,7 @@ def _by_catalog(seen: _Seen, chosen: dict[int, _Held], cands: list[_Held]) -> _H
 
 def _delta_base_ok(delta: _Held, keyframe: _Held) -> bool:
     """Whether ``delta`` was decoded against this very keyframe (its content)."""
-    return keyframe.pk.is_keyframe and delta.snap._cache.get("delta_base") == (
+    return keyframe.pk.is_keyframe and delta.delta_base == (
         keyframe.snap.seq,
         keyframe.snap.checksum,
     )
