@@ -14,7 +14,7 @@ from snapcloud import codec
 from snapcloud.backends import ObjectStore
 from snapcloud.errors import ChecksumMismatch, ObjectNotFound
 from snapcloud.index import IndexEntry
-from snapcloud.models import ProfileSnapshot, SnapshotConfig
+from snapcloud.models import MetricSeries, ProfileSnapshot, SnapshotConfig
 
 __all__ = ["decode_entry", "fetch_entry", "trim"]
 
@@ -85,10 +85,23 @@ def trim(
         return snap if sliced is cols else snap.with_columns(sliced)
     every = snap.metrics
     kept = every if rows is None else [every[i] for i in rows]
-    cut = [m.slice_time(start_ns, end_ns) for m in kept]
-    if rows is None and all(a is b for a, b in zip(cut, every, strict=True)):
-        return snap
-    return snap.with_metrics(cut)
+    if not _all_inside(kept, start_ns, end_ns):
+        kept = [m.slice_time(start_ns, end_ns) for m in kept]
+    return snap if kept is every else snap.with_metrics(kept)
+
+
+def _all_inside(metrics: Sequence[MetricSeries], start_ns: int | None, end_ns: int | None) -> bool:
+    """Whether every sample of ``metrics`` lies in ``[start_ns, end_ns)``: each distinct
+    timestamp array checked once by its ends (a decoded snapshot's metrics share their
+    time group's), where slicing would search every metric's."""
+    if start_ns is None and end_ns is None:
+        return True
+    arrays = {id(m.timestamps): m.timestamps for m in metrics}.values()
+    return all(
+        ts.size == 0
+        or ((start_ns is None or ts[0] >= start_ns) and (end_ns is None or ts[-1] < end_ns))
+        for ts in arrays
+    )
 
 
 def _selected_rows(
