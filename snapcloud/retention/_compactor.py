@@ -72,7 +72,7 @@ from snapcloud.retention._downsample import Downsampler
 from snapcloud.retention._policy import RetentionPolicy
 from snapcloud.retention._report import CompactionReport, HostReport
 from snapcloud.retention._state import GroupInfo, HostState, load_state
-from snapcloud.store import IncrementalSnapshotStore, SeqIndex
+from snapcloud.store import HostStream, SeqIndex
 
 __all__ = ["Compactor"]
 
@@ -219,7 +219,7 @@ class Compactor:
         catalog = Catalog(objects, clock=lambda: now)
         try:
             previous = catalog.get(host)
-            stream = IncrementalSnapshotStore(objects, host, self.config)
+            stream = HostStream(objects, host, self.config)
             items = stream.serving(SnapshotQuery())
             if not items and previous is None:
                 return  # nothing stored, nothing catalogued

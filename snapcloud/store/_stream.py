@@ -57,7 +57,7 @@ from snapcloud.models import ProfileSnapshot, SnapshotConfig, SnapshotQuery, val
 from snapcloud.store._read import decode_entry, fetch_entry, trim
 from snapcloud.store._tiers import TierReader, TierView
 
-__all__ = ["IncrementalSnapshotStore", "StreamStats"]
+__all__ = ["HostStream", "StreamStats"]
 
 _KEYFRAME_CACHE = 8
 
@@ -105,7 +105,7 @@ class StreamStats:
         return self.stored_bytes / self.samples if self.samples else 0.0
 
 
-class IncrementalSnapshotStore:
+class HostStream:
     """The snapshots of one host, as keyframe and delta objects plus index segments.
 
     Open it on any ``ObjectStore``; a new process reopening the same store sees
@@ -135,7 +135,7 @@ class IncrementalSnapshotStore:
         self._tier_view: TierView | None = None
 
     def __repr__(self) -> str:
-        return f"IncrementalSnapshotStore(host={self.host!r}, objects={self.objects.description!r})"
+        return f"HostStream(host={self.host!r}, objects={self.objects.description!r})"
 
     # ------------------------------------------------------------------ index access
 

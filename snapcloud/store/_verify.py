@@ -68,7 +68,7 @@ from snapcloud.layout import (
 from snapcloud.models import ProfileSnapshot
 from snapcloud.progress import ProgressCallback, ProgressUpdate
 from snapcloud.store._orphans import SeqIndex
-from snapcloud.store._stream import IncrementalSnapshotStore
+from snapcloud.store._stream import HostStream
 
 __all__ = [
     "CONFLICT",
@@ -163,7 +163,7 @@ class _Seen:
 
 
 def _read_objects(
-    stream: IncrementalSnapshotStore,
+    stream: HostStream,
     report: VerifyReport,
     seen: _Seen,
     progress: ProgressCallback | None = None,
@@ -223,7 +223,7 @@ def _read_objects(
 
 
 def verify_stream(
-    stream: IncrementalSnapshotStore,
+    stream: HostStream,
     *,
     repair: bool = False,
     owner: str | None = None,
@@ -274,7 +274,7 @@ def verify_stream(
 
 
 def _verify(
-    stream: IncrementalSnapshotStore, progress: ProgressCallback | None = None
+    stream: HostStream, progress: ProgressCallback | None = None
 ) -> tuple[VerifyReport, _Seen]:
     """One full check of the host: the report, and what was read."""
     report = VerifyReport(host=stream.host)
@@ -287,7 +287,7 @@ def _verify(
     return report, seen
 
 
-def _read_segments(stream: IncrementalSnapshotStore, report: VerifyReport, seen: _Seen) -> None:
+def _read_segments(stream: HostStream, report: VerifyReport, seen: _Seen) -> None:
     """Every raw index segment with its ETag, each entry checked against its object;
     an unreadable segment is a problem (the rest still count)."""
     host = stream.host
@@ -355,9 +355,7 @@ def _classify_unindexed(report: VerifyReport, seen: _Seen, tier_keys: list[str])
             )
 
 
-def _check_range_hint(
-    stream: IncrementalSnapshotStore, seg: IndexSegment, report: VerifyReport
-) -> None:
+def _check_range_hint(stream: HostStream, seg: IndexSegment, report: VerifyReport) -> None:
     """A range hint the listing vouches for must cover every window of its group:
     queries skip the group's segment by it."""
     hint = stream.range_hint(seg.base)
@@ -373,9 +371,7 @@ def _check_range_hint(
             return
 
 
-def _check_tier(
-    stream: IncrementalSnapshotStore, tier: Tier, report: VerifyReport, seen: _Seen
-) -> list[str]:
+def _check_tier(stream: HostStream, tier: Tier, report: VerifyReport, seen: _Seen) -> list[str]:
     """Decode every object of one retention tier and compare each with its tier segment;
     return the readable objects no segment names (``_classify_unindexed`` judges them:
     garbage when raw groups or other tier items serve all their seqs, as after a
@@ -444,9 +440,7 @@ class _Checked(BaseModel):
     host: str
 
 
-def _check_marks_and_catalog(
-    stream: IncrementalSnapshotStore, report: VerifyReport, seen: _Seen
-) -> None:
+def _check_marks_and_catalog(stream: HostStream, report: VerifyReport, seen: _Seen) -> None:
     """Deletion marks and the catalog entry of a host: checksum, version, host. A retire
     mark's raw keys are being deleted: they count as retired, not lost."""
     host = stream.host
@@ -671,9 +665,7 @@ def _segments_from(
     return segments
 
 
-def _rebuild(
-    stream: IncrementalSnapshotStore, seen: _Seen, report: VerifyReport, lease: Lease
-) -> bool:
+def _rebuild(stream: HostStream, seen: _Seen, report: VerifyReport, lease: Lease) -> bool:
     """Rewrite the raw segments from the chosen objects, each conditionally on the ETag
     read; return False when one changed since (another round is needed).
 
@@ -726,7 +718,7 @@ def _rebuild(
 
 
 def _names_unseen(
-    stream: IncrementalSnapshotStore,
+    stream: HostStream,
     stored: _Stored,
     new: IndexSegment | None,
     seen: _Seen,

@@ -49,7 +49,7 @@ from snapcloud.index import Catalog
 from snapcloud.models import MetricSeries, ProfileSnapshot, SnapshotConfig
 from snapcloud.recorder import Lease, Recorder, RecorderConfig, SealedWindow, lease_key
 from snapcloud.retention import COMPACTOR_LEASE_KEY, Compactor, RetentionPolicy
-from snapcloud.store import IncrementalSnapshotStore, Repository
+from snapcloud.store import HostStream, Repository
 
 SEED = int(os.environ.get("SNAPCLOUD_TEST_SEED", "20260101"))
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,7 +157,7 @@ def open_repo(endpoint: str, bucket: str) -> Repository:
 
 def assert_stream_holds(repo: Repository, host: str, expected: dict[int, ProfileSnapshot]) -> None:
     """A fresh reader lists exactly ``expected``'s seqs and reads each back bit-exact."""
-    stream = IncrementalSnapshotStore(repo.objects, host, CONFIG)
+    stream = HostStream(repo.objects, host, CONFIG)
     seqs = [e.seq for e in stream.entries()]
     assert seqs == sorted(expected), why(f"host {host}: index lists {seqs}")
     for seq, snap in expected.items():
@@ -526,9 +526,9 @@ def test_an_object_between_its_two_writes_is_not_taken_for_an_orphan(
     for snap in make_snapshots(host, 3, writer="base"):
         setup.append(snap)
     gated = GatedStore(open_repo(endpoint, bucket).objects, ".json", before=True)
-    a = IncrementalSnapshotStore(gated, host, CONFIG)
+    a = HostStream(gated, host, CONFIG)
     gated_b = GatedStore(open_repo(endpoint, bucket).objects, ".json", before=True)
-    b = IncrementalSnapshotStore(gated_b, host, CONFIG)
+    b = HostStream(gated_b, host, CONFIG)
     assert a.next_seq == b.next_seq == 3
     mine, theirs = make_snapshots(host, 1, writer="a")[0], make_snapshots(host, 1, writer="b")[0]
     result: dict[str, Any] = {}
@@ -563,7 +563,7 @@ def test_an_object_between_its_two_writes_is_not_taken_for_an_orphan(
     )
 
 
-def _append_or_error(stream: IncrementalSnapshotStore, snap: ProfileSnapshot) -> object:
+def _append_or_error(stream: HostStream, snap: ProfileSnapshot) -> object:
     try:
         return stream.append(snap)
     except ConflictError as exc:
