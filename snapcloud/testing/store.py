@@ -102,11 +102,11 @@ class ObjectStoreConformance:
         assert etag and not etag.startswith('"')
 
     def test_raw_writes_are_readable_and_listed(self, store: ObjectStore) -> None:
-        self.raw_put("raw/x.bin", b"from the medium")
-        assert store.get("raw/x.bin").data == b"from the medium"
-        info = store.head("raw/x.bin")
+        self.raw_put("medium/x.bin", b"from the medium")
+        assert store.get("medium/x.bin").data == b"from the medium"
+        info = store.head("medium/x.bin")
         assert info is not None and info.size == 15
-        assert [(o.key, o.size) for o in store.list("raw/")] == [("raw/x.bin", 15)]
+        assert [(o.key, o.size) for o in store.list("medium/")] == [("medium/x.bin", 15)]
 
     def test_overwrite(self, store: ObjectStore) -> None:
         first = store.put("k", b"one")
