@@ -2,17 +2,17 @@
 
 Run:  .venv/bin/python benchmarks/bench_journal.py [--ticks 3600] [--window 60] [--gpus 8]
 
-The samples are real: ``CpuCollector`` (this host's psutil) and ``GpuCollector`` over the
-fake 8-GPU NVML C library of ``tests/collectors/fake_nvml.c`` under the real pynvml
-(default fields), plus the sampler's three ``recorder.*`` samples, collected once. The journal's cost depends on
-how many samples a tick has, not on where they came from, so the fake NVML is fine
-here (its own cost is not measured). Each tick is journaled as the recorder does it
-(``Journal.tick``), on a file in a temporary directory of this machine's disk, with the
-default fsync schedule (every 5 s of the injected clock, which moves 1 s a tick, as at
-1 Hz: so a real fsync every 5th tick); every ``--window`` ticks the window is sealed
-(``Journal.seal`` with the window's snapshot, then ``reset``), as the recorder does.
-Reported: CPU (thread time) and wall time per tick and per seal, and the CPU share of
-one core at 1 Hz, the target being under 1 %.
+The samples are real: ``CpuCollector`` (this host's psutil) and ``GpuCollector`` over
+the fake 8-GPU NVML C library of ``tests/collectors/fake_nvml.c`` under the real pynvml
+(default fields), plus the sampler's three ``recorder.*`` samples, collected once. The
+journal's cost depends on how many samples a tick has, not on where they came from, so
+the fake NVML is fine here (its own cost is not measured). Each tick is journaled as the
+recorder does it (``Journal.tick``), on a file in a temporary directory of this
+machine's disk, with the default fsync schedule (every 5 s of the injected clock, which
+moves 1 s a tick, as at 1 Hz: so a real fsync every 5th tick); every ``--window`` ticks
+the window is sealed (``Journal.seal`` with the window's snapshot, then ``reset``), as
+the recorder does. Reported: CPU (thread time) and wall time per tick and per seal, and
+the CPU share of one core at 1 Hz, the target being under 1 %.
 """
 
 from __future__ import annotations
