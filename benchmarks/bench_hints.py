@@ -30,7 +30,7 @@ from snapcloud.backends import MemoryStore
 from snapcloud.models import SnapshotConfig
 from snapcloud.query import QueryResult, Selector, run_query
 from snapcloud.retention import Compactor
-from snapcloud.store import IncrementalSnapshotStore, Repository
+from snapcloud.store import HostStream, Repository
 from snapcloud.synth import host_snapshots
 
 
@@ -50,7 +50,7 @@ def main() -> None:
     t = time.perf_counter()
     for h in range(args.hosts):
         snaps = host_snapshots(h, args.windows)
-        stream = IncrementalSnapshotStore(memory, snaps[0].host, config)
+        stream = HostStream(memory, snaps[0].host, config)
         for s in snaps:
             stream.append(s)
     built_s = time.perf_counter() - t

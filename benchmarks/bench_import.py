@@ -41,7 +41,7 @@ from snapcloud.backends import MemoryStore
 from snapcloud.importers import append_windows, cut_windows, import_files
 from snapcloud.models import MetricSeries, SnapshotConfig
 from snapcloud.retention import Compactor
-from snapcloud.store import IncrementalSnapshotStore, Repository
+from snapcloud.store import HostStream, Repository
 
 S = 10**9
 NAMES = ("cpu.util", "mem.used_bytes", "net.rx_bytes_total")
@@ -57,7 +57,7 @@ def _build(memory: MemoryStore, host: str, windows: int, config: SnapshotConfig)
         MetricSeries(NAMES[1], ts, np.round(rng.uniform(1e9, 2e9, n)), unit="bytes"),
         MetricSeries(NAMES[2], ts, np.cumsum(rng.integers(0, 10**6, n)).astype(float)),
     ]
-    stream = IncrementalSnapshotStore(memory, host, config)
+    stream = HostStream(memory, host, config)
     for snap in cut_windows(host, series, window_ns=MIN):
         stream.append(snap)
     return T0 + windows * MIN

@@ -53,7 +53,7 @@ from snapcloud.index import parse_data_key
 from snapcloud.models import SnapshotConfig
 from snapcloud.query import QueryResult, QueryStats, Selector, plan_query, run_query
 from snapcloud.retention import DAY_NS, Compactor, RetentionPolicy, storage_by_tier
-from snapcloud.store import IncrementalSnapshotStore, Repository
+from snapcloud.store import HostStream, Repository
 from snapcloud.synth import host_snapshots
 
 T0 = 1_767_225_600 * 10**9  # the synth default start
@@ -141,7 +141,7 @@ def load_fleet(
     samples = 0
     for h in range(hosts):
         snaps = host_snapshots(h, windows)
-        stream = IncrementalSnapshotStore(memory, snaps[0].host, config)
+        stream = HostStream(memory, snaps[0].host, config)
         for s in snaps:
             stream.append(s)
         samples += sum(s.sample_count for s in snaps)
@@ -193,7 +193,7 @@ def compact_history(
     padding_compacted = 0  # padding samples inside the sealed groups (0 when pad == 1)
     for h in range(hosts):
         snaps = host_snapshots(h, pad, start_ns=T0 + windows * MIN)
-        stream = IncrementalSnapshotStore(history, snaps[0].host, config)
+        stream = HostStream(history, snaps[0].host, config)
         for s in snaps:
             stream.append(s)
         padding_compacted += sum(s.sample_count for s in snaps[:-1])

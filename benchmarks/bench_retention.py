@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from snapcloud.backends import MemoryStore
 from snapcloud.models import MetricSeries, ProfileSnapshot, SnapshotConfig, SnapshotQuery
 from snapcloud.retention import DAY_NS, HOUR_NS, Compactor, RetentionPolicy, storage_by_tier
-from snapcloud.store import IncrementalSnapshotStore
+from snapcloud.store import HostStream
 
 NS = 10**9
 T0 = 1_767_225_600 * NS  # 2026-01-01T00:00:00Z
@@ -111,7 +111,7 @@ def write(
     objects: MemoryStore, config: SnapshotConfig, days: int, metrics: int
 ) -> tuple[int, float]:
     """Append ``days`` of 60 s windows; return (samples, seconds)."""
-    stream = IncrementalSnapshotStore(objects, HOST, config)
+    stream = HostStream(objects, HOST, config)
     carry: dict[str, float] = {}
     samples = 0
     started = time.perf_counter()
@@ -164,7 +164,7 @@ def main() -> None:
     throughput = report.samples_compacted / report.seconds
     compactor.run(end + config.raw_max_age_ns + config.delete_delay_ns)
     stages["compressed"] = usage(objects)
-    check = IncrementalSnapshotStore(objects, HOST, config)
+    check = HostStream(objects, HOST, config)
     full = sum(
         s.sample_count for s in check.query(SnapshotQuery(start_ns=T0, end_ns=T0 + 6 * HOUR_NS))
     )

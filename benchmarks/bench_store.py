@@ -431,7 +431,7 @@ def append_latency(fill: int, probe: int) -> dict[str, Any]:
 
     from snapcloud.backends import CountingStore, S3Store
     from snapcloud.models import SnapshotConfig
-    from snapcloud.store import IncrementalSnapshotStore
+    from snapcloud.store import HostStream
 
     port = _free_port()
     env = dict(os.environ, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench")
@@ -457,7 +457,7 @@ def append_latency(fill: int, probe: int) -> dict[str, Any]:
         for bucket in ("bench-small", "bench-big"):
             client.create_bucket(Bucket=bucket)
             stores.append(CountingStore(S3Store(bucket, "p", endpoint_url=endpoint)))
-            streams.append(IncrementalSnapshotStore(stores[-1], "bench-host", SnapshotConfig()))
+            streams.append(HostStream(stores[-1], "bench-host", SnapshotConfig()))
         rng = np.random.default_rng(0)
 
         def snap(i: int) -> ProfileSnapshot:

@@ -41,7 +41,7 @@ from snapcloud.errors import (
 )
 from snapcloud.index import IndexEntry, IndexSegment
 from snapcloud.models import MetricSeries, ProfileSnapshot, SnapshotConfig, SnapshotQuery
-from snapcloud.store import IncrementalSnapshotStore, Repository, StreamStats, VerifyReport
+from snapcloud.store import HostStream, Repository, StreamStats, VerifyReport
 
 __version__ = "0.1.0"
 
@@ -54,7 +54,7 @@ __all__ = [
     "EmptySelection",
     "FileStore",
     "HostNotFound",
-    "IncrementalSnapshotStore",
+    "HostStream",
     "IndexEntry",
     "IndexSegment",
     "LeaseHeld",
@@ -86,3 +86,18 @@ __all__ = [
     "encode_keyframe",
     "open_store",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``IncrementalSnapshotStore``, the old name of ``HostStream`` ("store" also means a
+    backend, the ``store`` package and ``--store``), importable for one more release."""
+    if name == "IncrementalSnapshotStore":
+        import warnings
+
+        warnings.warn(
+            "IncrementalSnapshotStore is now HostStream; the old name goes in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return HostStream
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

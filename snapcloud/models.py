@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from itertools import repeat
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, cast
 
 import crc32c
 import numpy as np
@@ -26,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic import ValidationError as PydanticError
 
 from snapcloud.errors import ValidationError
+
+_T = TypeVar("_T")
 
 __all__ = [
     "HOST_MAX_LEN",
@@ -375,8 +377,8 @@ class ProfileSnapshot:
     """
 
     __slots__ = (
-        "_cache",
         "_checksum",
+        "_coding",
         "_columns",
         "_metrics",
         "fingerprint",
@@ -443,7 +445,7 @@ class ProfileSnapshot:
         self.labels = _check_labels(labels)
         self.metadata = _check_metadata(metadata)
         self._checksum: int | None = None
-        self._cache: dict[str, Any] = {}
+        self._coding: object | None = None
 
     @classmethod
     def trusted(
@@ -458,9 +460,11 @@ class ProfileSnapshot:
         metadata: dict[str, MetaValue],
         metrics: tuple[MetricSeries, ...] | None = None,
         columns: MetricColumns | None = None,
+        coding: object | None = None,
     ) -> ProfileSnapshot:
         """Build without validation: for the decoder, whose input is checksum-verified.
-        Give the metrics as ``metrics`` or as ``columns``, not both."""
+        Give the metrics as ``metrics`` or as ``columns``, not both; ``coding``: what
+        :meth:`coding` is to return (the decoder's, for a partially decoded keyframe)."""
         if (metrics is None) == (columns is None):
             raise TypeError("give metrics or columns")
         self = object.__new__(cls)
@@ -474,8 +478,16 @@ class ProfileSnapshot:
         self._metrics = metrics
         self._columns = columns
         self._checksum = None
-        self._cache = {}
+        self._coding = coding
         return self
+
+    def coding(self, build: Callable[[ProfileSnapshot], _T]) -> _T:
+        """What coding other snapshots against this one (as their keyframe) needs: the
+        codec's, built by ``build`` on first use and kept, as a snapshot does not change."""
+        made = self._coding
+        if made is None:
+            made = self._coding = build(self)
+        return cast("_T", made)  # only the codec sets it, with one type
 
     @property
     def metrics(self) -> tuple[MetricSeries, ...]:

@@ -49,7 +49,6 @@ from snapcloud.errors import ConfigError
 
 __all__ = [
     "CONFIG_ENV",
-    "OWNED_ELSEWHERE",
     "CompactSettings",
     "QuerySettings",
     "RecordSettings",
@@ -62,9 +61,6 @@ __all__ = [
 
 CONFIG_ENV = "SNAPCLOUD_CONFIG"
 ENV_PREFIX = "SNAPCLOUD_"
-#: Variables under a section's prefix that are not settings: the compactor's test hook
-#: (``snapcloud.retention.PAUSE_ENV``) reads its own.
-OWNED_ELSEWHERE = frozenset({"SNAPCLOUD_COMPACT_PAUSE_AT"})
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B?)\s*", re.IGNORECASE)
 
@@ -236,7 +232,7 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     for section, model in _SECTIONS.items():
         prefix = f"{ENV_PREFIX}{section.upper()}_"
         for var, value in env.items():
-            if not var.startswith(prefix) or value == "" or var in OWNED_ELSEWHERE:
+            if not var.startswith(prefix) or value == "":
                 continue
             key = var[len(prefix) :].lower()
             if key not in model.model_fields:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from snapcloud.backends._base import GetResult, ObjectInfo, ObjectStore
+from snapcloud.backends._base import (
+    GetResult,
+    LifecycleStore,
+    ObjectInfo,
+    ObjectStore,
+    has_lifecycle,
+)
 from snapcloud.backends._counting import CountingStore
 from snapcloud.backends._file import FileStore
 from snapcloud.backends._forwarding import ForwardingStore
@@ -16,12 +22,14 @@ __all__ = [
     "FileStore",
     "ForwardingStore",
     "GetResult",
+    "LifecycleStore",
     "MemoryStore",
     "ObjectInfo",
     "ObjectStore",
     "S3Store",
     "check_key",
     "default_store_path",
+    "has_lifecycle",
     "open_store",
     "secret_redacting_filter",
 ]

@@ -7,29 +7,28 @@ import threading
 from collections.abc import Iterator
 
 from snapcloud.backends._base import GetResult, ObjectInfo, ObjectStore
+from snapcloud.backends._forwarding import ForwardingStore
 
 OPERATIONS = ("put", "get", "head", "list", "list_dirs", "delete")
 LIST_PAGE = 1000  # keys per ListObjectsV2 page, S3's default and maximum
 
 
-class CountingStore:
+class CountingStore(ForwardingStore):
     """Wraps an ``ObjectStore``, counting requests by operation and bytes moved (thread-safe).
 
     Every call counts once, failed ones too (the service saw the request); a
     ``list`` counts once more for each further page of 1000 keys, as S3 bills
     it. ``bytes_written`` counts bytes handed to ``put``; ``bytes_read`` the
-    bytes ``get`` returned. Raises whatever the inner store raises.
+    bytes ``get`` returned. Bucket lifecycle requests are forwarded uncounted
+    (they are about the bucket, not its objects). Raises whatever the inner store
+    raises.
     """
 
     def __init__(self, inner: ObjectStore) -> None:
-        self.inner = inner
-        self.description = inner.description
+        super().__init__(inner)
         self._lock = threading.Lock()
         self._requests = dict.fromkeys(OPERATIONS, 0)
         self._bytes = {"bytes_written": 0, "bytes_read": 0}
-
-    def __repr__(self) -> str:
-        return f"CountingStore({self.inner!r})"
 
     def counts(self) -> dict[str, int]:
         """A copy of the request counts, one entry per operation (bytes are in ``bytes_moved``)."""
@@ -93,7 +92,3 @@ class CountingStore:
         """Count and forward a delete."""
         self._add("delete")
         self.inner.delete(key)
-
-    def close(self) -> None:
-        """Close the inner store."""
-        self.inner.close()

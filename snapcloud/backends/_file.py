@@ -58,6 +58,8 @@ class FileStore:
     error rather than a new, empty store. Raises ``ConfigError`` if unusable.
     """
 
+    supports_lifecycle = False
+
     def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
         self.root = Path(root).expanduser().absolute()
         self.description = f"file://{self.root}"

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterator
+from typing import Any
 
-from snapcloud.backends._base import GetResult, ObjectInfo, ObjectStore
+from snapcloud.backends._base import (
+    GetResult,
+    LifecycleStore,
+    ObjectInfo,
+    ObjectStore,
+    has_lifecycle,
+)
+from snapcloud.errors import ConfigError
 
 
 class ForwardingStore:
     """Forwards every ``ObjectStore`` call to ``inner``; subclasses override what they change
-    (fault injection, gates, kill points, latency models)."""
+    (counting, caching, fault injection, gates, kill points, latency models).
+
+    Capabilities are the inner store's: ``supports_lifecycle`` and, when it is set, the
+    ``LifecycleStore`` methods (which raise ``ConfigError`` on a store without them).
+    """
 
     def __init__(self, inner: ObjectStore) -> None:
         self.inner = inner
@@ -41,3 +53,24 @@ class ForwardingStore:
 
     def close(self) -> None:
         self.inner.close()
+
+    # ------------------------------------------------------------------ capabilities
+
+    @property
+    def supports_lifecycle(self) -> bool:
+        return self.inner.supports_lifecycle
+
+    def _lifecycle(self) -> LifecycleStore:
+        if not has_lifecycle(self.inner):
+            raise ConfigError(f"{self.description} keeps no bucket lifecycle rules", field="store")
+        return self.inner
+
+    @property
+    def lifecycle_prefix(self) -> str:
+        return self._lifecycle().lifecycle_prefix
+
+    def get_lifecycle(self) -> dict[str, Any]:
+        return self._lifecycle().get_lifecycle()
+
+    def put_lifecycle(self, config: dict[str, Any]) -> None:
+        self._lifecycle().put_lifecycle(config)

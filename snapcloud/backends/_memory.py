@@ -29,6 +29,8 @@ def md5_etag(data: bytes) -> str:
 class MemoryStore:
     """Objects in a dict; every operation, conditional puts included, is atomic under one lock."""
 
+    supports_lifecycle = False
+
     def __init__(self, name: str | None = None) -> None:
         self.name = name
         self.description = f"memory://{name}" if name is not None else "memory (unnamed)"

@@ -102,7 +102,12 @@ def _parse_timestamp(value: Any) -> datetime.datetime:
 
 
 class S3Store:
-    """Objects in ``bucket`` under ``prefix``; raises ``ConfigError`` for unusable settings."""
+    """Objects in ``bucket`` under ``prefix``; raises ``ConfigError`` for unusable settings.
+
+    Also a ``LifecycleStore``: it reads and writes its bucket's lifecycle rules.
+    """
+
+    supports_lifecycle = True
 
     def __init__(
         self,
@@ -187,15 +192,21 @@ class S3Store:
             raise _DeadlinePassed(self.deadline_s)
 
     @contextlib.contextmanager
-    def _translate(self, op: str, key: str) -> Iterator[None]:
-        """Turn any botocore / boto3 error into snapcloud's tree: the only place that does."""
-        where = f"S3 {op} of {key!r} in bucket {self.bucket!r}"
+    def _translate(self, op: str, key: str | None) -> Iterator[None]:
+        """Turn any botocore / boto3 error into snapcloud's tree: the only place that does.
+        ``key`` is ``None`` for a request about the bucket itself."""
+        if key is None:
+            where = f"S3 {op} of bucket {self.bucket!r}"
+        else:
+            where = f"S3 {op} of {key!r} in bucket {self.bucket!r}"
         try:
             yield
         except ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
             error = _client_error_class(op, code, status)
+            if error is ObjectNotFound and key is None:  # a bucket request: no object missing
+                error = BackendError
             if error is ObjectNotFound:
                 message = f"no object {key!r} in {self.description}"
             else:
@@ -328,6 +339,30 @@ class S3Store:
         full = self._full(key)
         with self._translate("delete", key):
             self._client.delete_object(Bucket=self.bucket, Key=full)
+
+    @property
+    def lifecycle_prefix(self) -> str:
+        """This store's key prefix in the bucket: where its lifecycle rules filter."""
+        return self.prefix
+
+    def get_lifecycle(self) -> dict[str, Any]:
+        """The bucket's lifecycle configuration, ``{"Rules": []}`` when it has none;
+        raises ``BackendError`` (maybe retryable)."""
+        try:
+            with self._translate("get_lifecycle", None):
+                got = self._client.get_bucket_lifecycle_configuration(Bucket=self.bucket)
+        except BackendError as exc:
+            if exc.context.get("code") != "NoSuchLifecycleConfiguration":
+                raise
+            return {"Rules": []}
+        return {"Rules": list(got.get("Rules", []))}
+
+    def put_lifecycle(self, config: dict[str, Any]) -> None:
+        """Replace the bucket's lifecycle configuration; raises ``BackendError``."""
+        with self._translate("put_lifecycle", None):
+            self._client.put_bucket_lifecycle_configuration(
+                Bucket=self.bucket, LifecycleConfiguration=config
+            )
 
     def close(self) -> None:
         """Close the client's connection pool."""

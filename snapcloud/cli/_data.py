@@ -30,7 +30,7 @@ from snapcloud.importers import append_windows, import_files
 from snapcloud.models import SnapshotQuery, validate_host
 from snapcloud.progress import ProgressCallback, ProgressUpdate
 from snapcloud.query import TIME_FORMATS, Selector, select_metrics, time_range
-from snapcloud.store import IncrementalSnapshotStore, StreamStats
+from snapcloud.store import HostStream, StreamStats
 from snapcloud.timeparse import format_ns, seconds_ns
 
 host_option = click.option("--host", required=True, metavar="HOST", help="Host id of the stream.")
@@ -186,7 +186,7 @@ def export(
 
 
 def _write_export(
-    stream: IncrementalSnapshotStore,
+    stream: HostStream,
     query: SnapshotQuery,
     host: str,
     fmt: str,

@@ -8,7 +8,7 @@ import click
 from pydantic import ValidationError as PydanticError
 from rich.table import Table
 
-from snapcloud.backends import S3Store
+from snapcloud.backends import LifecycleStore, has_lifecycle
 from snapcloud.cli._app import (
     CONTEXT,
     cli,
@@ -151,14 +151,15 @@ def _policy(
         raise ConfigError(msg, field="lifecycle") from None
 
 
-def _store_policy() -> tuple[RetentionPolicy, S3Store | None]:
-    """The named store's retention policy and S3 bucket (no store named: the defaults)."""
+def _store_policy() -> tuple[RetentionPolicy, LifecycleStore | None]:
+    """The named store's retention policy and, if it keeps lifecycle rules (S3), the store
+    (no store named: the defaults)."""
     conf = settings()
     if not conf.store:
         return StorePolicy().retention, None
     repo, stored = open_with_policy(conf)
-    objects = repo.objects.inner
-    return stored.policy.retention, objects if isinstance(objects, S3Store) else None
+    objects = repo.objects
+    return stored.policy.retention, objects if has_lifecycle(objects) else None
 
 
 def _print_rules(doc: dict[str, Any], as_json: bool) -> None:
@@ -204,7 +205,7 @@ def lifecycle_show(
         _print_rules(get_lifecycle(bucket), as_json)
         return
     if prefix is None:
-        prefix = bucket.prefix if bucket is not None else ""
+        prefix = bucket.lifecycle_prefix if bucket is not None else ""
     _print_rules(lifecycle_rules(policy, prefix), as_json)
 
 

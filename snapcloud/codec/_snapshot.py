@@ -33,9 +33,10 @@ import functools
 import json
 import struct
 from collections.abc import Collection
+from dataclasses import dataclass
 from itertools import repeat
 from operator import attrgetter
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -67,7 +68,15 @@ from snapcloud.models import (
     metric_table,
 )
 
-__all__ = ["DEFAULT_MAX_DECODED", "decode", "encode_delta", "encode_keyframe", "read_header"]
+__all__ = [
+    "DEFAULT_MAX_DECODED",
+    "Decoded",
+    "decode",
+    "decode_object",
+    "encode_delta",
+    "encode_keyframe",
+    "read_header",
+]
 
 DEFAULT_MAX_DECODED = 1 << 30
 _KIND_CODE = {"gauge": "g", "counter": "c"}
@@ -75,10 +84,19 @@ _KIND_NAME = {"g": "gauge", "c": "counter"}
 _GET_NAME, _GET_KIND, _GET_UNIT, _GET_VALUES, _GET_TIMES = (
     attrgetter(a) for a in ("name", "kind", "unit", "values", "timestamps")
 )
-_COMMON_KEYS = {"f", "l", "m", "t", "tg", "mt", "vg"}
-_KEYFRAME_KEYS = _COMMON_KEYS | {"h", "s", "w"}
-_BASE_HEAD = frozenset({"f", "l", "m"})  # a delta without these has its base's
-_DELTA_KEYS = _COMMON_KEYS | {"ds", "dw", "same"}
+# The meta's keys (short: every object stores them). A keyframe's identity:
+_HOST, _SEQ, _WINDOW = "h", "s", "w"
+# A delta's, relative to its base: seq - base seq, window - predicted window.
+_SEQ_STEP, _WINDOW_MISS = "ds", "dw"
+# The facts (a delta leaves out those equal to its base's):
+_FINGERPRINT, _LABELS, _METADATA, _TABLE = "f", "l", "m", "t"
+# The numbers: time groups, each metric's time group, value groups, unchanged metrics.
+_TIME_GROUPS, _METRIC_TIMES, _VALUE_GROUPS, _SAME = "tg", "mt", "vg", "same"
+_FACT_KEYS = (_FINGERPRINT, _LABELS, _METADATA, _TABLE)
+_COMMON_KEYS = {*_FACT_KEYS, _TIME_GROUPS, _METRIC_TIMES, _VALUE_GROUPS}
+_KEYFRAME_KEYS = _COMMON_KEYS | {_HOST, _SEQ, _WINDOW}
+_BASE_HEAD = frozenset({_FINGERPRINT, _LABELS, _METADATA})  # a delta without these has its base's
+_DELTA_KEYS = _COMMON_KEYS | {_SEQ_STEP, _WINDOW_MISS, _SAME}
 _NO_ROWS: npt.NDArray[np.intp] = np.zeros(0, dtype=np.intp)
 _NO_ROWS.flags.writeable = False
 _NO_CODES: tf.I64 = np.zeros(0, dtype=np.int64)
@@ -120,26 +138,27 @@ def _encode(
         raise ValidationError("cannot encode against a partially decoded keyframe", field="base")
     meta: dict[str, Any] = {}
     if base is None:
-        meta["h"], meta["s"], meta["w"] = snap.host, snap.seq, [snap.window_start, snap.window_end]
+        meta[_HOST], meta[_SEQ] = snap.host, snap.seq
+        meta[_WINDOW] = [snap.window_start, snap.window_end]
     else:  # a delta says only how it differs from its base
-        meta["ds"] = snap.seq - base.seq
-        pred = _predicted_window((base.window_start, base.window_end), meta["ds"])
+        meta[_SEQ_STEP] = snap.seq - base.seq
+        pred = _predicted_window((base.window_start, base.window_end), meta[_SEQ_STEP])
         miss = [snap.window_start - pred[0], snap.window_end - pred[1]]
         if miss != [0, 0]:
-            meta["dw"] = miss
+            meta[_WINDOW_MISS] = miss
     facts = _facts(snap)
     for key, value in facts.items():
         if info is None or info.facts[key] != value:
             meta[key] = value
     sections: list[bytes] = []
     shift = snap.window_start - base.window_start if base is not None else 0
-    meta["tg"], mt = _encode_times(snap, info, shift, sections)
+    meta[_TIME_GROUPS], mt = _encode_times(snap, info, shift, sections)
     if mt is not None:
-        meta["mt"] = mt
-    meta["vg"], same = _encode_values(snap.metrics, facts["t"][0], info, sections)
+        meta[_METRIC_TIMES] = mt
+    meta[_VALUE_GROUPS], same = _encode_values(snap.metrics, facts[_TABLE][0], info, sections)
     if same:
         identity = len(same) == len(snap.metrics) and all(i == j for i, j in same)
-        meta["same"] = "*" if identity else same
+        meta[_SAME] = "*" if identity else same
     meta_bytes = _META_JSON.encode(meta).encode()
     payload = b"".join([struct.pack("<I", len(meta_bytes)), meta_bytes, *sections])
     header = FrameHeader(
@@ -173,7 +192,12 @@ def _facts(snap: ProfileSnapshot) -> dict[str, Any]:
             list(map(_GET_UNIT, ms)),
         )
     kinds = "".join(map(_KIND_CODE.__getitem__, kind_list))
-    return {"f": snap.fingerprint, "l": snap.labels, "m": snap.metadata, "t": [names, kinds, units]}
+    return {
+        _FINGERPRINT: snap.fingerprint,
+        _LABELS: snap.labels,
+        _METADATA: snap.metadata,
+        _TABLE: [names, kinds, units],
+    }
 
 
 class _BaseInfo:
@@ -183,7 +207,7 @@ class _BaseInfo:
 
     def __init__(self, base: ProfileSnapshot) -> None:
         self.facts = _facts(base)
-        self.index = {name: j for j, name in enumerate(self.facts["t"][0])}
+        self.index = {name: j for j, name in enumerate(self.facts[_TABLE][0])}
         cols = base.columns
         if cols is None:
             self.time_groups = _unique_times(base.metrics)[0]
@@ -200,7 +224,7 @@ class _BaseInfo:
         """The metric kinds of the base's table, spelled out (computed once)."""
         cached: list[str] | None = getattr(self, "_kind_names", None)
         if cached is None:
-            cached = self._kind_names = _kind_names(self.facts["t"][1])
+            cached = self._kind_names = _kind_names(self.facts[_TABLE][1])
         return cached
 
     def head_prefix(self) -> bytes:
@@ -208,7 +232,9 @@ class _BaseInfo:
         base's host, fingerprint, labels and metadata (computed once)."""
         cached: bytes | None = getattr(self, "_head_prefix", None)
         if cached is None:
-            fingerprint, labels, metadata = (self.facts[k] for k in ("f", "l", "m"))
+            fingerprint, labels, metadata = (
+                self.facts[k] for k in (_FINGERPRINT, _LABELS, _METADATA)
+            )
             cached = self._head_prefix = checksum_head_prefix(
                 self.host, fingerprint, labels, metadata
             )
@@ -218,7 +244,7 @@ class _BaseInfo:
         """The content checksum's metric lines for the base's table with every metric
         ``n`` long: what a delta that keeps the table and one time group needs."""
         if n not in self._tables:
-            names, _, units = self.facts["t"]
+            names, _, units = self.facts[_TABLE]
             self._tables[n] = metric_table(names, self.kind_names(), units, repeat(n, len(names)))
         return self._tables[n]
 
@@ -271,7 +297,7 @@ class _PartialBase(_BaseInfo):
         values: dict[int, tf.F64],
     ) -> None:
         self.facts = facts
-        self.index = {name: j for j, name in enumerate(facts["t"][0])}
+        self.index = {name: j for j, name in enumerate(facts[_TABLE][0])}
         self.time_groups = time_groups
         self.host, self.seq, self.window, self.checksum = host, seq, window, checksum
         self._values = values
@@ -322,10 +348,7 @@ def _kind_names(kinds: Any) -> list[str]:
 def _info(base: ProfileSnapshot | None) -> _BaseInfo | None:
     if base is None:
         return None
-    info = base._cache.get("codec")
-    if not isinstance(info, _BaseInfo):
-        info = base._cache["codec"] = _BaseInfo(base)
-    return info
+    return base.coding(_BaseInfo)
 
 
 def _stack(rows: list[npt.NDArray[Any]], n: int, dtype: type[Any] = np.float64) -> Any:
@@ -437,7 +460,7 @@ def _encode_values(
     same: list[list[int]] = []
     # Each metric's index in the base's table (-1: none); None: the tables match.
     in_base: list[int] | None = None
-    if info is not None and names != info.facts["t"][0]:
+    if info is not None and names != info.facts[_TABLE][0]:
         in_base = [info.index.get(name, -1) for name in names]
     for n, ks in by_len.items():
         matrix = _stack(values if len(ks) == len(values) else [values[k] for k in ks], n)
@@ -604,6 +627,21 @@ def read_header(data: bytes, *, key: str | None = None) -> FrameHeader:
     return unpack_frame(data, key=key)[0]
 
 
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """What decoding one object gives: its snapshot and what the object says about it."""
+
+    snapshot: ProfileSnapshot
+    #: The content checksum the object was written with: of the whole snapshot, also when
+    #: only some of its metrics were decoded (``snapshot.checksum`` is of what it holds).
+    stored_checksum: int
+    #: Whether only some of the snapshot's metrics were decoded (see ``metrics``).
+    partial: bool
+    #: The keyframe a delta was decoded against, as ``(seq, content checksum)``;
+    #: ``None`` for a keyframe.
+    delta_base: tuple[int, int] | None
+
+
 def decode(
     data: bytes,
     *,
@@ -613,13 +651,29 @@ def decode(
     key: str | None = None,
     metrics: Collection[str] | None = None,
 ) -> ProfileSnapshot:
-    """Rebuild the snapshot an object holds, bit for bit.
+    """Rebuild the snapshot an object holds, bit for bit: :func:`decode_object`'s
+    snapshot, for readers that need nothing else the object says."""
+    return decode_object(
+        data, base=base, max_decoded_size=max_decoded_size, verify=verify, key=key, metrics=metrics
+    ).snapshot
+
+
+def decode_object(
+    data: bytes,
+    *,
+    base: ProfileSnapshot | None = None,
+    max_decoded_size: int = DEFAULT_MAX_DECODED,
+    verify: bool = True,
+    key: str | None = None,
+    metrics: Collection[str] | None = None,
+) -> Decoded:
+    """Rebuild the snapshot an object holds, bit for bit, with what the object says of it.
 
     A delta needs ``base``, the keyframe it names. ``metrics`` decodes only the
     metrics of those names (the others are skipped, not rebuilt): the content
     checksum covers the whole snapshot, so a partial decode relies on the frame
-    checksum, which covers every stored byte; the result's own ``checksum`` is
-    that of what it holds (``stored_checksum`` in its ``_cache`` is the object's).
+    checksum, which covers every stored byte; the snapshot's own ``checksum`` is
+    that of what it holds (``Decoded.stored_checksum`` is the object's).
     A keyframe decoded for some metrics serves as the base
     of deltas decoded for the same metrics. Raises ``UnknownFormat``,
     ``TruncatedObject``, ``OversizedObject`` (declared size over
@@ -627,60 +681,93 @@ def decode(
     ``ChecksumMismatch`` or ``CorruptError`` for a malformed payload.
     """
     header, payload = unpack_frame(data, key=key)
-    info = None
-    if header.is_delta:
-        info = _info(base)
-        if info is None or info.seq != header.base_seq or info.checksum != header.base_checksum:
-            got = "none" if info is None else f"seq {info.seq} checksum {info.checksum:08x}"
-            raise WrongBase(
-                f"delta {header.seq} needs base seq {header.base_seq} checksum "
-                f"{header.base_checksum:08x}, got {got} at {key}",
-                key=key,
-                seq=header.seq,
-            )
-    if header.decoded_size > max_decoded_size:
+    info = _base_info(header, base, key)
+    raw = _decompress(header, payload, max_decoded_size, key)
+    wanted = None if metrics is None else frozenset(metrics)
+    snap, partial = _decode_payload_at(key, raw, info, max_decoded_size, wanted, header, verify)
+    if snap.seq != header.seq:
+        raise CorruptError(f"payload seq {snap.seq} != header seq {header.seq} at {key}", key=key)
+    if not partial:  # a partial snapshot's own checksum is computed when asked for
+        _check_content(snap, header.content_checksum, verify, key)
+    delta_base = (header.base_seq, header.base_checksum) if header.is_delta else None
+    return Decoded(snap, header.content_checksum, partial, delta_base)
+
+
+def _base_info(
+    header: FrameHeader, base: ProfileSnapshot | None, key: str | None
+) -> _BaseInfo | None:
+    """The coding state of the keyframe a delta names (``None`` for a keyframe).
+    Raises ``WrongBase`` when ``base`` is not that keyframe."""
+    if not header.is_delta:
+        return None
+    info = _info(base)
+    if info is None or info.seq != header.base_seq or info.checksum != header.base_checksum:
+        got = "none" if info is None else f"seq {info.seq} checksum {info.checksum:08x}"
+        raise WrongBase(
+            f"delta {header.seq} needs base seq {header.base_seq} checksum "
+            f"{header.base_checksum:08x}, got {got} at {key}",
+            key=key,
+            seq=header.seq,
+        )
+    return info
+
+
+def _decompress(header: FrameHeader, payload: memoryview, limit: int, key: str | None) -> bytes:
+    """The payload, decompressed; ``OversizedObject`` first when its declared size is
+    over ``limit``."""
+    if header.decoded_size > limit:
         raise OversizedObject(
-            f"declared decoded size {header.decoded_size} is over the limit {max_decoded_size} "
-            f"at {key}",
+            f"declared decoded size {header.decoded_size} is over the limit {limit} at {key}",
             key=key,
         )
-    raw = _zstd.decompress(
-        payload,
-        header.decoded_size,
-        version=header.version,
-        number=header.dictionary,
-        key=key,
+    return _zstd.decompress(
+        payload, header.decoded_size, version=header.version, number=header.dictionary, key=key
     )
-    wanted = None if metrics is None else frozenset(metrics)
+
+
+#: What reading a malformed payload can raise besides ``CorruptError``.
+_MALFORMED = (
+    KeyError,
+    IndexError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    RecursionError,  # a meta nested thousands deep
+    OverflowError,  # a JSON integer past int64 where numpy reads indices
+    struct.error,
+)
+
+
+def _decode_payload_at(
+    key: str | None,
+    raw: bytes,
+    info: _BaseInfo | None,
+    limit: int,
+    wanted: frozenset[str] | None,
+    header: FrameHeader,
+    verify: bool,
+) -> tuple[ProfileSnapshot, bool]:
+    """:func:`_decode_payload`, its errors said to be at ``key``: a malformed payload's
+    Python errors become ``CorruptError``."""
     try:
-        snap = _decode_payload(raw, info, max_decoded_size, wanted, header, verify)
+        return _decode_payload(raw, info, limit, wanted, header, verify)
     except CorruptError as exc:
         raise type(exc)(f"{exc.message} at {key}", key=key) from None
     except ValidationError:
         raise
-    except (
-        KeyError,
-        IndexError,
-        TypeError,
-        ValueError,
-        AttributeError,
-        RecursionError,  # a meta nested thousands deep
-        OverflowError,  # a JSON integer past int64 where numpy reads indices
-        struct.error,
-    ) as exc:
+    except _MALFORMED as exc:
         raise CorruptError(f"malformed payload at {key}: {exc!r:.200}", key=key) from None
-    if snap.seq != header.seq:
-        raise CorruptError(f"payload seq {snap.seq} != header seq {header.seq} at {key}", key=key)
-    if snap._cache.get("partial"):
-        return snap  # its own checksum is computed when asked for
-    if verify and snap.checksum != header.content_checksum:
+
+
+def _check_content(snap: ProfileSnapshot, stored: int, verify: bool, key: str | None) -> None:
+    """Check the rebuilt snapshot against the content checksum it was written with
+    (``verify``); from then on that is the snapshot's checksum."""
+    if verify and snap.checksum != stored:
         raise ChecksumMismatch(
-            f"content checksum mismatch at {key}: stored {header.content_checksum:08x}, "
-            f"decoded {snap.checksum:08x}",
+            f"content checksum mismatch at {key}: stored {stored:08x}, decoded {snap.checksum:08x}",
             key=key,
         )
-    snap._checksum = header.content_checksum
-    return snap
+    snap._checksum = stored
 
 
 class _Reader:
@@ -702,6 +789,48 @@ class _Reader:
             raise CorruptError(f"{len(self.view) - self.offset} unread bytes after the sections")
 
 
+class _Head(NamedTuple):
+    """A payload's snapshot apart from its metrics: its own facts or its base's."""
+
+    host: str
+    seq: int
+    start: int
+    end: int
+    facts: dict[str, Any]
+
+
+class _Table(NamedTuple):
+    """The metric table: names, kinds (spelled out) and units, in order."""
+
+    names: list[str]
+    kinds: list[str]
+    units: list[str]
+
+
+class _Times(NamedTuple):
+    """The time groups and each metric's timestamps."""
+
+    groups: list[tf.I64]
+    of_metric: list[tf.I64]
+    #: Each metric's length; ``None`` when every metric is ``n`` long (one time group).
+    lengths: npt.NDArray[np.int64] | None
+    n: int
+
+
+class _Same(NamedTuple):
+    """The metrics whose values are their base's, as (metric, base metric) index arrays,
+    and whether each keeps its place in the base's table."""
+
+    at: npt.NDArray[np.intp]
+    base_at: npt.NDArray[np.intp]
+    in_place: bool
+
+
+_NO_SAME = _Same(_NO_ROWS, _NO_ROWS, False)
+#: Every value group's rows: (metric positions, their values as matrix rows).
+_Rows = list[tuple[npt.NDArray[np.intp], tf.F64]]
+
+
 def _decode_payload(
     raw: bytes,
     info: _BaseInfo | None,
@@ -709,7 +838,32 @@ def _decode_payload(
     wanted: frozenset[str] | None,
     header: FrameHeader,
     verify: bool,
-) -> ProfileSnapshot:
+) -> tuple[ProfileSnapshot, bool]:
+    """The snapshot a decompressed payload holds, and whether it holds only some of its
+    metrics (those in ``wanted``): meta, times, unchanged metrics, values, in order."""
+    meta, reader = _read_meta(raw, info)
+    facts = {key: _fact(meta, info, key) for key in _FACT_KEYS}
+    names, kinds, units = _metric_table(facts)
+    head = _read_head(meta, info, facts)
+    own_table = info is None or _TABLE in meta
+    times = _read_times(meta, info, head.start, reader, limit, len(names))
+    # Which metrics to rebuild: all, or those named in ``wanted``.
+    need = None if wanted is None else _needed(names, wanted, None if own_table else info)
+    same = _read_same(meta, info, len(names), own_table)
+    decoded = _read_values(meta[_VALUE_GROUPS], len(names), times, need, same.at, reader, limit)
+    kind_names = info.kind_names() if info is not None and not own_table else _kind_names(kinds)
+    table = _Table(names, kind_names, units)
+    if times.lengths is None and need is None and not (info is not None and info.partial):
+        checked_meta = meta if verify else None
+        return _columns_snapshot(head, table, times, decoded, same, info, checked_meta), False
+    stored = header.content_checksum
+    return _metrics_snapshot(
+        head, table, times, decoded, same, info, need, stored
+    ), need is not None
+
+
+def _read_meta(raw: bytes, info: _BaseInfo | None) -> tuple[dict[str, Any], _Reader]:
+    """The payload's meta, checked to hold only known keys, and a reader of the sections."""
     (meta_len,) = struct.unpack_from("<I", raw)
     # pydantic-core's parser (already a dependency) reads the meta in half the time of
     # json.loads; the same values, NaN and infinities refused as the writer never emits them.
@@ -719,126 +873,214 @@ def _decode_payload(
     unknown = set(meta) - (_DELTA_KEYS if info is not None else _KEYFRAME_KEYS)
     if unknown:
         raise CorruptError(f"unknown payload fields {sorted(unknown)}")
-    reader = _Reader(raw, 4 + meta_len)
-    facts = {key: _fact(meta, info, key) for key in ("f", "l", "m", "t")}
-    names, kinds, units = facts["t"]
-    count = len(names)
-    if not (count == len(kinds) == len(units)):
+    return meta, _Reader(raw, 4 + meta_len)
+
+
+def _metric_table(facts: dict[str, Any]) -> tuple[list[str], Any, list[str]]:
+    """The metric table's names, kind codes and units, checked to be of one length."""
+    names, kinds, units = facts[_TABLE]
+    if not (len(names) == len(kinds) == len(units)):
         raise CorruptError("metric table columns differ in length")
+    return names, kinds, units
+
+
+def _read_head(meta: dict[str, Any], info: _BaseInfo | None, facts: dict[str, Any]) -> _Head:
+    """Host, seq and window: a keyframe's own, a delta's relative to its base's."""
     if info is None:
-        host, seq, (start, end) = meta["h"], meta["s"], meta["w"]
+        host, seq, (start, end) = meta[_HOST], meta[_SEQ], meta[_WINDOW]
     else:
-        host, seq = info.host, info.seq + meta["ds"]
-        pred = _predicted_window(info.window, meta["ds"])
-        miss = meta.get("dw", [0, 0])
+        host, seq = info.host, info.seq + meta[_SEQ_STEP]
+        pred = _predicted_window(info.window, meta[_SEQ_STEP])
+        miss = meta.get(_WINDOW_MISS, [0, 0])
         start, end = pred[0] + miss[0], pred[1] + miss[1]
     if not all(isinstance(x, int) for x in (seq, start, end)) or not isinstance(host, str):
         raise CorruptError("host, seq or window of the wrong type")
+    return _Head(host, seq, start, end, facts)
+
+
+def _read_times(
+    meta: dict[str, Any],
+    info: _BaseInfo | None,
+    start: int,
+    reader: _Reader,
+    limit: int,
+    count: int,
+) -> _Times:
+    """The time groups, and each metric's (by ``mt``; without it, the one group)."""
     shift = start - info.window[0] if info is not None else 0
-    times = _decode_times(meta["tg"], info, start, shift, reader, limit)
-    mt = meta.get("mt")
-    time_size: npt.NDArray[np.int64] | None = None  # None: every metric is n_all long
+    groups = _decode_times(meta[_TIME_GROUPS], info, start, shift, reader, limit)
+    mt = meta.get(_METRIC_TIMES)
     if mt is None:  # every metric has the one time group
-        if count and not times:
+        if count and not groups:
             raise CorruptError("metrics without a time group")
-        time_of: list[tf.I64] = [times[0]] * count if count else []
-        n_all = times[0].size if times else 0
-    else:
-        of = _indices(mt, len(times))
-        if of.size != count:
-            raise CorruptError("time group list does not match the metric table")
-        time_of = [times[g] for g in of.tolist()]
-        time_size = np.array([t.size for t in times], dtype=np.int64)[of]
-    # Which metrics to rebuild: all, or those named in ``wanted``.
-    need = None if wanted is None else _needed(names, wanted, info if "t" not in meta else None)
-    same_i = same_j = _NO_ROWS
-    same_in_place = False  # every unchanged metric has its base's place (and table)
-    if "same" in meta:
-        if info is None:
-            raise CorruptError("keyframe refers to a base for values")
-        same_i, same_j = _same_pairs(meta["same"], count, len(info.facts["t"][0]))
-        same_in_place = "t" not in meta and bool((same_i == same_j).all())
-    # Every value group's rows: (metric positions, their values as matrix rows).
-    decoded: list[tuple[npt.NDArray[np.intp], tf.F64]] = []
-    placed = [same_i]
-    for group in meta["vg"]:
+        return _Times(
+            groups, [groups[0]] * count if count else [], None, groups[0].size if groups else 0
+        )
+    of = _indices(mt, len(groups))
+    if of.size != count:
+        raise CorruptError("time group list does not match the metric table")
+    lengths = np.array([t.size for t in groups], dtype=np.int64)[of]
+    return _Times(groups, [groups[g] for g in of.tolist()], lengths, 0)
+
+
+def _read_same(meta: dict[str, Any], info: _BaseInfo | None, count: int, own_table: bool) -> _Same:
+    """The metrics whose values are their base's (the meta's ``same``)."""
+    if _SAME not in meta:
+        return _NO_SAME
+    if info is None:
+        raise CorruptError("keyframe refers to a base for values")
+    at, base_at = _same_pairs(meta[_SAME], count, len(info.facts[_TABLE][0]))
+    return _Same(at, base_at, not own_table and bool((at == base_at).all()))
+
+
+def _read_values(
+    described: list[Any],
+    count: int,
+    times: _Times,
+    need: npt.NDArray[np.bool_] | None,
+    same_at: npt.NDArray[np.intp],
+    reader: _Reader,
+    limit: int,
+) -> _Rows:
+    """Every value group's rows (``need``: the needed ones), read to the payload's end;
+    checks that every metric has its values once, from a group or from its base."""
+    decoded: _Rows = []
+    placed = [same_at]
+    for group in described:
         n, rows_raw, *desc = group
-        rows = np.arange(count) if rows_raw is None else _indices(rows_raw, count)
-        if not isinstance(n, int) or (
-            bool(np.any(time_size[rows] != n))
-            if time_size is not None
-            else (rows.size > 0 and n != n_all)
-        ):
-            raise CorruptError("a value group's length differs from its metrics' timestamps")
+        rows = _group_rows(n, rows_raw, count, times)
         placed.append(rows)
         picked = None if need is None else np.flatnonzero(need[rows])
         for at, vals in _decode_matrix(n, rows.size, desc, reader, limit, picked):
             decoded.append((rows if at is None else rows[at], vals))
     reader.finish()
+    _check_placed(placed, count)
+    return decoded
+
+
+def _group_rows(n: Any, rows_raw: Any, count: int, times: _Times) -> npt.NDArray[np.intp]:
+    """The metric positions of a value group of ``n`` values, checked against the
+    metrics' lengths."""
+    rows = np.arange(count) if rows_raw is None else _indices(rows_raw, count)
+    lengths = times.lengths
+    if not isinstance(n, int) or (
+        bool(np.any(lengths[rows] != n))
+        if lengths is not None
+        else (rows.size > 0 and n != times.n)
+    ):
+        raise CorruptError("a value group's length differs from its metrics' timestamps")
+    return rows
+
+
+def _check_placed(placed: list[npt.NDArray[np.intp]], count: int) -> None:
+    """Check that the groups and the unchanged metrics (``placed``) give each metric once."""
     # Indices are in range: as many as metrics, none twice, means each metric once.
     if sum(p.size for p in placed) != count or (
         count and np.bincount(np.concatenate(placed), minlength=count).max() != 1
     ):
         raise CorruptError("metric values missing or defined twice")
-    # Every metric was placed once, with a length checked against its timestamps.
-    kind_names = info.kind_names() if info is not None and "t" not in meta else _kind_names(kinds)
-    full: tf.F64 | None = None
-    metrics: list[MetricSeries] | None = None
-    columns: MetricColumns | None = None
-    if time_size is None and need is None and not (info is not None and info.partial):
-        # The usual case: every value in one matrix, which the checksum reads as is,
-        # and the snapshot holds as columns (no object per metric until asked for).
-        full = _values_matrix(count, n_all, decoded, same_i, same_j, same_in_place, info, names)
-        columns = MetricColumns(names, kind_names, units, times[0] if times else _NO_CODES, full)
-    else:
-        if time_size is None:
-            time_size = np.full(count, n_all, dtype=np.int64)
-        metrics = _metrics_one_by_one(
-            decoded, same_i, same_j, info, need, time_size, (names, kind_names, units, time_of)
-        )
-    snap = ProfileSnapshot.trusted(
-        host=host,
-        seq=seq,
-        window_start=start,
-        window_end=end,
-        fingerprint=facts["f"],
-        labels=facts["l"],
-        metadata=facts["m"],
-        metrics=None if metrics is None else tuple(metrics),
+
+
+def _snapshot(
+    head: _Head,
+    *,
+    metrics: tuple[MetricSeries, ...] | None = None,
+    columns: MetricColumns | None = None,
+    coding: _BaseInfo | None = None,
+) -> ProfileSnapshot:
+    facts = head.facts
+    return ProfileSnapshot.trusted(
+        host=head.host,
+        seq=head.seq,
+        window_start=head.start,
+        window_end=head.end,
+        fingerprint=facts[_FINGERPRINT],
+        labels=facts[_LABELS],
+        metadata=facts[_METADATA],
+        metrics=metrics,
         columns=columns,
+        coding=coding,
     )
-    if verify and full is not None:  # the content checksum from the parts at hand
-        own_table = info is None or "t" in meta
-        snap._checksum = content_checksum(
-            snap,
-            head=(
-                None
-                if info is None or not _BASE_HEAD.isdisjoint(meta)
-                else checksum_head(info.head_prefix(), seq, start, end)
-            ),
-            table=(
-                metric_table(names, kind_names, units, repeat(n_all, count))
-                if own_table
-                else info.checksum_table(n_all)  # type: ignore[union-attr]
-            ),
-            timestamps=_repeated(times[0], count) if count else None,
-            values=full,
-        )
-    snap._cache["stored_checksum"] = header.content_checksum
-    if need is not None:
-        snap._cache["partial"] = True
-    if need is not None and info is None:  # a partial keyframe: what its deltas will need
-        kept = np.flatnonzero(need).tolist()
-        snap._cache["codec"] = _PartialBase(
-            facts,
-            times,
-            host,
-            seq,
-            (start, end),
-            header.content_checksum,
-            {i: m.values for i, m in zip(kept, snap.metrics, strict=True)},
-        )
+
+
+def _columns_snapshot(
+    head: _Head,
+    table: _Table,
+    times: _Times,
+    decoded: _Rows,
+    same: _Same,
+    info: _BaseInfo | None,
+    verify_meta: dict[str, Any] | None,
+) -> ProfileSnapshot:
+    """The usual case: every value in one matrix, which the checksum reads as is (when
+    ``verify_meta``, the meta, is given), and the snapshot holds as columns (no object
+    per metric until asked for)."""
+    names = table.names
+    full = _values_matrix(
+        len(names), times.n, decoded, same.at, same.base_at, same.in_place, info, names
+    )
+    stamps = times.groups[0] if times.groups else _NO_CODES
+    snap = _snapshot(head, columns=MetricColumns(names, table.kinds, table.units, stamps, full))
+    if verify_meta is not None:
+        snap._checksum = _checksum_of_parts(snap, verify_meta, info, table, times, full)
     return snap
+
+
+def _checksum_of_parts(
+    snap: ProfileSnapshot,
+    meta: dict[str, Any],
+    info: _BaseInfo | None,
+    table: _Table,
+    times: _Times,
+    full: tf.F64,
+) -> int:
+    """The content checksum from the parts at hand: a delta that keeps its base's head
+    or metric table takes their checksum lines from the base (computed once there)."""
+    count, n = len(table.names), times.n
+    keeps_head = info is not None and _BASE_HEAD.isdisjoint(meta)
+    return content_checksum(
+        snap,
+        head=(
+            checksum_head(info.head_prefix(), snap.seq, snap.window_start, snap.window_end)
+            if keeps_head and info is not None
+            else None
+        ),
+        table=(
+            info.checksum_table(n)
+            if info is not None and _TABLE not in meta
+            else metric_table(table.names, table.kinds, table.units, repeat(n, count))
+        ),
+        timestamps=_repeated(times.groups[0], count) if count else None,
+        values=full,
+    )
+
+
+def _metrics_snapshot(
+    head: _Head,
+    table: _Table,
+    times: _Times,
+    decoded: _Rows,
+    same: _Same,
+    info: _BaseInfo | None,
+    need: npt.NDArray[np.bool_] | None,
+    stored: int,
+) -> ProfileSnapshot:
+    """Metrics of several lengths, a partial decode or a delta of a partially decoded
+    keyframe: the values placed a metric at a time. A keyframe decoded for some metrics
+    keeps what deltas decoded for the same metrics need (``stored``: its checksum)."""
+    lengths = times.lengths
+    if lengths is None:
+        lengths = np.full(len(table.names), times.n, dtype=np.int64)
+    metrics = _metrics_one_by_one(
+        decoded, same.at, same.base_at, info, need, lengths, (*table, times.of_metric)
+    )
+    coding = None
+    if need is not None and info is None:
+        kept = np.flatnonzero(need).tolist()
+        values = {i: m.values for i, m in zip(kept, metrics, strict=True)}
+        window = (head.start, head.end)
+        coding = _PartialBase(head.facts, times.groups, head.host, head.seq, window, stored, values)
+    return _snapshot(head, metrics=tuple(metrics), coding=coding)
 
 
 def _values_matrix(
@@ -1116,63 +1358,114 @@ def _decode_matrix(
     positions ``None``: every row of the group, in order."""
     ir, d, o, w, nx, xw, cw = desc
     _check_count(rows * n, limit)
-    if ir is None:
-        int_rows, raw_rows = np.arange(rows), _NO_ROWS
-    else:
-        int_rows = np.asarray(ir, dtype=np.intp).reshape(-1)
-        if int_rows.size and (
-            np.any(np.diff(int_rows) <= 0) or int_rows[0] < 0 or int_rows[-1] >= rows
-        ):
-            raise CorruptError("integer row list is not sorted, unique and in range")
-        is_raw = np.ones(rows, dtype=np.bool_)
-        is_raw[int_rows] = False
-        raw_rows = is_raw.nonzero()[0]
+    int_rows, raw_rows = _split_rows(ir, rows)
+    chosen_i, pick_r = _chosen_rows(picked, rows, int_rows, raw_rows)
     ni = int_rows.size
-    chosen_i = pick_r = None
-    if picked is not None:
-        chosen = np.zeros(rows, dtype=np.bool_)
-        chosen[picked] = True
-        chosen_i = chosen[int_rows]
-        pick_r = np.flatnonzero(chosen[raw_rows])
+    ivals = _read_int_rows(reader, n, (d, o, w), ni, chosen_i)
+    if cw != 0:
+        _add_corrections(reader, ivals, n, _small_ints(cw, ni, 8, "correction width"), chosen_i)
+    _put_exceptions(reader, ivals, n, nx, ni, chosen_i)
+    at = int_rows[chosen_i] if chosen_i is not None else None if ir is None else int_rows
+    out: list[tuple[npt.NDArray[np.intp] | None, tf.F64]] = [(at, ivals)]
+    raw = _read_raw_rows(reader, n, xw, raw_rows, pick_r)
+    if raw is not None:
+        out.append(raw)
+    return out
+
+
+def _split_rows(ir: Any, rows: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """A group's integer rows and raw rows (``ir``: the integer rows, ``None`` for all)."""
+    if ir is None:
+        return np.arange(rows), _NO_ROWS
+    int_rows = np.asarray(ir, dtype=np.intp).reshape(-1)
+    if int_rows.size and (
+        np.any(np.diff(int_rows) <= 0) or int_rows[0] < 0 or int_rows[-1] >= rows
+    ):
+        raise CorruptError("integer row list is not sorted, unique and in range")
+    is_raw = np.ones(rows, dtype=np.bool_)
+    is_raw[int_rows] = False
+    return int_rows, is_raw.nonzero()[0]
+
+
+def _chosen_rows(
+    picked: npt.NDArray[np.intp] | None,
+    rows: int,
+    int_rows: npt.NDArray[np.intp],
+    raw_rows: npt.NDArray[np.intp],
+) -> tuple[tf.BoolArr | None, npt.NDArray[np.intp] | None]:
+    """For a partial decode (``picked``: the group positions wanted), which integer rows
+    are wanted (a mask over them) and which raw rows (their places); ``None`` for all."""
+    if picked is None:
+        return None, None
+    chosen = np.zeros(rows, dtype=np.bool_)
+    chosen[picked] = True
+    return chosen[int_rows], np.flatnonzero(chosen[raw_rows])
+
+
+def _read_int_rows(
+    reader: _Reader, n: int, described: tuple[Any, Any, Any], ni: int, chosen: tf.BoolArr | None
+) -> tf.F64:
+    """The integer rows' values (``chosen``: those rows only): codes read by width class,
+    unzigzagged, their differences undone, scaled by their decimals."""
+    d, o, w = described
     decimal_bytes = _small_ints(d, ni, tf.MAX_DECIMALS, "decimal scale")
     order_bytes = _small_ints(o, ni, 2, "difference order")
-    codes = _read_width_classes(reader, _small_ints(w, ni, 8, "width"), n, chosen_i)
+    codes = _read_width_classes(reader, _small_ints(w, ni, 8, "width"), n, chosen)
     decimals, orders = _int8s(decimal_bytes), _int8s(order_bytes)
     order_counts: list[int] | None = list(map(order_bytes.count, range(3)))
-    if chosen_i is not None:
-        decimals, orders, order_counts = decimals[chosen_i], orders[chosen_i], None
+    if chosen is not None:
+        decimals, orders, order_counts = decimals[chosen], orders[chosen], None
     ints = tf.undo_orders(tf.unzigzag(codes, inplace=True), orders, order_counts)
-    ivals = tf.ints_to_floats(ints, decimals)
-    if cw != 0:
-        corr, at = _read_nonzero_rows(reader, _small_ints(cw, ni, 8, "correction width"), n)
-        if chosen_i is not None:  # keep the chosen rows', at their places among the chosen
-            ok = chosen_i[at]
-            corr, at = corr[ok], (np.cumsum(chosen_i) - 1)[at[ok]]
-        if at.size:
-            bits = ivals.view(np.int64)
-            bits[at] += tf.unzigzag(corr, inplace=True)
+    return tf.ints_to_floats(ints, decimals)
+
+
+def _add_corrections(
+    reader: _Reader, ivals: tf.F64, n: int, widths: bytes, chosen: tf.BoolArr | None
+) -> None:
+    """Add to the bits of values a few ulps off their decimal reading their corrections."""
+    corr, at = _read_nonzero_rows(reader, widths, n)
+    if chosen is not None:  # keep the chosen rows', at their places among the chosen
+        ok = chosen[at]
+        corr, at = corr[ok], (np.cumsum(chosen) - 1)[at[ok]]
+    if at.size:
+        bits = ivals.view(np.int64)
+        bits[at] += tf.unzigzag(corr, inplace=True)
+
+
+def _put_exceptions(
+    reader: _Reader, ivals: tf.F64, n: int, nx: Any, ni: int, chosen: tf.BoolArr | None
+) -> None:
+    """Put the ``nx`` exceptions (NaN, -0.0, far values) at their places, as raw bits."""
     if not isinstance(nx, int) or not 0 <= nx <= ni * n:
         raise CorruptError("exception count out of range")
-    if nx:
-        pos = np.frombuffer(reader.take(4 * nx), dtype="<u4").astype(np.intp)
-        raw_bits = np.frombuffer(reader.take(8 * nx), dtype="<u8")
-        if int(pos.max()) >= ni * n:
-            raise CorruptError("exception position out of range")
-        if chosen_i is not None:
-            row = pos // n
-            ok = chosen_i[row]
-            pos = (np.cumsum(chosen_i) - 1)[row[ok]] * n + pos[ok] % n
-            raw_bits = raw_bits[ok]
-        ivals.reshape(-1).view(np.uint64)[pos] = raw_bits
-    if chosen_i is not None:
-        out: list[tuple[npt.NDArray[np.intp] | None, tf.F64]] = [(int_rows[chosen_i], ivals)]
-    else:
-        out = [(None if ir is None else int_rows, ivals)]
+    if not nx:
+        return
+    pos = np.frombuffer(reader.take(4 * nx), dtype="<u4").astype(np.intp)
+    raw_bits = np.frombuffer(reader.take(8 * nx), dtype="<u8")
+    if int(pos.max()) >= ni * n:
+        raise CorruptError("exception position out of range")
+    if chosen is not None:
+        row = pos // n
+        ok = chosen[row]
+        pos = (np.cumsum(chosen) - 1)[row[ok]] * n + pos[ok] % n
+        raw_bits = raw_bits[ok]
+    ivals.reshape(-1).view(np.uint64)[pos] = raw_bits
+
+
+def _read_raw_rows(
+    reader: _Reader,
+    n: int,
+    xw: Any,
+    raw_rows: npt.NDArray[np.intp],
+    pick: npt.NDArray[np.intp] | None,
+) -> tuple[npt.NDArray[np.intp], tf.F64] | None:
+    """The raw rows (``pick``: those of them) and their values, XORed with the previous
+    value in ``xw``-byte planes; ``None`` when the group has none."""
     if not isinstance(xw, int) or not 0 <= xw <= 8:
         raise CorruptError("raw plane width out of range")
     nr = raw_rows.size
-    if nr:
-        xr = tf.from_planes_rows(reader.take(nr * n * xw), nr, n, xw, pick_r)
-        raw_at = raw_rows if pick_r is None else raw_rows[pick_r]
-        out.append((raw_at, tf.unxor_rows(xr).view(np.float64)))
-    return out
+    if not nr:
+        return None
+    xr = tf.from_planes_rows(reader.take(nr * n * xw), nr, n, xw, pick)
+    raw_at = raw_rows if pick is None else raw_rows[pick]
+    return raw_at, tf.unxor_rows(xr).view(np.float64)

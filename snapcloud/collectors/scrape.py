@@ -44,7 +44,18 @@ from typing import Any
 from snapcloud.collectors._base import Sample, SampleKind
 from snapcloud.errors import ValidationError
 
-__all__ = ["DCGM_FIELDS", "STALE_NAN", "ScrapeCollector", "ScrapeTarget", "parse_target"]
+__all__ = [
+    "DCGM_FIELDS",
+    "STALE_NAN",
+    "ScrapeCollector",
+    "ScrapeTarget",
+    "exposition_name",
+    "family_kind",
+    "family_unit",
+    "parse_target",
+    "safe_part",
+    "untyped_family",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -114,11 +125,14 @@ def parse_target(text: str, position: int = 0) -> ScrapeTarget:
     return ScrapeTarget(job, url)
 
 
-def _safe(value: str) -> str:
+def safe_part(value: str) -> str:
+    """``value`` as one part of a snapcloud name: runs outside ``[A-Za-z0-9_-]`` -> ``_``."""
     return _UNSAFE.sub("_", value) or "_"
 
 
-def _kind(family_type: str, sample_name: str, family: str) -> SampleKind:
+def family_kind(family_type: str, sample_name: str, family: str) -> SampleKind:
+    """A sample's kind from its family's type: counters, and a histogram's or summary's
+    ``_bucket``, ``_count`` and ``_sum``, are counters; the rest gauges."""
     if family_type == "counter":
         return "counter"
     if family_type in ("histogram", "gaugehistogram", "summary"):
@@ -127,7 +141,8 @@ def _kind(family_type: str, sample_name: str, family: str) -> SampleKind:
     return "gauge"
 
 
-def _unit(family: str, declared: str) -> str:
+def family_unit(family: str, declared: str) -> str:
+    """The declared unit, else one the family's name says (``_bytes``, ``_seconds``...)."""
     if declared:
         return declared
     for suffix, unit in _UNITS:
@@ -335,8 +350,8 @@ class ScrapeCollector:
     ) -> _Line:
         family = str(getattr(fam, "name", sample))
         ftype = str(getattr(fam, "type", "unknown"))
-        kind = _kind(ftype, sample, family)
-        unit = _unit(family, str(getattr(fam, "unit", "") or ""))
+        kind = family_kind(ftype, sample, family)
+        unit = family_unit(family, str(getattr(fam, "unit", "") or ""))
         counted[family] = counted.get(family, 0) + 1
         if counted[family] > self.max_series:
             st.dropped += 1
@@ -349,31 +364,98 @@ class ScrapeCollector:
                     self.max_series,
                 )
             return _Line("", kind, unit, family)
-        gpu = sample_labels.get("gpu")
-        if sample == family + "_total" and family.startswith("DCGM_"):
-            sample = family  # the library names a counter's sample ..._total
-        if sample in DCGM_FIELDS and gpu is not None and gpu.isdigit():
-            for label, key in DCGM_LABELS.items():
-                if sample_labels.get(label):
-                    host_labels[f"gpu.{gpu}.{key}"] = sample_labels[label][:1024]
-            if sample_labels.get("DCGM_FI_DRIVER_VERSION"):
-                host_labels["driver_version"] = sample_labels["DCGM_FI_DRIVER_VERSION"]
-            fld, unit = DCGM_FIELDS[sample]
-            return _Line(f"gpu.{gpu}.{fld}", kind, unit, family)
-        if sample.startswith("DCGM_FI_") and gpu is not None and gpu.isdigit():
-            fld = sample.removeprefix("DCGM_FI_").removeprefix("DEV_").lower()
-            return _Line(f"gpu.{gpu}.dcgm.{_safe(fld)}", kind, unit, family)
-        if sample in _NODE_NATIVE and not sample_labels:
-            native, unit = _NODE_NATIVE[sample]
-            return _Line(native, kind, unit, family)
-        base = sample
-        if kind == "counter" and base.endswith("_total"):
-            base = base[: -len("_total")]
-        base = base.removeprefix(job + "_")
-        parts = [job, _safe(base)]
-        for label in sorted(sample_labels):
-            parts += [_safe(label), _safe(sample_labels[label])]
-        return _Line(".".join(parts)[:200], kind, unit, family)
+        return _Line(*exposition_name(job, sample, family, kind, unit, sample_labels, host_labels))
+
+
+#: The fields dcgm-exporter's etc/default-counters.csv types as counters (their names do
+#: not end in ``_total``; an exposition's TYPE line says it, remote write does not).
+_DCGM_COUNTERS = frozenset(
+    "DCGM_FI_DEV_" + f
+    for f in (
+        "TOTAL_ENERGY_CONSUMPTION",
+        "PCIE_TX_THROUGHPUT",
+        "PCIE_RX_THROUGHPUT",
+        "PCIE_REPLAY_COUNTER",
+        "POWER_VIOLATION",
+        "THERMAL_VIOLATION",
+        "SYNC_BOOST_VIOLATION",
+        "BOARD_LIMIT_VIOLATION",
+        "LOW_UTIL_VIOLATION",
+        "RELIABILITY_VIOLATION",
+        "ECC_SBE_VOL_TOTAL",
+        "ECC_DBE_VOL_TOTAL",
+        "ECC_SBE_AGG_TOTAL",
+        "ECC_DBE_AGG_TOTAL",
+        "RETIRED_SBE",
+        "RETIRED_DBE",
+        "RETIRED_PENDING",
+        "NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL",
+        "NVLINK_CRC_DATA_ERROR_COUNT_TOTAL",
+        "NVLINK_REPLAY_ERROR_COUNT_TOTAL",
+        "NVLINK_RECOVERY_ERROR_COUNT_TOTAL",
+        "NVLINK_BANDWIDTH_TOTAL",
+        "UNCORRECTABLE_REMAPPED_ROWS",
+        "CORRECTABLE_REMAPPED_ROWS",
+    )
+)
+
+
+def untyped_family(sample: str, labels: dict[str, str]) -> tuple[str, str]:
+    """``(family, type)`` of a sample seen without its exposition's comments (remote
+    write sends none with the samples): dcgm-exporter's counters, a name ending in
+    ``_total`` (a counter), ``_bucket`` with an ``le`` label (a histogram), ``_count`` or
+    ``_sum`` (a histogram's or summary's), else a gauge of its own name."""
+    if sample in _DCGM_COUNTERS:
+        return sample, "counter"
+    if sample.endswith("_total") and len(sample) > 6:
+        return sample[:-6], "counter"
+    if sample.endswith("_bucket") and "le" in labels:
+        return sample[:-7], "histogram"
+    for suffix in ("_count", "_sum"):
+        if sample.endswith(suffix) and len(sample) > len(suffix):
+            return sample[: -len(suffix)], "summary"
+    return sample, "gauge"
+
+
+def exposition_name(
+    job: str,
+    sample: str,
+    family: str,
+    kind: SampleKind,
+    unit: str,
+    sample_labels: dict[str, str],
+    host_labels: dict[str, str],
+) -> tuple[str, SampleKind, str, str]:
+    """The snapcloud ``(name, kind, unit, family)`` of an exposition sample: ``sample`` of
+    ``family`` (of ``kind``, with ``unit`` from its family) from job ``job``, labelled
+    ``sample_labels`` (the target's own labels only). dcgm-exporter's per-GPU labels are
+    added to ``host_labels``. The one mapping of exporter series to snapcloud names,
+    shared by the scrape collector and the remote-write receiver (docs/SCRAPE.md)."""
+    gpu = sample_labels.get("gpu")
+    if sample == family + "_total" and family.startswith("DCGM_"):
+        sample = family  # the library names a counter's sample ..._total
+    if sample in DCGM_FIELDS and gpu is not None and gpu.isdigit():
+        for label, key in DCGM_LABELS.items():
+            if sample_labels.get(label):
+                host_labels[f"gpu.{gpu}.{key}"] = sample_labels[label][:1024]
+        if sample_labels.get("DCGM_FI_DRIVER_VERSION"):
+            host_labels["driver_version"] = sample_labels["DCGM_FI_DRIVER_VERSION"]
+        fld, unit = DCGM_FIELDS[sample]
+        return f"gpu.{gpu}.{fld}", kind, unit, family
+    if sample.startswith("DCGM_FI_") and gpu is not None and gpu.isdigit():
+        fld = sample.removeprefix("DCGM_FI_").removeprefix("DEV_").lower()
+        return f"gpu.{gpu}.dcgm.{safe_part(fld)}", kind, unit, family
+    if sample in _NODE_NATIVE and not sample_labels:
+        native, unit = _NODE_NATIVE[sample]
+        return native, kind, unit, family
+    base = sample
+    if kind == "counter" and base.endswith("_total"):
+        base = base[: -len("_total")]
+    base = base.removeprefix(job + "_")
+    parts = [job, safe_part(base)]
+    for label in sorted(sample_labels):
+        parts += [safe_part(label), safe_part(sample_labels[label])]
+    return ".".join(parts)[:200], kind, unit, family
 
 
 def _is_sample(line: str) -> bool:

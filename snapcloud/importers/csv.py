@@ -72,13 +72,13 @@ from snapcloud.importers._gpu_fields import (
     scale_exactly,
 )
 from snapcloud.importers._samples import unseen
+from snapcloud.layout import tier_of_key
 from snapcloud.models import MetricSeries, ProfileSnapshot, SnapshotQuery, validate_metric_name
 from snapcloud.progress import ProgressCallback, ProgressUpdate
-from snapcloud.store._tiers import tier_of_key
 
 if TYPE_CHECKING:
     from snapcloud.index import IndexEntry
-    from snapcloud.store import IncrementalSnapshotStore
+    from snapcloud.store import HostStream
 
 __all__ = [
     "ImportOutcome",
@@ -1033,7 +1033,7 @@ class ImportOutcome:
 
 
 def append_windows(
-    stream: IncrementalSnapshotStore,
+    stream: HostStream,
     snapshots: Sequence[ProfileSnapshot],
     *,
     on_each: Callable[[], None] | None = None,
@@ -1058,7 +1058,7 @@ def append_windows(
     ``on_each`` is called once per window, and ``progress`` hears of the windows done
     and the bytes stored (``snapcloud.progress``). Raises ``ValidationError`` when a window
     overlaps what only the archive tier holds (downsampled: which samples it holds cannot
-    be told), and what ``IncrementalSnapshotStore.append`` and ``read`` raise.
+    be told), and what ``HostStream.append`` and ``read`` raise.
     """
     outcome = ImportOutcome()
     if not snapshots:
@@ -1104,7 +1104,7 @@ def append_windows(
 
 
 def _stored(
-    stream: IncrementalSnapshotStore,
+    stream: HostStream,
     snap: ProfileSnapshot,
     entries: list[IndexEntry],
     read: OrderedDict[tuple[int, int], ProfileSnapshot],

@@ -41,6 +41,7 @@ from snapcloud.errors import (
     ValidationError,
 )
 from snapcloud.index._segment import IndexEntry, IndexSegment
+from snapcloud.layout import CATALOG_PREFIX, catalog_key
 from snapcloud.models import (
     LABEL_VALUE_MAX_LEN,
     validate_host,
@@ -48,12 +49,10 @@ from snapcloud.models import (
 )
 
 __all__ = [
-    "CATALOG_PREFIX",
     "CATALOG_VERSION",
     "Catalog",
     "CatalogEntry",
     "TierStats",
-    "catalog_key",
     "entry_from_index",
     "entry_from_segments",
 ]
@@ -61,12 +60,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CATALOG_VERSION = 1
-CATALOG_PREFIX = "catalog/"
-
-
-def catalog_key(host: str) -> str:
-    """The key of ``host``'s catalog entry."""
-    return f"{CATALOG_PREFIX}{validate_host(host)}.json"
 
 
 class TierStats(BaseModel):

@@ -14,7 +14,7 @@ by/without, arithmetic with on/ignoring), reading series through
 
 from __future__ import annotations
 
-from snapcloud.promql._ast import AGGREGATIONS, RANGE_FUNCTIONS, LabelMatch, parse
+from snapcloud.promql._ast import AGGREGATIONS, RANGE_FUNCTIONS, LabelMatch, VectorSelector, parse
 from snapcloud.promql._engine import (
     DEFAULT_LOOKBACK_NS,
     STALE_NAN_BITS,
@@ -46,6 +46,7 @@ __all__ = [
     "SeriesSource",
     "StepSeries",
     "StoreSource",
+    "VectorSelector",
     "is_stale",
     "map_metric",
     "parse",

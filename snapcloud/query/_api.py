@@ -24,7 +24,7 @@ from snapcloud.query._executor import Budget, fetch_plan
 from snapcloud.query._planner import HostPlan, QueryPlan, plan_hosts, plan_stream
 from snapcloud.query._result import QueryResult, QueryStats, SeriesSet
 from snapcloud.query._selectors import GROUP_BUILTINS, Narrowing, Selector
-from snapcloud.store import IncrementalSnapshotStore, Repository
+from snapcloud.store import HostStream, Repository
 
 __all__ = [
     "DEFAULT_WORKERS",
@@ -107,9 +107,7 @@ def scan(
             objects, config, selector, pool, with_catalog=with_catalog, narrow=narrow
         )
         with closing(incoming):
-            fetched = fetch_plan(
-                objects, config, plan, incoming, pool, budget, max_inflight=2 * workers
-            )
+            fetched = fetch_plan(objects, plan, incoming, pool, budget, max_inflight=2 * workers)
             done = 0
             for batch in fetched:
                 done += len(batch)
@@ -203,9 +201,7 @@ def read_series(
     return SeriesSet(collector.series(), stats)
 
 
-def select_metrics(
-    stream: IncrementalSnapshotStore, selector: Selector
-) -> tuple[list[str], list[str]]:
+def select_metrics(stream: HostStream, selector: Selector) -> tuple[list[str], list[str]]:
     """The metric names of one host ``stream`` that ``selector``'s patterns select in its
     time range (sorted), and a warning for each pattern that selects none there."""
     span = stream.serving(SnapshotQuery(start_ns=selector.start_ns, end_ns=selector.end_ns))

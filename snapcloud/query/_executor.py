@@ -32,9 +32,9 @@ from snapcloud.errors import (
     QueryIncomplete,
 )
 from snapcloud.index import IndexEntry
-from snapcloud.models import ProfileSnapshot, SnapshotConfig
+from snapcloud.models import ProfileSnapshot
 from snapcloud.query._planner import HostPlan, QueryPlan
-from snapcloud.store import decode_entry, fetch_entry
+from snapcloud.store import fetch_entry, trim
 
 __all__ = ["Budget", "Fetched", "fetch_plan"]
 
@@ -137,28 +137,6 @@ def _get(objects: ObjectStore, host: str, entries: list[IndexEntry]) -> list[byt
     return out
 
 
-def trim(
-    snap: ProfileSnapshot, wanted: frozenset[str], start_ns: int | None, end_ns: int | None
-) -> ProfileSnapshot:
-    """``snap`` with only the ``wanted`` metrics, sliced to ``[start_ns, end_ns)``."""
-    inside = (start_ns is None or snap.window_start >= start_ns) and (
-        end_ns is None or snap.window_end <= end_ns
-    )
-    names = snap.metric_names
-    every = wanted.issuperset(names)
-    if inside and every:
-        return snap
-    cols = snap.columns
-    if cols is not None:  # columns in, columns out: no object per metric
-        if not every:
-            cols = cols.take([i for i, name in enumerate(names) if name in wanted])
-        return snap.with_columns(cols if inside else cols.slice_time(start_ns, end_ns))
-    kept = snap.metrics if every else [m for m in snap.metrics if m.name in wanted]
-    if inside:
-        return snap.with_metrics(kept)
-    return snap.with_metrics([m.slice_time(start_ns, end_ns) for m in kept])
-
-
 def _batches(hp: HostPlan) -> Iterator[tuple[str, list[IndexEntry], list[bool]]]:
     """``(tier, entries, is output)`` of one host, in order; a raw keyframe opens its
     group's batches; a tier unit (one object) is one batch."""
@@ -170,7 +148,6 @@ def _batches(hp: HostPlan) -> Iterator[tuple[str, list[IndexEntry], list[bool]]]
 
 def fetch_plan(
     objects: ObjectStore,
-    config: SnapshotConfig,
     plan: QueryPlan,
     incoming: Iterable[Future[HostPlan]],
     pool: Executor,
@@ -206,21 +183,15 @@ def fetch_plan(
             blobs = task.blobs()
         finally:
             budget.finish(task.stored_bytes)
-        host = task.host.host
+        stream, wanted = task.host.stream, task.host.wanted
+        assert stream is not None  # planned hosts read through their stream
         if task.tier != "raw":  # one object holds every entry's snapshot
-            stream = task.host.stream
-            assert stream is not None
             group = []
             for entry, output in zip(task.entries, task.outputs, strict=True):
-                snap = stream.read(entry, blobs[0])  # decoded once, then from its cache
+                snap = stream.decode(entry, blobs[0])  # decoded once, then from its cache
                 if output:
-                    group.append(
-                        Fetched(
-                            task.host,
-                            entry,
-                            trim(snap, task.host.wanted, sel.start_ns, sel.end_ns),
-                        )
-                    )
+                    cut = trim(snap, wanted, sel.start_ns, sel.end_ns)
+                    group.append(Fetched(task.host, entry, cut))
             yield group  # slices of one decoded object: handed over together
             return
         for entry, data, output in zip(task.entries, blobs, task.outputs, strict=True):
@@ -228,17 +199,13 @@ def fetch_plan(
                 if base is not None:
                     budget.finish(base.raw_bytes)
                 base = None  # drop the old keyframe before decoding the next
-                base = decode_entry(config, host, entry, data, None, task.host.wanted)
+                base = stream.decode(entry, data, None, wanted)
                 budget.start(base.raw_bytes)
                 snap = base
             else:
-                snap = decode_entry(config, host, entry, data, base, task.host.wanted)
+                snap = stream.decode(entry, data, base, wanted)
             if output:
-                yield [
-                    Fetched(
-                        task.host, entry, trim(snap, task.host.wanted, sel.start_ns, sel.end_ns)
-                    )
-                ]
+                yield [Fetched(task.host, entry, trim(snap, wanted, sel.start_ns, sel.end_ns))]
 
     def submit(hp: HostPlan) -> Iterator[list[Fetched]]:
         """Submit ``hp``'s reads, decoding what was read while they would not fit."""

@@ -23,9 +23,10 @@ from functools import cached_property
 from snapcloud.backends import ObjectInfo, ObjectStore
 from snapcloud.errors import MemoryExceeded, ValidationError
 from snapcloud.index import Catalog, CatalogEntry, IndexEntry
+from snapcloud.layout import INDEX_PREFIX, MARKS_PREFIX
 from snapcloud.models import SnapshotConfig, SnapshotQuery
 from snapcloud.query._selectors import Narrowing, Selector, is_glob
-from snapcloud.store import MARKS_PREFIX, IncrementalSnapshotStore
+from snapcloud.store import HostStream
 from snapcloud.timeparse import format_ns
 
 __all__ = ["HostPlan", "QueryPlan", "Unit", "plan_hosts", "plan_stream", "tier_of"]
@@ -62,7 +63,7 @@ class HostPlan:
     entries: tuple[IndexEntry, ...]
     bases: dict[int, IndexEntry]
     segments_read: int
-    stream: IncrementalSnapshotStore | None = field(default=None, compare=False, repr=False)
+    stream: HostStream | None = field(default=None, compare=False, repr=False)
     #: The metric patterns that named a metric in the time range, and whether any entry
     #: there passed the fingerprint pattern (what the query can say matched nothing).
     metric_hits: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
@@ -201,7 +202,7 @@ def _plan_host(
     listed: tuple[list[str], list[ObjectInfo]] | None = None,
     narrow: Narrowing | None = None,
 ) -> HostPlan:
-    stream = IncrementalSnapshotStore(objects, host, config)
+    stream = HostStream(objects, host, config)
     if listed is not None:
         stream.seed_listing(*listed)
     # Only the index the time range needs is read (range hints and tier keys skip the
@@ -261,7 +262,7 @@ def _fleet_listing(
     ``index/`` (1000 keys a page) instead of two listings per host; ``None`` when the
     selection names hosts (then each host's own two listings read less).
 
-    Marks are listed first, as a single stream does (``IncrementalSnapshotStore``).
+    Marks are listed first, as a single stream does (``HostStream``).
     Returns ``{host: (mark keys, index listing)}``.
     """
     if selector.hosts:
@@ -271,8 +272,8 @@ def _fleet_listing(
     for info in objects.list(MARKS_PREFIX):
         host = info.key[len(MARKS_PREFIX) :].partition("/")[0]
         marks.setdefault(host, []).append(info.key)
-    for info in objects.list("index/"):
-        host, sep, _ = info.key[len("index/") :].partition("/")
+    for info in objects.list(INDEX_PREFIX):
+        host, sep, _ = info.key[len(INDEX_PREFIX) :].partition("/")
         if sep:
             by_host.setdefault(host, (marks.get(host, []), []))[1].append(info)
     return by_host
@@ -315,7 +316,7 @@ def _select(
     if fleet is not None:
         every = sorted(fleet)
     else:
-        every = sorted(h.rstrip("/") for h in objects.list_dirs("index/"))
+        every = sorted(h.rstrip("/") for h in objects.list_dirs(INDEX_PREFIX))
     hosts = [h for h in every if selector.host_matches(h)]
     entries: dict[str, CatalogEntry] = {}
     plan = QueryPlan(selector=selector, hosts=[], hosts_considered=len(hosts))

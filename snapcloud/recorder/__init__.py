@@ -2,19 +2,14 @@
 
 ``Recorder`` wires a ``Sampler`` (drift-free schedule, windows), a ``Spool``
 (fsynced local files, bounded), an ``Uploader`` (ordered, exactly-once appends
-with backoff) and a ``Lease`` (one writer per host stream). See docs/RECORDER.md.
+with backoff) and a ``Lease`` (one writer per host stream; ``snapcloud.coordination``,
+re-exported here with ``Backoff``, ``LeaseKeeper`` and ``lease_key``). See docs/RECORDER.md.
 """
 
 from __future__ import annotations
 
-from snapcloud.index._lease import (
-    Backoff,
-    Lease,
-    LeaseInfo,
-    LeaseKeeper,
-    default_owner,
-    lease_key,
-)
+from snapcloud.coordination import Backoff, Lease, LeaseInfo, LeaseKeeper, default_owner
+from snapcloud.layout import lease_key
 from snapcloud.recorder._fingerprint import Fingerprinter, gpu_process_memory, sanitize_fingerprint
 from snapcloud.recorder._recorder import (
     Recorder,

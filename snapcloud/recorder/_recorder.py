@@ -33,15 +33,9 @@ from pathlib import Path
 import platformdirs
 
 from snapcloud.collectors import Collector
+from snapcloud.coordination import Backoff, Lease, LeaseKeeper, dead_local_holder, default_owner
 from snapcloud.errors import LeaseHeld, SnapcloudError, ValidationError
-from snapcloud.index._lease import (
-    Backoff,
-    Lease,
-    LeaseKeeper,
-    dead_local_holder,
-    default_owner,
-    lease_key,
-)
+from snapcloud.layout import lease_key
 from snapcloud.models import (
     FINGERPRINT_MAX_LEN,
     ProfileSnapshot,

@@ -33,11 +33,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from snapcloud.coordination import Backoff
 from snapcloud.errors import SnapcloudError, SnapshotNotFound
-from snapcloud.index._lease import Backoff
 from snapcloud.models import MetricSeries, ProfileSnapshot
 from snapcloud.recorder._spool import Spool
-from snapcloud.store import IncrementalSnapshotStore
+from snapcloud.store import HostStream
 
 __all__ = ["Uploader", "restamp", "stream_end"]
 
@@ -49,7 +49,7 @@ _FLUSH_RETRY_CAP_S = 0.5
 
 
 class Uploader:
-    """Moves snapshots from a ``Spool`` into an ``IncrementalSnapshotStore`` on a thread.
+    """Moves snapshots from a ``Spool`` into an ``HostStream`` on a thread.
 
     ``can_write`` says whether appending is allowed now (the lease is valid).
     ``run_once`` does one step, for tests and for the thread's loop.
@@ -58,7 +58,7 @@ class Uploader:
     def __init__(
         self,
         spool: Spool,
-        stream: IncrementalSnapshotStore,
+        stream: HostStream,
         *,
         can_write: Callable[[], bool] = lambda: True,
         backoff: Backoff | None = None,
@@ -270,7 +270,7 @@ class Uploader:
         return not self._thread.is_alive()
 
 
-def stream_end(stream: IncrementalSnapshotStore, tail: int) -> int | None:
+def stream_end(stream: HostStream, tail: int) -> int | None:
     """The latest window end among the stream's last ``tail`` entries (``None`` when it
     has none): where a recorder, the stream's one writer, left it."""
     top = stream.next_seq

@@ -1,17 +1,20 @@
 """Retention tiers: the compactor (raw -> compressed -> archive -> gone), deletion marks,
-garbage collection, the S3 lifecycle safety net, and storage per tier."""
+garbage collection, the S3 lifecycle safety net, and storage per tier.
+
+``Lease`` and ``DeletionMark`` are ``snapcloud.coordination``'s, ``COMPACTOR_LEASE_KEY``
+and ``POLICY_KEY`` ``snapcloud.layout``'s, re-exported here where they have always been.
+"""
 
 from __future__ import annotations
 
-from snapcloud.retention._compactor import PAUSE_ENV, Compactor
+from snapcloud.coordination import DeletionMark, Lease
+from snapcloud.layout import COMPACTOR_LEASE_KEY, POLICY_KEY
+from snapcloud.retention._compactor import Compactor
 from snapcloud.retention._downsample import Downsampler
-from snapcloud.retention._lease import COMPACTOR_LEASE_KEY, Lease
 from snapcloud.retention._lifecycle import apply_lifecycle, get_lifecycle, lifecycle_rules
-from snapcloud.retention._marks import DeletionMark
 from snapcloud.retention._policy import DAY_NS, HOUR_NS, MINUTE_NS, RetentionPolicy
 from snapcloud.retention._report import CompactionReport, HostReport, TierTally
 from snapcloud.retention._stored import (
-    POLICY_KEY,
     StoredPolicy,
     StorePolicy,
     read_policy,
@@ -24,7 +27,6 @@ __all__ = [
     "DAY_NS",
     "HOUR_NS",
     "MINUTE_NS",
-    "PAUSE_ENV",
     "POLICY_KEY",
     "CompactionReport",
     "Compactor",

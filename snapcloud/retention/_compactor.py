@@ -36,13 +36,14 @@ refused by a lease on ``marks/leases/compactor.json``.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from snapcloud import codec
 from snapcloud.backends import CountingStore, ObjectStore
+from snapcloud.codec import decode_archive, decode_compressed, encode_archive, encode_compressed
+from snapcloud.coordination import DeletionMark, Lease, dead_local_holder, default_owner
 from snapcloud.errors import (
     ChecksumMismatch,
     CorruptError,
@@ -50,40 +51,32 @@ from snapcloud.errors import (
     PreconditionFailed,
     SnapcloudError,
 )
-from snapcloud.index import Catalog, CatalogEntry, entry_from_index, parse_data_key, range_hint_key
-from snapcloud.index._lease import dead_local_holder
-from snapcloud.models import ProfileSnapshot, SnapshotConfig, SnapshotQuery, validate_host
-from snapcloud.progress import ProgressCallback, ProgressUpdate
-from snapcloud.retention._downsample import Downsampler
-from snapcloud.retention._lease import COMPACTOR_LEASE_KEY, Lease
-from snapcloud.retention._marks import DeletionMark
-from snapcloud.retention._policy import RetentionPolicy
-from snapcloud.retention._report import CompactionReport, HostReport
-from snapcloud.retention._state import GroupInfo, HostState, load_state
-from snapcloud.store import IncrementalSnapshotStore
-from snapcloud.store._orphans import SeqIndex
-from snapcloud.store._tiers import (
+from snapcloud.index import Catalog, CatalogEntry, TierSegment, entry_from_index
+from snapcloud.layout import (
+    COMPACTOR_LEASE_KEY,
+    INDEX_PREFIX,
     MARKS_PREFIX,
     Tier,
     TierItem,
-    TierSegment,
-    decode_archive,
-    decode_compressed,
-    encode_archive,
-    encode_compressed,
     mark_key,
     orphan_mark_key,
+    parse_data_key,
     parse_tier_data_key,
+    range_hint_key,
     tier_data_key,
     tier_index_key,
 )
+from snapcloud.models import ProfileSnapshot, SnapshotConfig, SnapshotQuery, validate_host
+from snapcloud.progress import ProgressCallback, ProgressUpdate
+from snapcloud.retention._downsample import Downsampler
+from snapcloud.retention._policy import RetentionPolicy
+from snapcloud.retention._report import CompactionReport, HostReport
+from snapcloud.retention._state import GroupInfo, HostState, load_state
+from snapcloud.store import HostStream, SeqIndex
 
-__all__ = ["PAUSE_ENV", "Compactor"]
+__all__ = ["Compactor"]
 
 log = logging.getLogger(__name__)
-
-#: Test hook: pause (sleep forever) before the N-th mutating request of a run.
-PAUSE_ENV = "SNAPCLOUD_COMPACT_PAUSE_AT"
 
 StepHook = Callable[[int, str], None]
 
@@ -106,14 +99,12 @@ class _Plan:
 
 
 class _Steps:
-    """Counts mutating requests; renews the lease; calls the test hooks."""
+    """Counts mutating requests; renews the lease; calls the ``on_step`` hook."""
 
     def __init__(self, hook: StepHook | None, lease: Lease | None) -> None:
         self.n = 0
         self.hook = hook
         self.lease = lease
-        pause = os.environ.get(PAUSE_ENV, "").strip()
-        self.pause_at = int(pause) if pause.isdigit() else None
 
     def __call__(self, label: str) -> None:
         self.n += 1
@@ -121,10 +112,6 @@ class _Steps:
             self.lease.keep()
         if self.hook is not None:
             self.hook(self.n, label)
-        if self.pause_at == self.n:
-            os.write(2, f"snapcloud-compact: paused before step {self.n}: {label}\n".encode())
-            while True:
-                time.sleep(3600)
 
 
 def _apportion(total: int, weights: Sequence[int]) -> list[int]:
@@ -165,7 +152,7 @@ class Compactor:
 
     def hosts(self) -> list[str]:
         """Hosts with an index or pending marks."""
-        found = {h.rstrip("/") for h in self.raw_objects.list_dirs("index/")}
+        found = {h.rstrip("/") for h in self.raw_objects.list_dirs(INDEX_PREFIX)}
         found |= {h.rstrip("/") for h in self.raw_objects.list_dirs(MARKS_PREFIX)}
         return sorted(found)
 
@@ -192,7 +179,11 @@ class Compactor:
         lease = None
         if not dry_run:
             lease = Lease(
-                self.raw_objects, COMPACTOR_LEASE_KEY, self.owner, self.lease_ttl_s, self.clock
+                self.raw_objects,
+                COMPACTOR_LEASE_KEY,
+                self.owner or default_owner(),
+                self.lease_ttl_s,
+                self.clock,
             )
             # a compactor killed on this machine is taken over at once, not after its TTL
             lease.acquire(steal_if=dead_local_holder)
@@ -228,7 +219,7 @@ class Compactor:
         catalog = Catalog(objects, clock=lambda: now)
         try:
             previous = catalog.get(host)
-            stream = IncrementalSnapshotStore(objects, host, self.config)
+            stream = HostStream(objects, host, self.config)
             items = stream.serving(SnapshotQuery())
             if not items and previous is None:
                 return  # nothing stored, nothing catalogued
@@ -262,7 +253,7 @@ class _HostRun:
         dry_run: bool,
         would: dict[str, int],
     ) -> None:
-        self.c = compactor
+        self.compactor = compactor
         self.policy = compactor.policy
         self.objects = objects
         self.host = host
@@ -624,7 +615,7 @@ class _HostRun:
             snap = codec.decode(
                 data,
                 base=keyframes.get(e.base) if e.kind == "d" else None,
-                max_decoded_size=self.c.config.max_decoded_bytes,
+                max_decoded_size=self.compactor.config.max_decoded_bytes,
                 key=e.key,
             )
             if snap.seq != e.seq or snap.checksum != e.checksum or snap.host != self.host:
@@ -640,7 +631,7 @@ class _HostRun:
         assert g.item is not None
         key = tier_data_key("compressed", self.host, g.first, g.last, g.item.start_ns)
         snaps = decode_compressed(
-            self.objects.get(key).data, key=key, max_decoded=self.c.config.max_decoded_bytes
+            self.objects.get(key).data, key=key, max_decoded=self.compactor.config.max_decoded_bytes
         )
         return [snaps[s] for s in sorted(snaps)]
 
@@ -655,7 +646,7 @@ class _HostRun:
             max_frame_bytes=self.policy.max_frame_bytes,
         )
         key = tier_data_key("compressed", self.host, g.first, g.last, g.start_ns)
-        back = decode_compressed(data, key=key, max_decoded=self.c.config.max_decoded_bytes)
+        back = decode_compressed(data, key=key, max_decoded=self.compactor.config.max_decoded_bytes)
         if sorted(back) != [s.seq for s in snaps] or any(
             back[s.seq].checksum != s.checksum for s in snaps
         ):
@@ -689,7 +680,7 @@ class _HostRun:
         start = min(g.start_ns for g in batch)
         end = max(g.end_ns for g in batch)
         key = tier_data_key("archive", self.host, batch[0].first, batch[-1].last, start)
-        back = decode_archive(data, key=key, max_decoded=self.c.config.max_decoded_bytes)
+        back = decode_archive(data, key=key, max_decoded=self.compactor.config.max_decoded_bytes)
         if [s.checksum for _, s in back] != [s.checksum for _, s in frames]:
             raise ChecksumMismatch(f"archive {key} does not decode to its frames", key=key)
         finest = min(self.policy.resolutions_ns)

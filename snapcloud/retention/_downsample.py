@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from snapcloud.codec import META_RESOLUTION, META_TIER
 from snapcloud.models import MetricSeries, ProfileSnapshot
-from snapcloud.store._tiers import META_RESOLUTION, META_TIER
 
 __all__ = ["Downsampler"]
 

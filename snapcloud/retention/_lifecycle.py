@@ -22,8 +22,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from snapcloud.backends import S3Store
-from snapcloud.errors import BackendError, ConfigError
+from snapcloud.backends import LifecycleStore, ObjectStore, has_lifecycle
+from snapcloud.errors import ConfigError
 from snapcloud.retention._policy import DAY_NS, RetentionPolicy
 
 __all__ = ["RULE_PREFIX", "apply_lifecycle", "get_lifecycle", "lifecycle_rules"]
@@ -78,50 +78,27 @@ def lifecycle_rules(policy: RetentionPolicy, prefix: str = "") -> dict[str, Any]
     return {"Rules": rules}
 
 
-def _client(store: S3Store, client: Any) -> Any:
-    if client is not None:
-        return client
-    import boto3
-
-    return boto3.session.Session().client("s3", endpoint_url=store.endpoint_url)
-
-
-def get_lifecycle(store: S3Store, *, client: Any = None) -> dict[str, Any]:
-    """The bucket's lifecycle configuration (``{"Rules": []}`` when it has none)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    s3 = _client(store, client)
-    try:
-        got = s3.get_bucket_lifecycle_configuration(Bucket=store.bucket)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code == "NoSuchLifecycleConfiguration":
-            return {"Rules": []}
-        raise BackendError(f"get lifecycle of s3://{store.bucket} failed: {code}") from None
-    except BotoCoreError as exc:
-        raise BackendError(f"get lifecycle of s3://{store.bucket} failed: {exc}") from None
-    return {"Rules": list(got.get("Rules", []))}
-
-
-def apply_lifecycle(
-    store: S3Store, policy: RetentionPolicy, *, client: Any = None
-) -> dict[str, Any]:
-    """Put the policy's rules on the store's bucket, keeping rules that are not snapcloud's
-    for this prefix; returns the configuration written. Raises ``BackendError``."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    if not isinstance(store, S3Store):
+def _bucket(store: ObjectStore) -> LifecycleStore:
+    if not has_lifecycle(store):
         raise ConfigError("bucket lifecycle rules need an s3:// store", field="store")
-    s3 = _client(store, client)
-    ours = lifecycle_rules(policy, store.prefix)["Rules"]
+    return store
+
+
+def get_lifecycle(store: ObjectStore) -> dict[str, Any]:
+    """The bucket's lifecycle configuration (``{"Rules": []}`` when it has none).
+
+    Raises ``ConfigError`` for a store without lifecycle rules, ``BackendError``."""
+    return _bucket(store).get_lifecycle()
+
+
+def apply_lifecycle(store: ObjectStore, policy: RetentionPolicy) -> dict[str, Any]:
+    """Put the policy's rules on the store's bucket, keeping rules that are not snapcloud's
+    for this prefix; returns the configuration written. Raises ``ConfigError`` for a store
+    without lifecycle rules, ``BackendError``."""
+    bucket = _bucket(store)
+    ours = lifecycle_rules(policy, bucket.lifecycle_prefix)["Rules"]
     ids = {r["ID"] for r in ours}
-    kept = [r for r in get_lifecycle(store, client=s3)["Rules"] if r.get("ID") not in ids]
+    kept = [r for r in bucket.get_lifecycle()["Rules"] if r.get("ID") not in ids]
     config = {"Rules": kept + ours}
-    try:
-        s3.put_bucket_lifecycle_configuration(Bucket=store.bucket, LifecycleConfiguration=config)
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        raise BackendError(f"put lifecycle of s3://{store.bucket} failed: {code}") from None
-    except BotoCoreError as exc:
-        raise BackendError(f"put lifecycle of s3://{store.bucket} failed: {exc}") from None
+    bucket.put_lifecycle(config)
     return config

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from snapcloud.layout import tier_counted
+
 __all__ = ["CompactionReport", "HostReport", "TierTally"]
 
 TALLY_TIERS = ("raw", "compressed", "archive", "marks")
@@ -28,15 +30,9 @@ class TierTally:
 
 
 def tier_of(key: str) -> str:
-    """The tally tier of a key: data and index objects count in their tier."""
-    parts = key.split("/")
-    if parts[0] in ("raw", "compressed", "archive"):
-        return parts[0]
-    if parts[0] == "index" and len(parts) > 2 and parts[2] in ("compressed", "archive"):
-        return parts[2]
-    if parts[0] == "index":
-        return "raw"
-    return "marks"
+    """The tally tier of a key: data and index objects count in their tier, the rest
+    (marks, leases, the catalog) as ``marks``."""
+    return tier_counted(key) or "marks"
 
 
 @dataclass

@@ -10,19 +10,27 @@ import logging
 from dataclasses import dataclass, field
 
 from snapcloud.backends import ObjectStore
+from snapcloud.coordination import ConflictRecord, DeletionMark
 from snapcloud.errors import CorruptError, ObjectNotFound
-from snapcloud.index import IndexSegment, RangeHint, parse_range_hint, segment_key, segment_prefix
-from snapcloud.retention._marks import DeletionMark
-from snapcloud.store._orphans import ConflictRecord, conflict_seq
-from snapcloud.store._tiers import (
-    MARKS_PREFIX,
+from snapcloud.index import IndexSegment
+from snapcloud.layout import (
+    TIERS,
+    RangeHint,
     Tier,
     TierItem,
-    TierView,
+    conflict_seq,
+    host_marks_prefix,
     parse_mark_key,
+    parse_range_hint,
+    parse_segment_name,
     parse_tier_index_key,
+    segment_key,
+    segment_prefix,
     tier_data_key,
+    tier_data_prefix,
+    tier_index_prefix,
 )
+from snapcloud.store import TierView
 
 __all__ = ["GroupInfo", "HostState", "load_state"]
 
@@ -123,7 +131,7 @@ class HostState:
 def load_state(objects: ObjectStore, host: str) -> HostState:
     """Read a host's marks, raw segments (unmarked ones), tier listings and data listings."""
     st = HostState(host)
-    for info in objects.list(f"{MARKS_PREFIX}{host}/"):
+    for info in objects.list(host_marks_prefix(host)):
         st.sizes[info.key] = info.size
         if conflict_seq(info.key, host) is not None:
             _load_conflict(objects, info.key, st)
@@ -143,9 +151,9 @@ def load_state(objects: ObjectStore, host: str) -> HostState:
     prefix = segment_prefix(host)
     for info in objects.list(prefix):
         name = info.key[len(prefix) :]
-        if name.endswith(".json") and name[:-5].isdigit():
+        if (group := parse_segment_name(name)) is not None:
             st.sizes[info.key] = info.size
-            st.raw_bases.append(int(name[:-5]))
+            st.raw_bases.append(group)
         elif (hint := parse_range_hint(name)) is not None:
             st.hints[info.key] = hint
     st.raw_bases.sort()
@@ -160,8 +168,8 @@ def load_state(objects: ObjectStore, host: str) -> HostState:
         st.raw[base] = IndexSegment.from_bytes(got.data, key=key)
         st.raw_etags[base] = got.etag.strip('"')
     items: dict[str, list[TierItem]] = {"compressed": [], "archive": []}
-    for tier in ("compressed", "archive"):
-        for info in objects.list(f"index/{host}/{tier}/"):
+    for tier in TIERS[1:]:
+        for info in objects.list(tier_index_prefix(tier, host)):
             item = parse_tier_index_key(info.key, host, tier)
             if item is not None:
                 st.sizes[info.key] = info.size
@@ -171,8 +179,8 @@ def load_state(objects: ObjectStore, host: str) -> HostState:
         tuple(sorted(items["compressed"], key=lambda i: i.first)),
         tuple(sorted(items["archive"], key=lambda i: i.first)),
     )
-    for tier in ("raw", "compressed", "archive"):
-        for info in objects.list(f"{tier}/{host}/"):
+    for tier in TIERS:
+        for info in objects.list(tier_data_prefix(tier, host)):
             st.sizes[info.key] = info.size
             st.data_keys.append(info.key)
     return st

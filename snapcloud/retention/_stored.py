@@ -20,12 +20,11 @@ from pydantic import ValidationError as PydanticError
 from snapcloud._checked_json import dump_checked, load_checked
 from snapcloud.backends import ObjectStore
 from snapcloud.errors import ConfigError, ConflictError, ObjectNotFound, PreconditionFailed
+from snapcloud.layout import POLICY_KEY
 from snapcloud.models import SnapshotConfig
 from snapcloud.retention._policy import RetentionPolicy
 
-__all__ = ["POLICY_KEY", "StorePolicy", "StoredPolicy", "read_policy", "update_policy"]
-
-POLICY_KEY = "config/policy.json"
+__all__ = ["StorePolicy", "StoredPolicy", "read_policy", "update_policy"]
 
 
 class StorePolicy(BaseModel):

@@ -6,12 +6,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from snapcloud.backends import ObjectStore
+from snapcloud.layout import (
+    ARCHIVE_PREFIX,
+    COMPRESSED_PREFIX,
+    INDEX_PREFIX,
+    MARKS_PREFIX,
+    RAW_PREFIX,
+    TIERS,
+    host_marks_prefix,
+    tier_data_prefix,
+    tier_index_prefix,
+)
 from snapcloud.models import validate_host
-from snapcloud.store._tiers import MARKS_PREFIX
 
 __all__ = ["TierUsage", "storage_by_tier"]
-
-USAGE_TIERS = ("raw", "compressed", "archive")
 
 
 @dataclass(frozen=True)
@@ -42,7 +50,7 @@ class TierUsage:
 
 def _hosts(objects: ObjectStore) -> list[str]:
     found: set[str] = set()
-    for prefix in ("index/", *(f"{t}/" for t in USAGE_TIERS), MARKS_PREFIX):
+    for prefix in (INDEX_PREFIX, RAW_PREFIX, COMPRESSED_PREFIX, ARCHIVE_PREFIX, MARKS_PREFIX):
         found.update(h.rstrip("/") for h in objects.list_dirs(prefix))
     return sorted(found)
 
@@ -60,10 +68,10 @@ def storage_by_tier(objects: ObjectStore, hosts: Sequence[str] | None = None) ->
     names = [validate_host(h) for h in hosts] if hosts else _hosts(objects)
     rows = []
     for host in names:
-        for tier in USAGE_TIERS:
-            n, size = _sum(objects, f"{tier}/{host}/")
-            ni, isize = _sum(objects, f"index/{host}/{tier}/")
+        for tier in TIERS:
+            n, size = _sum(objects, tier_data_prefix(tier, host))
+            ni, isize = _sum(objects, tier_index_prefix(tier, host))
             rows.append(TierUsage(host, tier, n, size, ni, isize))
-        n, size = _sum(objects, f"{MARKS_PREFIX}{host}/")
+        n, size = _sum(objects, host_marks_prefix(host))
         rows.append(TierUsage(host, "marks", n, size))
     return rows

@@ -15,12 +15,15 @@ from snapcloud.models import SnapshotConfig
 from snapcloud.serve._api import ApiError, PrometheusAPI, ServeConfig, format_value
 from snapcloud.serve._app import create_app
 from snapcloud.serve._cache import ServeCache
+from snapcloud.serve._receive import ReceiveConfig, Receiver
 from snapcloud.store import Repository
 
 __all__ = [
     "DEFAULT_LISTEN",
     "ApiError",
     "PrometheusAPI",
+    "ReceiveConfig",
+    "Receiver",
     "ServeCache",
     "ServeConfig",
     "create_app",
@@ -59,15 +62,26 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def run(api: PrometheusAPI, listen: str = DEFAULT_LISTEN, *, max_concurrency: int = 4) -> None:
-    """Serve ``api`` on ``listen`` until interrupted (Uvicorn)."""
+def run(
+    api: PrometheusAPI,
+    listen: str = DEFAULT_LISTEN,
+    *,
+    max_concurrency: int = 4,
+    receiver: Receiver | None = None,
+) -> None:
+    """Serve ``api`` on ``listen`` until interrupted (Uvicorn); with ``receiver``, remote
+    write too (its uploader runs meanwhile; at shutdown, one last upload pass)."""
     import uvicorn
 
     host, port = parse_listen(listen)
-    uvicorn.run(
-        create_app(api, max_concurrency=max_concurrency),
-        host=host,
-        port=port,
-        log_level="info",
-        access_log=False,
-    )
+    try:
+        uvicorn.run(
+            create_app(api, max_concurrency=max_concurrency, receiver=receiver),
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=False,
+        )
+    finally:  # the app's lifespan closed it already, unless the server never started
+        if receiver is not None:
+            receiver.close()

@@ -43,9 +43,9 @@ from snapcloud.promql import (
     QueryValue,
     SeriesInfo,
     StoreSource,
+    VectorSelector,
     parse,
 )
-from snapcloud.promql._ast import VectorSelector
 from snapcloud.query import QueryStats
 from snapcloud.store import Repository
 

@@ -2,17 +2,20 @@
 
 Every API route answers GET and POST (a form body, as Grafana sends by default);
 the work runs in a worker thread, at most ``max_concurrency`` at once, and a
-request past its time limit gets Prometheus's 503 ``timeout`` reply. A route for
-remote write (``/api/v1/write``) can be added beside these: the app holds no
-state a writer would conflict with.
+request past its time limit gets Prometheus's 503 ``timeout`` reply. With a
+``Receiver`` (``serve --receive``), ``POST /api/v1/write`` takes Prometheus remote
+write: 204 once spooled durably, 400 with a one-line reason for a request that can
+never succeed, 5xx for one that may later (``snapcloud.serve._receive``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import anyio
@@ -22,6 +25,9 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from snapcloud.serve._api import ApiError, PrometheusAPI, _error_reply
+
+if TYPE_CHECKING:
+    from snapcloud.serve._receive import Receiver
 
 __all__ = ["create_app"]
 
@@ -44,9 +50,12 @@ async def _form(request: Request) -> dict[str, list[str]]:
     return form
 
 
-def create_app(api: PrometheusAPI, *, max_concurrency: int = 4) -> Starlette:
-    """The Starlette app serving ``api`` (see the module doc)."""
+def create_app(
+    api: PrometheusAPI, *, max_concurrency: int = 4, receiver: Receiver | None = None
+) -> Starlette:
+    """The Starlette app serving ``api`` (and remote write into ``receiver``; module doc)."""
     limiter = anyio.CapacityLimiter(max_concurrency)
+    writers = anyio.CapacityLimiter(max_concurrency)
 
     def endpoint(name: str) -> Any:
         async def handle(request: Request) -> Response:
@@ -72,6 +81,31 @@ def create_app(api: PrometheusAPI, *, max_concurrency: int = 4) -> Starlette:
     async def root(request: Request) -> Response:
         return PlainTextResponse("snapcloud serve: the Prometheus HTTP API at /api/v1/\n")
 
+    async def write(request: Request) -> Response:
+        from snapcloud.serve._receive import Rejected, Unavailable
+
+        assert receiver is not None
+        limit = receiver.config.max_body_bytes
+        chunks = []
+        size = 0
+        async for chunk in request.stream():  # bounded: never more than the limit in memory
+            size += len(chunk)
+            if size > limit:
+                return PlainTextResponse(f"body over {limit} bytes\n", status_code=413)
+            chunks.append(chunk)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        call = functools.partial(receiver.write, b"".join(chunks), headers)
+        try:
+            count = await anyio.to_thread.run_sync(call, limiter=writers)
+        except Rejected as exc:
+            return PlainTextResponse(f"{exc}\n", status_code=exc.status)
+        except Unavailable as exc:
+            return PlainTextResponse(f"{exc}\n", status_code=exc.status)
+        # remote write 2.0's reply header; 1.0 senders ignore it
+        return Response(
+            status_code=204, headers={"X-Prometheus-Remote-Write-Samples-Written": str(count)}
+        )
+
     methods = ["GET", "POST"]
     routes = [
         Route("/api/v1/query", endpoint("query"), methods=methods),
@@ -85,4 +119,18 @@ def create_app(api: PrometheusAPI, *, max_concurrency: int = 4) -> Starlette:
         Route("/-/healthy", root, methods=["GET"]),
         Route("/-/ready", root, methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+    if receiver is None:
+        return Starlette(routes=routes)
+    routes.append(Route("/api/v1/write", write, methods=["POST"]))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, so the last upload
+        # pass runs here, before that, not after the server returns.
+        receiver.start()
+        try:
+            yield
+        finally:
+            await anyio.to_thread.run_sync(receiver.close)
+
+    return Starlette(routes=routes, lifespan=lifespan)

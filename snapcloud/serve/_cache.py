@@ -12,17 +12,15 @@
 from __future__ import annotations
 
 import builtins
-import re
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
 from snapcloud.backends import ForwardingStore, GetResult, ObjectInfo, ObjectStore
+from snapcloud.layout import CATALOG_PREFIX, names_content
 
 __all__ = ["ServeCache"]
-
-_IMMUTABLE = re.compile(r"^raw/.+/\d{12}-[0-9a-f]{8}\.(k|d\d{12})\.snap$")
 
 
 class ServeCache(ForwardingStore):
@@ -49,9 +47,9 @@ class ServeCache(ForwardingStore):
         self._lock = threading.Lock()
 
     def get(self, key: str, *, byte_range: tuple[int, int] | None = None) -> GetResult:
-        if byte_range is None and _IMMUTABLE.match(key):
+        if byte_range is None and names_content(key):
             return self._get_data(key)
-        if byte_range is None and key.startswith("catalog/") and self.catalog_ttl_s > 0:
+        if byte_range is None and key.startswith(CATALOG_PREFIX) and self.catalog_ttl_s > 0:
             return self._get_catalog(key)
         return self.inner.get(key, byte_range=byte_range)
 
@@ -87,7 +85,7 @@ class ServeCache(ForwardingStore):
         return got
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        if prefix != "catalog/" or self.catalog_ttl_s <= 0:
+        if prefix != CATALOG_PREFIX or self.catalog_ttl_s <= 0:
             return self.inner.list(prefix)
         now = self.clock()
         with self._lock:
@@ -103,7 +101,7 @@ class ServeCache(ForwardingStore):
     ) -> str:
         with self._lock:  # this process's own writes are seen at once
             self._catalog.pop(key, None)
-            if key.startswith("catalog/"):
+            if key.startswith(CATALOG_PREFIX):
                 self._listing = None
         return self.inner.put(key, data, if_absent=if_absent, if_match=if_match)
 

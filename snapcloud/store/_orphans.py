@@ -23,62 +23,22 @@ its content), and repair indexing it is harmless: writers find it by content.
 When several unindexed objects claim one seq and nothing tells which one was
 acknowledged, ``verify --repair`` indexes none and writes a *conflict record*
 (``marks/deletions/{host}/conflict-{seq}.json``, checked JSON naming the
-candidates). The compactor never deletes a key a record names, a writer never
-appends at or below a recorded seq (``next_seq`` skips past it, and starts a new
-keyframe group), and ``verify`` reports it until at most one candidate is left:
-deleting the wrong ones by hand resolves it, and the next repair indexes the one
-left and removes the record. Readers ignore records (they are no retire marks).
+candidates: ``snapcloud.coordination.ConflictRecord``). The compactor never
+deletes a key a record names, a writer never appends at or below a recorded seq
+(``next_seq`` skips past it, and starts a new keyframe group), and ``verify``
+reports it until at most one candidate is left: deleting the wrong ones by hand
+resolves it, and the next repair indexes the one left and removes the record.
+Readers ignore records (they are no retire marks).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from snapcloud.layout import parse_data_key
 
-from snapcloud._checked_json import dump_checked, load_checked
-from snapcloud.index import parse_data_key
-from snapcloud.store._tierfmt import MARKS_PREFIX
-
-__all__ = ["ConflictRecord", "SeqIndex", "conflict_key", "conflict_seq"]
-
-_CONFLICT_NAME = re.compile(r"conflict-(\d{12})\.json")
-
-
-def conflict_key(host: str, seq: int) -> str:
-    """Where the conflict record of ``seq`` of ``host`` lives (beside its deletion marks,
-    so the listings readers and the compactor make anyway find it)."""
-    return f"{MARKS_PREFIX}{host}/conflict-{seq:012d}.json"
-
-
-def conflict_seq(key: str, host: str) -> int | None:
-    """The seq a conflict record key of ``host`` names, or ``None`` for any other key."""
-    prefix = f"{MARKS_PREFIX}{host}/"
-    m = _CONFLICT_NAME.fullmatch(key[len(prefix) :]) if key.startswith(prefix) else None
-    return int(m[1]) if m else None
-
-
-class ConflictRecord(BaseModel):
-    """Several objects claim ``seq`` and nothing tells which one was acknowledged."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    version: Literal[1] = 1
-    host: str
-    seq: int = Field(ge=0)
-    keys: tuple[str, ...]
-
-    def to_bytes(self) -> bytes:
-        """Canonical JSON with a ``crc32c`` field over everything else."""
-        return dump_checked(self)
-
-    @classmethod
-    def from_bytes(cls, data: bytes, *, key: str | None = None) -> ConflictRecord:
-        """Parse and check a record. Raises ``CorruptError`` subclasses naming the key."""
-        return load_checked(cls, data, what="conflict record", version=1, key=key)
+__all__ = ["SeqIndex"]
 
 
 @dataclass

@@ -7,10 +7,11 @@ from typing import Any
 
 from snapcloud.backends import CountingStore, ObjectStore, open_store
 from snapcloud.errors import CorruptError, HostNotFound, ObjectNotFound, ValidationError
-from snapcloud.index import CATALOG_PREFIX, Catalog, CatalogEntry, IndexEntry, catalog_key
+from snapcloud.index import Catalog, CatalogEntry, IndexEntry
+from snapcloud.layout import CATALOG_PREFIX, INDEX_PREFIX, RAW_PREFIX, catalog_key
 from snapcloud.models import SnapshotConfig, validate_host
 from snapcloud.progress import ProgressCallback
-from snapcloud.store._stream import IncrementalSnapshotStore
+from snapcloud.store._stream import HostStream
 from snapcloud.store._verify import VerifyReport, verify_stream
 
 __all__ = ["Repository"]
@@ -22,7 +23,7 @@ class Repository:
     def __init__(self, objects: ObjectStore, config: SnapshotConfig | None = None) -> None:
         self.objects = CountingStore(objects)
         self.config = config or SnapshotConfig()
-        self._streams: dict[str, IncrementalSnapshotStore] = {}
+        self._streams: dict[str, HostStream] = {}
 
     @classmethod
     def open(
@@ -49,14 +50,14 @@ class Repository:
 
     def hosts(self) -> list[str]:
         """Every host with an index in this store, sorted."""
-        return sorted(h.rstrip("/") for h in self.objects.list_dirs("index/"))
+        return sorted(h.rstrip("/") for h in self.objects.list_dirs(INDEX_PREFIX))
 
-    def stream(self, host: str, *, create: bool = False) -> IncrementalSnapshotStore:
+    def stream(self, host: str, *, create: bool = False) -> HostStream:
         """The stream of ``host``. Raises ``HostNotFound`` unless it exists or ``create``."""
         validate_host(host)
         st = self._streams.get(host)
         if st is None:
-            st = IncrementalSnapshotStore(self.objects, host, self.config)
+            st = HostStream(self.objects, host, self.config)
             if not create and st.next_seq == 0:
                 raise HostNotFound(f"no host {host!r} in {self.description}", host=host)
             self._streams[host] = st
@@ -83,11 +84,11 @@ class Repository:
         if host is not None:
             hosts = [validate_host(host)]
         else:
-            found = {h.rstrip("/") for h in self.objects.list_dirs("raw/")}
+            found = {h.rstrip("/") for h in self.objects.list_dirs(RAW_PREFIX)}
             hosts = sorted(found | set(self.hosts()))
         reports = []
         for h in hosts:
-            stream = IncrementalSnapshotStore(self.objects, h, self.config)
+            stream = HostStream(self.objects, h, self.config)
             report = verify_stream(stream, repair=repair, progress=progress)
             if repair and any(p.key == catalog_key(h) for p in report.problems):
                 self._repair_catalog(h)
@@ -144,8 +145,8 @@ class Repository:
         updates are never lost (conditional puts, retried). Raises ``HostNotFound``.
         """
         validate_host(host)
-        stream = IncrementalSnapshotStore(self.objects, host, self.config)
-        items = stream._serving(None)  # (metric names, entry) of every tier, in seq order
+        stream = HostStream(self.objects, host, self.config)
+        items = stream.serving()  # (metric names, entry) of every tier, in seq order
         if not items:
             raise HostNotFound(f"no host {host!r} in {self.description}", host=host)
         if labels is None:
@@ -153,7 +154,7 @@ class Repository:
 
         def fresh() -> list[tuple[list[str], IndexEntry]]:
             stream.relist()  # each attempt reads the index after the entry it replaces
-            return stream._serving(None)
+            return stream.serving()
 
         return self.catalog().refresh(host, fresh, labels=labels)
 

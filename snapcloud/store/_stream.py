@@ -25,7 +25,7 @@ from __future__ import annotations
 import bisect
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 
 from snapcloud import codec
@@ -39,29 +39,25 @@ from snapcloud.errors import (
     ValidationError,
 )
 from snapcloud.errors import ConflictError as _Conflict
-from snapcloud.index import (
-    IndexEntry,
-    IndexSegment,
+from snapcloud.index import IndexEntry, IndexSegment, TierSegment
+from snapcloud.layout import (
     catalog_key,
+    conflict_seq,
     data_key,
+    host_index_prefix,
+    host_marks_prefix,
     parse_range_hint,
+    parse_segment_name,
     range_hint_key,
     segment_key,
     segment_prefix,
+    tier_of_key,
 )
 from snapcloud.models import ProfileSnapshot, SnapshotConfig, SnapshotQuery, validate_host
-from snapcloud.store._orphans import conflict_seq
-from snapcloud.store._read import decode_entry, fetch_entry
-from snapcloud.store._tiers import (
-    MARKS_PREFIX,
-    TierReader,
-    TierSegment,
-    TierView,
-    tier_of_key,
-    trim_archive,
-)
+from snapcloud.store._read import decode_entry, fetch_entry, trim
+from snapcloud.store._tiers import TierReader, TierView
 
-__all__ = ["IncrementalSnapshotStore", "StreamStats"]
+__all__ = ["HostStream", "StreamStats"]
 
 _KEYFRAME_CACHE = 8
 
@@ -109,7 +105,7 @@ class StreamStats:
         return self.stored_bytes / self.samples if self.samples else 0.0
 
 
-class IncrementalSnapshotStore:
+class HostStream:
     """The snapshots of one host, as keyframe and delta objects plus index segments.
 
     Open it on any ``ObjectStore``; a new process reopening the same store sees
@@ -139,7 +135,7 @@ class IncrementalSnapshotStore:
         self._tier_view: TierView | None = None
 
     def __repr__(self) -> str:
-        return f"IncrementalSnapshotStore(host={self.host!r}, objects={self.objects.description!r})"
+        return f"HostStream(host={self.host!r}, objects={self.objects.description!r})"
 
     # ------------------------------------------------------------------ index access
 
@@ -150,6 +146,11 @@ class IncrementalSnapshotStore:
         assert self._bases is not None
         return self._bases
 
+    def group_bases(self) -> list[int]:
+        """The keyframe seq of every raw group, oldest first, as last listed (appends keep
+        it current; ``relist`` lists again). ``segments`` reads their index segments."""
+        return list(self._group_bases())
+
     def _list_index(self) -> None:
         """Two listings: the host's deletion marks, then everything under ``index/{host}/``
         (raw segments and the compressed and archive tier indexes at once).
@@ -157,8 +158,8 @@ class IncrementalSnapshotStore:
         Marks are listed first: the compactor writes a higher tier's index before the
         mark that retires the lower tier, so a reader that sees a mark sees its successor.
         """
-        marks = [info.key for info in self.objects.list(f"{MARKS_PREFIX}{self.host}/")]
-        index = list(self.objects.list(f"index/{self.host}/"))
+        marks = [info.key for info in self.objects.list(host_marks_prefix(self.host))]
+        index = list(self.objects.list(host_index_prefix(self.host)))
         self.seed_listing(marks, index)
 
     def seed_listing(self, mark_keys: list[str], index: list[ObjectInfo]) -> None:
@@ -178,8 +179,8 @@ class IncrementalSnapshotStore:
         for info in index:
             if info.key.startswith(raw):
                 name = info.key[len(raw) :]
-                if name.endswith(".json") and name[:-5].isdigit():
-                    etags[int(name[:-5])] = info.etag.strip('"')
+                if (base := parse_segment_name(name)) is not None:
+                    etags[base] = info.etag.strip('"')
                 elif (hint := parse_range_hint(name)) is not None:
                     hints.append(hint)
             else:
@@ -229,11 +230,14 @@ class IncrementalSnapshotStore:
         """Index segments (raw and tier) this stream has read from storage."""
         return self._raw_segment_reads + self._tiers.segment_reads
 
-    def serving(self, query: SnapshotQuery) -> list[tuple[list[str], IndexEntry]]:
-        """``(metric names, entry)`` of every entry serving reads whose window overlaps
-        ``query``'s time range, in seq order (``query``'s other fields are not applied).
-        Reads only the index segments that range needs: tier items and range-hinted
-        raw groups outside it are skipped by their keys."""
+    def serving(self, query: SnapshotQuery | None = None) -> list[tuple[list[str], IndexEntry]]:
+        """``(metric names, entry)`` of every entry serving reads (across tiers), in seq
+        order; with ``query``, those whose window overlaps its time range (its other
+        fields are not applied). Reads only the index segments that range needs: tier
+        items and range-hinted raw groups outside it are skipped by their keys.
+        Raises ``ObjectNotFound`` or a ``CorruptError`` subclass for an unreadable index."""
+        if query is None:
+            return self._serving(None)
         return [
             (n, e) for n, e in self._serving(query) if query.overlaps(e.window_start, e.window_end)
         ]
@@ -530,13 +534,29 @@ class IncrementalSnapshotStore:
         if snap is not None:
             self._keyframes.move_to_end(base)
             return snap
-        snap = self._read(self._raw_entry(base), None)
+        snap = self.decode(self._raw_entry(base))
         self._remember_keyframe(snap)
         return snap
 
-    def _read(self, entry: IndexEntry, base: ProfileSnapshot | None) -> ProfileSnapshot:
-        data = fetch_entry(self.objects, self.host, entry, f"index entry {entry.seq}")
-        return decode_entry(self.config, self.host, entry, data, base)
+    def decode(
+        self,
+        entry: IndexEntry,
+        data: bytes | None = None,
+        keyframe: ProfileSnapshot | None = None,
+        metrics: Collection[str] | None = None,
+    ) -> ProfileSnapshot:
+        """The snapshot ``entry`` names, decoded from its object's bytes ``data`` (read
+        here when not given): the one place every read decodes (``get``, ``query`` and
+        fleet queries alike). A raw delta decodes against ``keyframe``, its group's;
+        ``metrics``: only those (a raw object; a tier object is decoded whole, once for
+        all the snapshots it holds). Raises as ``get`` does."""
+        if tier_of_key(entry.key) != "raw":
+            with self._lock:
+                return self._tiers.read(entry, data)
+        if data is None:
+            data = fetch_entry(self.objects, self.host, entry, f"index entry {entry.seq}")
+        base = keyframe if entry.kind == "d" else None
+        return decode_entry(self.config, self.host, entry, data, base, metrics)
 
     def get(self, seq: int) -> ProfileSnapshot:
         """The snapshot ``seq``, bit-exact, from the tier serving it. At most two object
@@ -558,10 +578,10 @@ class IncrementalSnapshotStore:
         bytes, read already by the caller. Raises as ``get`` does."""
         with self._lock:
             if tier_of_key(entry.key) != "raw":
-                return self._tiers.read(entry, data)
+                return self.decode(entry, data)
             if entry.kind == "k":
                 return self._keyframe(entry.seq)
-            return self._read(entry, self._keyframe(entry.base))
+            return self.decode(entry, None, self._keyframe(entry.base))
 
     def _serving(self, query: SnapshotQuery | None) -> list[tuple[list[str], IndexEntry]]:
         """``(metric names, entry)`` of every entry serving reads, across tiers, in seq order."""
@@ -613,7 +633,8 @@ class IncrementalSnapshotStore:
                 )
             snap = self._read_again(entry)
             archived = tier_of_key(entry.key) == "archive"
-            yield trim_archive(snap, query) if archived else _trim(snap, query)
+            bucket = (codec.resolution_of(snap) or 1) if archived else None
+            yield trim(snap, query.metrics or None, query.start_ns, query.end_ns, bucket_ns=bucket)
 
     def _read_again(self, entry: IndexEntry) -> ProfileSnapshot:
         """``read``; when the object went away (compacted since the plan), reread the
@@ -669,19 +690,7 @@ class IncrementalSnapshotStore:
             st.last_ns = e.window_end if st.last_ns is None else max(st.last_ns, e.window_end)
         st.segments = len(groups)
         st.tiers = dict(sorted(st.tiers.items()))
-        st.index_bytes = sum(info.size for info in self.objects.list(f"index/{self.host}/"))
+        st.index_bytes = sum(info.size for info in self.objects.list(host_index_prefix(self.host)))
         catalog = self.objects.head(catalog_key(self.host))
         st.catalog_bytes = catalog.size if catalog is not None else 0
         return st
-
-
-def _trim(snap: ProfileSnapshot, query: SnapshotQuery) -> ProfileSnapshot:
-    if query.metrics is None and query.start_ns is None and query.end_ns is None:
-        return snap
-    wanted = set(query.metrics) if query.metrics else None
-    metrics = [
-        m.slice_time(query.start_ns, query.end_ns)
-        for m in snap.metrics
-        if wanted is None or m.name in wanted
-    ]
-    return snap.with_metrics(metrics)

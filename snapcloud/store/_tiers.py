@@ -3,7 +3,8 @@
 The compactor (``snapcloud.retention``) moves whole keyframe groups from ``raw``
 to ``compressed`` (lossless, one object per group) to ``archive`` (downsampled,
 one object per run of groups of one UTC day) and finally away; the formats are
-in ``_tierfmt``.
+in ``snapcloud.codec`` (``_compressed``, ``_archive``), their index segments in
+``snapcloud.index`` (``TierSegment``), their keys in ``snapcloud.layout``.
 
 Who serves a group (the supersession rule): items under a retire mark are
 invisible; of the rest, an archive item covering the group's base wins over a
@@ -22,61 +23,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from snapcloud.backends import ObjectStore
+from snapcloud.codec import decode_archive, decode_compressed
 from snapcloud.errors import ChecksumMismatch, ObjectNotFound
-from snapcloud.index import IndexEntry
-from snapcloud.models import ProfileSnapshot, SnapshotConfig, SnapshotQuery
-from snapcloud.store._read import fetch_entry
-from snapcloud.store._tierfmt import (
-    MARKS_PREFIX,
-    META_RESOLUTION,
-    META_TIER,
-    TIERS,
+from snapcloud.index import IndexEntry, TierSegment
+from snapcloud.layout import (
     Tier,
     TierItem,
-    TierSegment,
-    archive_snapshot_names,
-    decode_archive,
-    decode_compressed,
-    encode_archive,
-    encode_compressed,
-    mark_key,
-    orphan_mark_key,
+    host_marks_prefix,
     parse_mark_key,
     parse_tier_data_key,
     parse_tier_index_key,
-    resolution_of,
-    tier_data_key,
-    tier_index_key,
-    tier_of_key,
+    tier_index_prefix,
 )
+from snapcloud.models import ProfileSnapshot, SnapshotConfig, SnapshotQuery
+from snapcloud.store._read import fetch_entry
 
-__all__ = [
-    "MARKS_PREFIX",
-    "META_RESOLUTION",
-    "META_TIER",
-    "TIERS",
-    "Served",
-    "Tier",
-    "TierItem",
-    "TierReader",
-    "TierSegment",
-    "TierView",
-    "archive_snapshot_names",
-    "decode_archive",
-    "decode_compressed",
-    "encode_archive",
-    "encode_compressed",
-    "mark_key",
-    "orphan_mark_key",
-    "parse_mark_key",
-    "parse_tier_data_key",
-    "parse_tier_index_key",
-    "resolution_of",
-    "tier_data_key",
-    "tier_index_key",
-    "tier_of_key",
-    "trim_archive",
-]
+__all__ = ["Served", "TierReader", "TierView"]
 
 
 # --------------------------------------------------------------------------- view
@@ -107,12 +69,9 @@ class TierView:
     @classmethod
     def load(cls, objects: ObjectStore, host: str) -> TierView:
         """List marks first, then compressed, then archive indexes (the order readers rely on)."""
-        marks = [info.key for info in objects.list(f"{MARKS_PREFIX}{host}/")]
-        index = [
-            info.key
-            for tier in ("compressed", "archive")
-            for info in objects.list(f"index/{host}/{tier}/")
-        ]
+        marks = [info.key for info in objects.list(host_marks_prefix(host))]
+        tiers: tuple[Tier, ...] = ("compressed", "archive")
+        index = [info.key for tier in tiers for info in objects.list(tier_index_prefix(tier, host))]
         return cls.from_keys(host, marks, index)
 
     @classmethod
@@ -334,18 +293,3 @@ class TierReader:
             while len(self._decoded) > 2:
                 self._decoded.popitem(last=False)
         return found
-
-
-def trim_archive(snap: ProfileSnapshot, query: SnapshotQuery) -> ProfileSnapshot:
-    """An archive snapshot cut to the query: metrics by source name, buckets that overlap."""
-    if query.metrics is None and query.start_ns is None and query.end_ns is None:
-        return snap
-    wanted = set(query.metrics) if query.metrics else None
-    width = resolution_of(snap) or 1
-    start = None if query.start_ns is None else query.start_ns - width + 1
-    metrics = [
-        m.slice_time(start, query.end_ns)
-        for m in snap.metrics
-        if wanted is None or (m.name.rpartition(":")[0] or m.name) in wanted
-    ]
-    return snap.with_metrics(metrics)

@@ -34,6 +34,8 @@ from pydantic import BaseModel, ConfigDict
 
 from snapcloud import codec
 from snapcloud._checked_json import load_checked
+from snapcloud.codec import decode_archive, decode_compressed
+from snapcloud.coordination import ConflictRecord, Lease, dead_local_holder, default_owner
 from snapcloud.errors import (
     ChecksumMismatch,
     CorruptError,
@@ -41,32 +43,32 @@ from snapcloud.errors import (
     ObjectNotFound,
     PreconditionFailed,
 )
-from snapcloud.index import (
-    CatalogEntry,
-    IndexEntry,
-    IndexSegment,
-    ObjectKey,
-    catalog_key,
-    parse_data_key,
-    parse_range_hint,
-    segment_key,
-    segment_prefix,
-)
-from snapcloud.index._lease import Lease, dead_local_holder, default_owner, lease_key
-from snapcloud.models import ProfileSnapshot
-from snapcloud.progress import ProgressCallback, ProgressUpdate
-from snapcloud.store._orphans import ConflictRecord, SeqIndex, conflict_key, conflict_seq
-from snapcloud.store._stream import IncrementalSnapshotStore
-from snapcloud.store._tierfmt import (
+from snapcloud.index import CatalogEntry, IndexEntry, IndexSegment, TierSegment
+from snapcloud.layout import (
     MARKS_PREFIX,
     TIERS,
-    TierSegment,
-    decode_archive,
-    decode_compressed,
+    ObjectKey,
+    Tier,
+    catalog_key,
+    conflict_key,
+    conflict_seq,
+    host_marks_prefix,
+    lease_key,
+    parse_data_key,
     parse_mark_key,
+    parse_range_hint,
+    parse_segment_name,
     parse_tier_data_key,
     parse_tier_index_key,
+    segment_key,
+    segment_prefix,
+    tier_data_prefix,
+    tier_index_prefix,
 )
+from snapcloud.models import ProfileSnapshot
+from snapcloud.progress import ProgressCallback, ProgressUpdate
+from snapcloud.store._orphans import SeqIndex
+from snapcloud.store._stream import HostStream
 
 __all__ = [
     "CONFLICT",
@@ -121,12 +123,14 @@ class VerifyReport:
 
 @dataclass(frozen=True)
 class _Held:
-    """A readable data object: its parsed key, its snapshot and its size."""
+    """A readable data object: its parsed key, its snapshot, its size and, for a delta,
+    the keyframe it decoded against (``(seq, content checksum)``)."""
 
     pk: ObjectKey
     key: str
     snap: ProfileSnapshot
     size: int
+    delta_base: tuple[int, int] | None
 
 
 @dataclass(frozen=True)
@@ -159,7 +163,7 @@ class _Seen:
 
 
 def _read_objects(
-    stream: IncrementalSnapshotStore,
+    stream: HostStream,
     report: VerifyReport,
     seen: _Seen,
     progress: ProgressCallback | None = None,
@@ -173,7 +177,7 @@ def _read_objects(
     """
     host = stream.host
     parsed: list[tuple[ObjectKey, str]] = []
-    for info in stream.objects.list(f"raw/{host}/"):
+    for info in stream.objects.list(tier_data_prefix("raw", host)):
         pk = parse_data_key(info.key)
         if pk is None or pk.host != host:
             report.add(info.key, "not a snapshot object key")
@@ -203,24 +207,23 @@ def _read_objects(
                 if base is None or header.base_seq != pk.base:
                     seen.baseless[key] = pk
                     continue
-            snap = codec.decode(
+            decoded = codec.decode_object(
                 data, base=base, max_decoded_size=stream.config.max_decoded_bytes, key=key
             )
         except CorruptError as exc:
             report.add(key, exc.message)
             continue
+        snap = decoded.snapshot
         if snap.seq != pk.seq or snap.host != host or pk.checksum not in (None, snap.checksum):
             report.add(key, "key and content disagree on host, seq or checksum")
             continue
-        seen.good[key] = _Held(pk, key, snap, len(data))
-        if base is not None:
-            snap._cache["delta_base"] = (base.seq, base.checksum)
+        seen.good[key] = _Held(pk, key, snap, len(data), decoded.delta_base)
         if pk.is_keyframe:
             keyframes[(snap.seq, snap.checksum)] = snap
 
 
 def verify_stream(
-    stream: IncrementalSnapshotStore,
+    stream: HostStream,
     *,
     repair: bool = False,
     owner: str | None = None,
@@ -271,7 +274,7 @@ def verify_stream(
 
 
 def _verify(
-    stream: IncrementalSnapshotStore, progress: ProgressCallback | None = None
+    stream: HostStream, progress: ProgressCallback | None = None
 ) -> tuple[VerifyReport, _Seen]:
     """One full check of the host: the report, and what was read."""
     report = VerifyReport(host=stream.host)
@@ -284,11 +287,11 @@ def _verify(
     return report, seen
 
 
-def _read_segments(stream: IncrementalSnapshotStore, report: VerifyReport, seen: _Seen) -> None:
+def _read_segments(stream: HostStream, report: VerifyReport, seen: _Seen) -> None:
     """Every raw index segment with its ETag, each entry checked against its object;
     an unreadable segment is a problem (the rest still count)."""
     host = stream.host
-    for base in list(stream._group_bases()):
+    for base in stream.group_bases():
         key = segment_key(host, base)
         try:
             got = stream.objects.get(key)
@@ -352,9 +355,7 @@ def _classify_unindexed(report: VerifyReport, seen: _Seen, tier_keys: list[str])
             )
 
 
-def _check_range_hint(
-    stream: IncrementalSnapshotStore, seg: IndexSegment, report: VerifyReport
-) -> None:
+def _check_range_hint(stream: HostStream, seg: IndexSegment, report: VerifyReport) -> None:
     """A range hint the listing vouches for must cover every window of its group:
     queries skip the group's segment by it."""
     hint = stream.range_hint(seg.base)
@@ -370,9 +371,7 @@ def _check_range_hint(
             return
 
 
-def _check_tier(
-    stream: IncrementalSnapshotStore, tier: str, report: VerifyReport, seen: _Seen
-) -> list[str]:
+def _check_tier(stream: HostStream, tier: Tier, report: VerifyReport, seen: _Seen) -> list[str]:
     """Decode every object of one retention tier and compare each with its tier segment;
     return the readable objects no segment names (``_classify_unindexed`` judges them:
     garbage when raw groups or other tier items serve all their seqs, as after a
@@ -382,7 +381,7 @@ def _check_tier(
     host = stream.host
     limit = stream.config.max_decoded_bytes
     held: dict[str, tuple[int, set[tuple[int, int]]]] = {}
-    for info in list(stream.objects.list(f"{tier}/{host}/")):
+    for info in list(stream.objects.list(tier_data_prefix(tier, host))):
         parsed = parse_tier_data_key(info.key)
         if parsed is None or parsed[0] != tier or parsed[1] != host:
             report.add(info.key, f"not a {tier} tier object key")
@@ -407,8 +406,8 @@ def _check_tier(
             continue
         held[info.key] = (len(data), {(s.seq, s.checksum) for s in snaps})
     named: set[str] = set()
-    for info in list(stream.objects.list(f"index/{host}/{tier}/")):
-        item = parse_tier_index_key(info.key, host, tier)  # type: ignore[arg-type]
+    for info in list(stream.objects.list(tier_index_prefix(tier, host))):
+        item = parse_tier_index_key(info.key, host, tier)
         if item is None:
             report.add(info.key, f"not a {tier} tier index key")
             continue
@@ -441,13 +440,11 @@ class _Checked(BaseModel):
     host: str
 
 
-def _check_marks_and_catalog(
-    stream: IncrementalSnapshotStore, report: VerifyReport, seen: _Seen
-) -> None:
+def _check_marks_and_catalog(stream: HostStream, report: VerifyReport, seen: _Seen) -> None:
     """Deletion marks and the catalog entry of a host: checksum, version, host. A retire
     mark's raw keys are being deleted: they count as retired, not lost."""
     host = stream.host
-    keys = [info.key for info in stream.objects.list(f"{MARKS_PREFIX}{host}/")]
+    keys = [info.key for info in stream.objects.list(host_marks_prefix(host))]
     for key in [*keys, catalog_key(host)]:
         try:
             data = stream.objects.get(key).data
@@ -549,7 +546,7 @@ def _choose(seen: _Seen, report: VerifyReport) -> _Choice:
         if held.key not in seen.indexed and seen.garbage(held.key):
             continue
         by_seq.setdefault(held.pk.seq, []).append(held)
-        base = held.snap._cache.get("delta_base")
+        base = held.delta_base
         if base is not None:
             support[base] = support.get(base, 0) + 1
     out = _Choice()
@@ -630,7 +627,7 @@ def _by_catalog(seen: _Seen, chosen: dict[int, _Held], cands: list[_Held]) -> _H
 
 def _delta_base_ok(delta: _Held, keyframe: _Held) -> bool:
     """Whether ``delta`` was decoded against this very keyframe (its content)."""
-    return keyframe.pk.is_keyframe and delta.snap._cache.get("delta_base") == (
+    return keyframe.pk.is_keyframe and delta.delta_base == (
         keyframe.snap.seq,
         keyframe.snap.checksum,
     )
@@ -668,9 +665,7 @@ def _segments_from(
     return segments
 
 
-def _rebuild(
-    stream: IncrementalSnapshotStore, seen: _Seen, report: VerifyReport, lease: Lease
-) -> bool:
+def _rebuild(stream: HostStream, seen: _Seen, report: VerifyReport, lease: Lease) -> bool:
     """Rewrite the raw segments from the chosen objects, each conditionally on the ETag
     read; return False when one changed since (another round is needed).
 
@@ -716,14 +711,14 @@ def _rebuild(
     prefix = segment_prefix(host)
     for info in list(objects.list(prefix)):
         name = info.key[len(prefix) :]
-        if not (name.endswith(".json") and name[:-5].isdigit()) or parse_range_hint(name):
+        if parse_segment_name(name) is None or parse_range_hint(name):
             lease.keep()
             objects.delete(info.key)
     return True
 
 
 def _names_unseen(
-    stream: IncrementalSnapshotStore,
+    stream: HostStream,
     stored: _Stored,
     new: IndexSegment | None,
     seen: _Seen,

@@ -1,7 +1,9 @@
-"""Tooling for tests and soak runs: a fault-injecting S3 proxy.
+"""Tooling for tests and soak runs: a fault-injecting S3 proxy, and (``store``) the
+``ObjectStore`` conformance suite a backend's tests subclass.
 
-Importable without the test extras (standard library only), so the soak script
-and a user's own tests can use it. Nothing in the library imports this package.
+The package and its proxy import without the test extras (standard library only),
+so the soak script and a user's own tests can use them; ``snapcloud.testing.store``
+needs pytest and is imported by name. Nothing in the library imports this package.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import pytest
 
 from snapcloud.backends import FileStore, ObjectStore
 from snapcloud.errors import BackendError, ConfigError, PreconditionFailed, ValidationError
-from tests.backends.conformance import ObjectStoreConformance
+from snapcloud.testing.store import ObjectStoreConformance
 
 
 class TestFileStore(ObjectStoreConformance):

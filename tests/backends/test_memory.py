@@ -1,4 +1,5 @@
-"""MemoryStore and CountingStore: the conformance suite plus what is theirs alone."""
+"""MemoryStore and the wrappers (ForwardingStore, CountingStore): the conformance suite plus
+what is theirs alone."""
 
 from __future__ import annotations
 
@@ -8,9 +9,15 @@ import threading
 
 import pytest
 
-from snapcloud.backends import CountingStore, MemoryStore, ObjectStore, open_store
+from snapcloud.backends import (
+    CountingStore,
+    ForwardingStore,
+    MemoryStore,
+    ObjectStore,
+    open_store,
+)
 from snapcloud.errors import ObjectNotFound, PreconditionFailed
-from tests.backends.conformance import ObjectStoreConformance
+from snapcloud.testing.store import ObjectStoreConformance
 
 
 def _poke(store: MemoryStore, key: str, data: bytes) -> None:
@@ -34,18 +41,26 @@ class TestMemoryStore(ObjectStoreConformance):
         return _peek(self.memory, key)
 
 
-class TestCountingStore(ObjectStoreConformance):
-    """The wrapper must pass every semantic of the store it wraps through unchanged."""
+class TestForwardingStore(ObjectStoreConformance):
+    """The base of every wrapper passes every semantic of the store it wraps through."""
 
     def make_store(self) -> ObjectStore:
         self.memory = MemoryStore()
-        return CountingStore(self.memory)
+        return ForwardingStore(self.memory)
 
     def raw_put(self, key: str, data: bytes) -> None:
         _poke(self.memory, key, data)
 
     def raw_get(self, key: str) -> bytes | None:
         return _peek(self.memory, key)
+
+
+class TestCountingStore(TestForwardingStore):
+    """The wrapper must pass every semantic of the store it wraps through unchanged."""
+
+    def make_store(self) -> ObjectStore:
+        self.memory = MemoryStore()
+        return CountingStore(self.memory)
 
 
 def test_memory_urls_share_one_store_per_name() -> None:

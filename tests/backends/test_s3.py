@@ -22,7 +22,14 @@ from botocore.exceptions import (
     SSLError,
 )
 
-from snapcloud.backends import ObjectStore, S3Store
+from snapcloud.backends import (
+    CountingStore,
+    ForwardingStore,
+    MemoryStore,
+    ObjectStore,
+    S3Store,
+    has_lifecycle,
+)
 from snapcloud.errors import (
     BackendError,
     ConfigError,
@@ -31,7 +38,7 @@ from snapcloud.errors import (
     RetryableBackendError,
     SnapcloudError,
 )
-from tests.backends.conformance import ObjectStoreConformance
+from snapcloud.testing.store import ObjectStoreConformance
 
 FAKE_KEY_ID = "AKIAFAKESECRETKEY123"
 FAKE_SECRET = "wJalrXUtnFAKESECRETxyz"
@@ -94,6 +101,30 @@ class TestS3Store(ObjectStoreConformance):
         assert [o.key for o in store.list("")] == ["inside"]
         assert store.list_dirs("") == []
         assert store.head("outside") is None
+
+
+def test_wrappers_forward_the_lifecycle_capability(s3_bucket: tuple[str, str]) -> None:
+    """The conformance suite runs the wrappers over memory; over S3 they forward the
+    bucket lifecycle too (uncounted: it is no object request)."""
+    endpoint, bucket = s3_bucket
+    counting = CountingStore(S3Store(bucket, PREFIX, endpoint_url=endpoint))
+    store = ForwardingStore(counting)
+    assert has_lifecycle(store) and store.lifecycle_prefix == f"{PREFIX}/"
+    rule = {
+        "ID": "r",
+        "Filter": {"Prefix": f"{PREFIX}/raw/"},
+        "Status": "Enabled",
+        "Expiration": {"Days": 2},
+    }
+    store.put_lifecycle({"Rules": [rule]})
+    client = boto3.client("s3", endpoint_url=endpoint)
+    assert client.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"] == [rule]
+    assert store.get_lifecycle() == {"Rules": [rule]}
+    assert sum(counting.counts().values()) == 0
+    plain = ForwardingStore(MemoryStore())
+    assert not has_lifecycle(plain)
+    with pytest.raises(ConfigError, match="keeps no bucket lifecycle rules"):
+        plain.get_lifecycle()
 
 
 # ---------------------------------------------------------------------- settings
@@ -279,6 +310,30 @@ def test_service_errors_over_http(
         server.server_close()
 
 
+def test_lifecycle_errors_over_http_name_the_bucket() -> None:
+    handler = type("Handler", (_Canned,), {"status": 403, "code": "AccessDenied", "seen": 0})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        store = S3Store("bucket", endpoint_url=f"http://127.0.0.1:{server.server_address[1]}")
+        for call in (store.get_lifecycle, lambda: store.put_lifecycle({"Rules": []})):
+            with pytest.raises(BackendError) as info:
+                call()
+            assert type(info.value) is BackendError
+            assert "AccessDenied" in str(info.value) and "bucket 'bucket'" in str(info.value)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_lifecycle_of_a_missing_bucket_is_a_backend_error(moto_server: str) -> None:
+    store = S3Store("no-such-bucket-here", endpoint_url=moto_server)
+    with pytest.raises(BackendError) as info:
+        store.get_lifecycle()
+    assert type(info.value) is BackendError and info.value.context["code"] == "NoSuchBucket"
+
+
 @pytest.fixture(scope="module")
 def offline_store() -> S3Store:
     """A store whose endpoint nothing listens on (building a client takes ~0.1 s)."""
@@ -363,3 +418,13 @@ def test_listings_and_heads_carry_the_servers_timestamps(s3_bucket: tuple[str, s
     listed = [o["LastModified"] for o in ours.list_objects_v2(Bucket=bucket)["Contents"]]
     want = [o["LastModified"] for o in plain.list_objects_v2(Bucket=bucket)["Contents"]]
     assert listed == want and len(listed) == 1
+
+
+@pytest.mark.parametrize("code", ["NoSuchKey", "404", "NoSuchLifecycleConfiguration"])
+def test_a_missing_thing_in_a_bucket_request_is_no_missing_object(
+    offline_store: S3Store, code: str
+) -> None:
+    with pytest.raises(SnapcloudError) as info, offline_store._translate("get_lifecycle", None):
+        raise _client_error(code, 404)
+    assert type(info.value) is BackendError
+    assert "bucket 'bkt'" in str(info.value) and info.value.context["code"] == code

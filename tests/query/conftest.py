@@ -14,7 +14,7 @@ import pytest
 
 from snapcloud.backends import S3Store
 from snapcloud.models import MetricSeries, ProfileSnapshot, SnapshotConfig
-from snapcloud.store import IncrementalSnapshotStore, Repository
+from snapcloud.store import HostStream, Repository
 from snapcloud.synth import host_snapshots
 
 HOSTS = 6
@@ -102,7 +102,7 @@ def _write_fleet(objects: S3Store) -> dict[str, list[ProfileSnapshot]]:
 
     def write(host: str) -> None:
         try:
-            stream = IncrementalSnapshotStore(objects, host, CONFIG)
+            stream = HostStream(objects, host, CONFIG)
             for s in snaps[host]:
                 stream.append(s)
         except BaseException as exc:  # pragma: no cover - surfaced below

@@ -474,13 +474,13 @@ class _RecordedGets(CountingStore):
 
 def _small_fleet(hosts: int) -> Any:
     from snapcloud.backends import MemoryStore
-    from snapcloud.store import IncrementalSnapshotStore
+    from snapcloud.store import HostStream
     from snapcloud.synth import host_snapshots
 
     memory = MemoryStore()
     for h in range(hosts):
         snaps = host_snapshots(h, 3)
-        stream = IncrementalSnapshotStore(memory, snaps[0].host, SnapshotConfig())
+        stream = HostStream(memory, snaps[0].host, SnapshotConfig())
         for s in snaps:
             stream.append(s)
     return memory

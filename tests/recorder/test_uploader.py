@@ -9,7 +9,7 @@ import pytest
 
 from snapcloud.backends import MemoryStore
 from snapcloud.recorder import Backoff, Spool, Uploader
-from snapcloud.store import IncrementalSnapshotStore
+from snapcloud.store import HostStream
 from tests.recorder.fakes import FlakyStore, snapshot
 
 HOST = "node-1"
@@ -27,7 +27,7 @@ def drain(up: Uploader, limit: int = 1000) -> list[float]:
     raise AssertionError("uploader never went idle")
 
 
-def stored_windows(stream: IncrementalSnapshotStore) -> list[object]:
+def stored_windows(stream: HostStream) -> list[object]:
     stream.refresh()
     return [stream.get(e.seq).metadata["window"] for e in stream.entries()]
 
@@ -36,7 +36,7 @@ def test_backs_off_while_the_store_fails_then_delivers_everything_in_order(
     tmp_path: Path,
 ) -> None:
     flaky = FlakyStore()
-    stream = IncrementalSnapshotStore(flaky, HOST)
+    stream = HostStream(flaky, HOST)
     with Spool(tmp_path) as spool:
         for i in range(5):
             spool.put(snapshot(HOST, i))
@@ -59,16 +59,16 @@ def test_a_restarted_uploader_sends_what_its_predecessor_left(tmp_path: Path) ->
         for i in range(3):
             spool.put(snapshot(HOST, i))
     with Spool(tmp_path) as spool:  # the next run
-        up = Uploader(spool, IncrementalSnapshotStore(objects, HOST))
+        up = Uploader(spool, HostStream(objects, HOST))
         spool.put(snapshot(HOST, 3))
         drain(up)
         assert len(spool) == 0
-    assert stored_windows(IncrementalSnapshotStore(objects, HOST)) == [0, 1, 2, 3]
+    assert stored_windows(HostStream(objects, HOST)) == [0, 1, 2, 3]
 
 
 def test_no_double_append_after_a_crash_between_accept_and_removal(tmp_path: Path) -> None:
     objects = MemoryStore()
-    stream = IncrementalSnapshotStore(objects, HOST)
+    stream = HostStream(objects, HOST)
     with Spool(tmp_path) as spool:
         paths = [spool.put(snapshot(HOST, i)) for i in range(3)]
         # The first run stored window 0 and died before removing its spool file.
@@ -76,15 +76,15 @@ def test_no_double_append_after_a_crash_between_accept_and_removal(tmp_path: Pat
         assert first is not None
         stream.append(first)
     with Spool(tmp_path) as spool:
-        up = Uploader(spool, IncrementalSnapshotStore(objects, HOST))
+        up = Uploader(spool, HostStream(objects, HOST))
         drain(up)
         assert up.duplicates_skipped == 1 and up.uploaded == 2
-    assert stored_windows(IncrementalSnapshotStore(objects, HOST)) == [0, 1, 2]
+    assert stored_windows(HostStream(objects, HOST)) == [0, 1, 2]
 
 
 def test_no_double_append_when_the_reply_to_an_append_is_lost(tmp_path: Path) -> None:
     flaky = FlakyStore()
-    stream = IncrementalSnapshotStore(flaky, HOST)
+    stream = HostStream(flaky, HOST)
     with Spool(tmp_path) as spool:
         for i in range(3):
             spool.put(snapshot(HOST, i))
@@ -96,23 +96,23 @@ def test_no_double_append_when_the_reply_to_an_append_is_lost(tmp_path: Path) ->
         assert up.run_once() > 0  # type: ignore[operator]
         drain(up)
         assert up.duplicates_skipped == 1 and up.uploaded == 2
-    assert stored_windows(IncrementalSnapshotStore(flaky, HOST)) == [0, 1, 2]
+    assert stored_windows(HostStream(flaky, HOST)) == [0, 1, 2]
 
 
 def test_the_tail_check_only_skips_the_very_same_snapshot(tmp_path: Path) -> None:
     objects = MemoryStore()
-    stream = IncrementalSnapshotStore(objects, HOST)
+    stream = HostStream(objects, HOST)
     with Spool(tmp_path) as spool:
         a = spool.put(snapshot(HOST, 0))
         b = spool.put(snapshot(HOST, 0))  # same content, another spool id: a real second window
         snap_a = spool.load(a)
         assert snap_a is not None
         stream.append(snap_a)
-        up = Uploader(spool, IncrementalSnapshotStore(objects, HOST))
+        up = Uploader(spool, HostStream(objects, HOST))
         drain(up)
         assert up.duplicates_skipped == 1 and up.uploaded == 1
         assert not b.exists()
-    assert len(list(IncrementalSnapshotStore(objects, HOST).entries())) == 2
+    assert len(list(HostStream(objects, HOST).entries())) == 2
 
 
 def test_nothing_is_appended_without_the_lease(tmp_path: Path) -> None:
@@ -120,7 +120,7 @@ def test_nothing_is_appended_without_the_lease(tmp_path: Path) -> None:
     allowed = False
     with Spool(tmp_path) as spool:
         spool.put(snapshot(HOST, 0))
-        up = Uploader(spool, IncrementalSnapshotStore(objects, HOST), can_write=lambda: allowed)
+        up = Uploader(spool, HostStream(objects, HOST), can_write=lambda: allowed)
         assert up.run_once() == pytest.approx(0.25)
         assert up.waiting_for_lease and len(spool) == 1
         assert list(objects.list("")) == []
@@ -133,7 +133,7 @@ def test_a_spooled_snapshot_of_another_host_is_quarantined(tmp_path: Path) -> No
     with Spool(tmp_path) as spool:
         spool.put(snapshot("other-host", 0))
         spool.put(snapshot(HOST, 1))
-        up = Uploader(spool, IncrementalSnapshotStore(MemoryStore(), HOST))
+        up = Uploader(spool, HostStream(MemoryStore(), HOST))
         drain(up)
         assert up.uploaded == 1 and spool.quarantined_total == 1
 
@@ -141,14 +141,14 @@ def test_a_spooled_snapshot_of_another_host_is_quarantined(tmp_path: Path) -> No
 def test_the_thread_flushes_and_stops(tmp_path: Path) -> None:
     objects = MemoryStore()
     with Spool(tmp_path) as spool:
-        up = Uploader(spool, IncrementalSnapshotStore(objects, HOST))
+        up = Uploader(spool, HostStream(objects, HOST))
         up.start()
         for i in range(4):
             spool.put(snapshot(HOST, i))
             up.notify()
         assert up.flush(timeout=10.0)
         assert up.stop(timeout=5.0)
-    assert stored_windows(IncrementalSnapshotStore(objects, HOST)) == [0, 1, 2, 3]
+    assert stored_windows(HostStream(objects, HOST)) == [0, 1, 2, 3]
 
 
 def test_flush_gives_up_at_its_timeout_and_keeps_the_spool(tmp_path: Path) -> None:
@@ -156,7 +156,7 @@ def test_flush_gives_up_at_its_timeout_and_keeps_the_spool(tmp_path: Path) -> No
     flaky.failing = 10**6
     with Spool(tmp_path) as spool:
         spool.put(snapshot(HOST, 0))
-        up = Uploader(spool, IncrementalSnapshotStore(flaky, HOST), backoff=Backoff(0.01, 0.02))
+        up = Uploader(spool, HostStream(flaky, HOST), backoff=Backoff(0.01, 0.02))
         up.start()
         assert up.flush(timeout=0.2) is False
         assert up.stop(timeout=5.0)

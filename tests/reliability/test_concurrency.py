@@ -49,7 +49,7 @@ from snapcloud.index import Catalog
 from snapcloud.models import MetricSeries, ProfileSnapshot, SnapshotConfig
 from snapcloud.recorder import Lease, Recorder, RecorderConfig, SealedWindow, lease_key
 from snapcloud.retention import COMPACTOR_LEASE_KEY, Compactor, RetentionPolicy
-from snapcloud.store import IncrementalSnapshotStore, Repository
+from snapcloud.store import HostStream, Repository
 
 SEED = int(os.environ.get("SNAPCLOUD_TEST_SEED", "20260101"))
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,7 +157,7 @@ def open_repo(endpoint: str, bucket: str) -> Repository:
 
 def assert_stream_holds(repo: Repository, host: str, expected: dict[int, ProfileSnapshot]) -> None:
     """A fresh reader lists exactly ``expected``'s seqs and reads each back bit-exact."""
-    stream = IncrementalSnapshotStore(repo.objects, host, CONFIG)
+    stream = HostStream(repo.objects, host, CONFIG)
     seqs = [e.seq for e in stream.entries()]
     assert seqs == sorted(expected), why(f"host {host}: index lists {seqs}")
     for seq, snap in expected.items():
@@ -526,9 +526,9 @@ def test_an_object_between_its_two_writes_is_not_taken_for_an_orphan(
     for snap in make_snapshots(host, 3, writer="base"):
         setup.append(snap)
     gated = GatedStore(open_repo(endpoint, bucket).objects, ".json", before=True)
-    a = IncrementalSnapshotStore(gated, host, CONFIG)
+    a = HostStream(gated, host, CONFIG)
     gated_b = GatedStore(open_repo(endpoint, bucket).objects, ".json", before=True)
-    b = IncrementalSnapshotStore(gated_b, host, CONFIG)
+    b = HostStream(gated_b, host, CONFIG)
     assert a.next_seq == b.next_seq == 3
     mine, theirs = make_snapshots(host, 1, writer="a")[0], make_snapshots(host, 1, writer="b")[0]
     result: dict[str, Any] = {}
@@ -563,7 +563,7 @@ def test_an_object_between_its_two_writes_is_not_taken_for_an_orphan(
     )
 
 
-def _append_or_error(stream: IncrementalSnapshotStore, snap: ProfileSnapshot) -> object:
+def _append_or_error(stream: HostStream, snap: ProfileSnapshot) -> object:
     try:
         return stream.append(snap)
     except ConflictError as exc:
@@ -846,20 +846,21 @@ def test_two_compact_processes_the_second_is_refused(
 ) -> None:
     endpoint, bucket = s3_bucket
     _compactable_bucket(endpoint, bucket, hosts=1)
-    args = ["-m", "snapcloud", "compact", "--store", f"s3://{bucket}/{PREFIX}"]
+    args = ["compact", "--store", f"s3://{bucket}/{PREFIX}"]
     # The CLI uses the default policy (raw for 1 day): two days on, there is work to do.
     args += ["--endpoint-url", endpoint, "--now", str(T0 + 48 * HOUR)]
-    env = child_env() | {"SNAPCLOUD_COMPACT_PAUSE_AT": "2"}
+    # the first stops before its second write (tests/retention/pausing.py), lease held
+    pausing = ["-m", "tests.retention.pausing", "2", "--"]
     first = subprocess.Popen(
-        [sys.executable, *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-        env=env, cwd=tmp_path,
+        [sys.executable, *pausing, *args], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        text=True, env=child_env(), cwd=tmp_path,
     )  # fmt: skip
     try:
         assert first.stderr is not None
         line = first.stderr.readline()
-        assert "paused before step 2" in line, why(line + first.stderr.read())
+        assert "paused before request 2:" in line, why(line + first.stderr.read())
         second = subprocess.run(
-            [sys.executable, *args], capture_output=True, text=True, timeout=120,
+            [sys.executable, "-m", "snapcloud", *args], capture_output=True, text=True, timeout=120,
             env=child_env(), cwd=tmp_path,
         )  # fmt: skip
         assert second.returncode == 2, why(second.stderr)

@@ -50,7 +50,7 @@ from snapcloud.models import MetricSeries, ProfileSnapshot, SnapshotConfig
 from snapcloud.query import Selector, list_hosts, plan_query, read_series, run_query
 from snapcloud.recorder import Lease, Recorder, RecorderConfig, SealedWindow, lease_key
 from snapcloud.retention import Compactor
-from snapcloud.store import IncrementalSnapshotStore, Repository
+from snapcloud.store import HostStream, Repository
 from snapcloud.synth import host_snapshots
 from snapcloud.testing import FaultProxy, ProxiedRequest
 from tests.recorder.fakes import FakeClock, FakeCollector, Sample
@@ -357,7 +357,7 @@ def fleet(s3_bucket: tuple[str, str]) -> tuple[str, dict[str, list[ProfileSnapsh
     snaps: dict[str, list[ProfileSnapshot]] = {}
     for i in range(HOSTS):
         host_snaps = host_snapshots(i, WINDOWS, seed=SEED % 1000)
-        stream = IncrementalSnapshotStore(objects, host_snaps[0].host, QUERY_CONFIG)
+        stream = HostStream(objects, host_snaps[0].host, QUERY_CONFIG)
         for s in host_snaps:
             stream.append(s)
         snaps[host_snaps[0].host] = host_snaps
@@ -470,7 +470,7 @@ def test_appends_catalog_and_lease_with_lost_replies_store_nothing_twice(
     snaps = _snapshots(host, 11)
     with FaultProxy(moto_server, decide=_lost_first_put) as fp:
         through = _store(fp.endpoint_url, bucket)
-        stream = IncrementalSnapshotStore(through, host, config)
+        stream = HostStream(through, host, config)
         entries = [stream.append(s) for s in snaps]  # no ConflictError, no duplicate
         assert [e.seq for e in entries] == list(range(len(snaps)))
         Repository(through, config).refresh_catalog(host)

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from snapcloud import codec
 from snapcloud.backends import FileStore, MemoryStore
 from snapcloud.cli import main
-from snapcloud.codec import _format
+from snapcloud.codec import _format, decode_archive, decode_compressed
 from snapcloud.errors import (
     BackendError,
     CorruptError,
@@ -40,18 +40,18 @@ from snapcloud.errors import (
     ValidationError,
     WrongBase,
 )
-from snapcloud.index import CatalogEntry, IndexSegment, catalog_key, data_key, segment_key
+from snapcloud.index import (
+    CatalogEntry,
+    IndexSegment,
+    TierSegment,
+    catalog_key,
+    data_key,
+    segment_key,
+)
+from snapcloud.layout import mark_key, tier_data_key, tier_index_key
 from snapcloud.models import MetricSeries, ProfileSnapshot, canonical_json, validate_host
 from snapcloud.retention import Compactor, DeletionMark
-from snapcloud.store import IncrementalSnapshotStore, Repository
-from snapcloud.store._tierfmt import (
-    TierSegment,
-    decode_archive,
-    decode_compressed,
-    mark_key,
-    tier_data_key,
-    tier_index_key,
-)
+from snapcloud.store import HostStream, Repository
 from tests.retention.scenario import CONFIG, DAY, HOUR, T0, make_snapshots, write_host
 
 HOST = "gpu-1"
@@ -460,7 +460,7 @@ def test_corrupt_objects_in_a_store_surface_as_typed_errors(corpus: dict[str, by
     """Through the stream and the catalog, not only the decoders."""
     objects = MemoryStore()
     snaps = make_snapshots(HOST, 6, window_s=600, step_s=60)
-    stream = IncrementalSnapshotStore(objects, HOST, CONFIG)
+    stream = HostStream(objects, HOST, CONFIG)
     for s in snaps:
         stream.append(s)
     repo = Repository(objects, CONFIG)
@@ -602,7 +602,7 @@ def test_hostile_host_names_are_refused_everywhere(tmp_path: Path, name: str) ->
     with pytest.raises(ValidationError):
         Repository(objects).stream(name, create=True)
     with pytest.raises(ValidationError):
-        IncrementalSnapshotStore(objects, name)
+        HostStream(objects, name)
     with pytest.raises(ValidationError):
         catalog_key(name)
     # Key functions do not validate; the store refuses whatever would leave its root.
@@ -689,15 +689,15 @@ def test_repeated_timestamps_are_kept_bit_exact(data: st.DataObject) -> None:
         values = bits.view(np.float64).copy()
         snaps.append(ProfileSnapshot(HOST, [MetricSeries("m", ts, values)], seq=w))
     objects = MemoryStore()
-    stream = IncrementalSnapshotStore(objects, HOST, CONFIG)
+    stream = HostStream(objects, HOST, CONFIG)
     for s in snaps:
         stream.append(s)
-    fresh = IncrementalSnapshotStore(objects, HOST, CONFIG)
+    fresh = HostStream(objects, HOST, CONFIG)
     for s in snaps:
         got = fresh.get(s.seq).metric("m")
         assert got.timestamps.tobytes() == s.metric("m").timestamps.tobytes()
         assert got.values.tobytes() == s.metric("m").values.tobytes()
-    from snapcloud.store._tierfmt import encode_compressed
+    from snapcloud.codec import encode_compressed
 
     blob = encode_compressed(HOST, snaps[:4], level=3, max_frame_bytes=1 << 20)
     back = decode_compressed(blob)

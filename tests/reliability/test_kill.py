@@ -60,7 +60,7 @@ from snapcloud.importers import import_files
 from snapcloud.models import MetricSeries, ProfileSnapshot, SnapshotConfig
 from snapcloud.recorder import Spool
 from snapcloud.retention import Compactor
-from snapcloud.store import IncrementalSnapshotStore
+from snapcloud.store import HostStream
 from tests.reliability.killpoints import ROOT, ForkServer, Outcome, child_env, fork_servers
 from tests.retention.scenario import CONFIG, DAY, HOUR, T0, check_reads, write_host
 
@@ -298,7 +298,7 @@ def check_stream(
     objects: ObjectStore, host: str, expected: list[ProfileSnapshot], config: SnapshotConfig
 ) -> int:
     """The stream holds exactly ``expected`` at seqs 0.., bit for bit."""
-    stream = IncrementalSnapshotStore(objects, host, config)
+    stream = HostStream(objects, host, config)
     seqs = [e.seq for e in stream.entries()]
     assert seqs == list(range(len(expected))), f"stream seqs {seqs} for {len(expected)} windows"
     for snap in expected:
@@ -368,15 +368,15 @@ def test_append_windows_appends_only_what_an_interrupted_import_left_out(
     _, expected = import_case
     objects = MemoryStore()
     config = SnapshotConfig(**IMPORT_CONFIG)
-    stream = IncrementalSnapshotStore(objects, IMPORT_HOST, config)
+    stream = HostStream(objects, IMPORT_HOST, config)
     for snap in expected[:14]:
         stream.append(snap)
     # The killed run stored seqs 0..12 and died between the object of seq 13 and its
     # index entry: the segment of group 12 names seq 12 only, seq 13 is an orphan.
     objects.delete(f"index/{IMPORT_HOST}/raw/000000000012.json")
-    IncrementalSnapshotStore(objects, IMPORT_HOST, config).append(expected[12])
-    assert IncrementalSnapshotStore(objects, IMPORT_HOST, config).next_seq == 13
-    done = append_windows(IncrementalSnapshotStore(objects, IMPORT_HOST, config), expected)
+    HostStream(objects, IMPORT_HOST, config).append(expected[12])
+    assert HostStream(objects, IMPORT_HOST, config).next_seq == 13
+    done = append_windows(HostStream(objects, IMPORT_HOST, config), expected)
     assert [e.seq for e in done.already_stored] == list(range(13))
     assert [e.seq for e in done.appended] == list(range(13, len(expected)))
     check_stream(objects, IMPORT_HOST, expected, config)
@@ -386,7 +386,7 @@ def test_append_windows_appends_only_what_an_interrupted_import_left_out(
     subset = ProfileSnapshot(
         IMPORT_HOST, first.metrics[:1], window_start=first.window_start, window_end=first.window_end
     )
-    same = append_windows(IncrementalSnapshotStore(objects, IMPORT_HOST, config), [subset])
+    same = append_windows(HostStream(objects, IMPORT_HOST, config), [subset])
     assert not same.appended and [e.seq for e in same.already_stored] == [0]
     m = first.metrics[0]
     changed = ProfileSnapshot(
@@ -395,7 +395,7 @@ def test_append_windows_appends_only_what_an_interrupted_import_left_out(
         window_start=first.window_start,
         window_end=first.window_end,
     )
-    again = append_windows(IncrementalSnapshotStore(objects, IMPORT_HOST, config), [changed])
+    again = append_windows(HostStream(objects, IMPORT_HOST, config), [changed])
     assert [e.seq for e in again.appended] == [len(expected)] and not again.already_stored
 
 
@@ -628,7 +628,7 @@ def check_record_point(
 
     acked = witnessed(witness)
     objects = target.open()
-    stream = IncrementalSnapshotStore(objects, REC_HOST)
+    stream = HostStream(objects, REC_HOST)
     entries = list(stream.entries())
     assert [e.seq for e in entries] == list(range(len(entries)))
     stored = [stream.get(e.seq) for e in entries]

@@ -28,7 +28,7 @@ from snapcloud.errors import ConflictError
 from snapcloud.index import data_key, parse_data_key, segment_key
 from snapcloud.models import MetricSeries, ProfileSnapshot, SnapshotConfig
 from snapcloud.retention import Compactor
-from snapcloud.store import IncrementalSnapshotStore, Repository, verify_stream
+from snapcloud.store import HostStream, Repository, verify_stream
 from tests.retention.scenario import HOUR, T0
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,7 +80,7 @@ def _iso(epoch_s: int) -> str:
 
 def acknowledged(objects: ObjectStore, host: str, expected: dict[int, ProfileSnapshot]) -> None:
     """Every acknowledged snapshot reads back bit-exact at its seq; no content twice."""
-    stream = IncrementalSnapshotStore(objects, host, CONFIG)
+    stream = HostStream(objects, host, CONFIG)
     entries = list(stream.entries())
     assert [e.seq for e in entries] == sorted({e.seq for e in entries})
     for seq, want in expected.items():
@@ -146,7 +146,7 @@ def test_repair_racing_appends_in_threads_loses_and_doubles_nothing() -> None:
     is retried as a caller would, and never leaves the snapshot twice."""
     objects = MemoryStore()
     host = "race"
-    stream = IncrementalSnapshotStore(objects, host, CONFIG)
+    stream = HostStream(objects, host, CONFIG)
     for i in range(20):
         stream.append(snap(host, i))
     acked: dict[int, ProfileSnapshot] = {i: snap(host, i) for i in range(20)}
@@ -175,7 +175,7 @@ def test_repair_racing_appends_in_threads_loses_and_doubles_nothing() -> None:
     def repairer() -> None:
         try:
             while not stop.is_set():
-                verify_stream(IncrementalSnapshotStore(objects, host, CONFIG), repair=True)
+                verify_stream(HostStream(objects, host, CONFIG), repair=True)
         except BaseException as exc:
             errors.append(exc)
 
@@ -186,11 +186,11 @@ def test_repair_racing_appends_in_threads_loses_and_doubles_nothing() -> None:
         t.join(120)
     assert not errors, errors
     acknowledged(objects, host, acked)
-    report = verify_stream(IncrementalSnapshotStore(objects, host, CONFIG))
+    report = verify_stream(HostStream(objects, host, CONFIG))
     assert report.ok, report.problems
 
 
-def _already_in(stream: IncrementalSnapshotStore, s: ProfileSnapshot) -> bool:
+def _already_in(stream: HostStream, s: ProfileSnapshot) -> bool:
     return any(e.checksum == s.with_seq(e.seq).checksum for e in stream.entries())
 
 
@@ -211,14 +211,14 @@ def test_repair_keeps_the_keyframe_its_deltas_support(tmp_path: Path) -> None:
     key, and the compactor must never delete the winner's objects."""
     objects = FileStore(tmp_path / "store")
     host = "h"
-    stream = IncrementalSnapshotStore(objects, host, CONFIG)
+    stream = HostStream(objects, host, CONFIG)
     won = {i: snap(host, i) for i in range(12)}
     for s in won.values():
         stream.append(s)
     loser = _loser_keyframe(objects, host, 0, snap(host, 0, tag="b", shift_s=-86_400))
     assert loser < stream.entry(0).key, "the loser's key must sort first (the bug's pick)"
     objects.delete(segment_key(host, 0))
-    report = verify_stream(IncrementalSnapshotStore(objects, host, CONFIG), repair=True)
+    report = verify_stream(HostStream(objects, host, CONFIG), repair=True)
     acknowledged(objects, host, won)
     assert any(loser in p.key or loser in p.what for p in report.problems)
     assert objects.head(loser) is not None, "repair must keep both candidates"
@@ -234,13 +234,13 @@ def test_repair_reports_an_undecidable_seq_conflict_and_keeps_both() -> None:
     and the compactor deletes neither."""
     objects = MemoryStore()
     host = "h"
-    stream = IncrementalSnapshotStore(objects, host, CONFIG)
+    stream = HostStream(objects, host, CONFIG)
     for i in range(9):
         stream.append(snap(host, i))  # group 0: seqs 0-7, group 8: keyframe 8 alone
     winner = stream.entry(8).key
     loser = _loser_keyframe(objects, host, 8, snap(host, 8, tag="b", shift_s=-86_400))
     objects.delete(segment_key(host, 8))
-    report = verify_stream(IncrementalSnapshotStore(objects, host, CONFIG), repair=True)
+    report = verify_stream(HostStream(objects, host, CONFIG), repair=True)
     conflict = [p for p in report.problems if winner in p.what + p.key and loser in p.what + p.key]
     assert conflict, report.problems
     assert objects.head(winner) is not None and objects.head(loser) is not None
@@ -258,14 +258,14 @@ def test_two_racing_imports_then_lost_index_keep_the_acknowledged_group(tmp_path
     done = cli("import", str(big), "--host", "h", "--window", "60", "--store", store)
     assert done.returncode == 0, done.stderr
     objects = FileStore(store_dir)
-    stream = IncrementalSnapshotStore(objects, "h")
+    stream = HostStream(objects, "h")
     before = [stream.get(e.seq) for e in stream.entries()]
     rows = sum(s.sample_count for s in before)
     # the other import's keyframe for seq 0, lost to the first, named to sort before it
     small = write_csv(tmp_path / "small.csv", 61, start_s=1_767_225_600 - 86_400)
     other = cli("import", str(small), "--host", "h2", "--window", "60", "--store", store)
     assert other.returncode == 0, other.stderr
-    alien = IncrementalSnapshotStore(objects, "h2").get(0)
+    alien = HostStream(objects, "h2").get(0)
     lost = ProfileSnapshot.trusted(
         host="h", seq=0, window_start=alien.window_start, window_end=alien.window_end,
         fingerprint=alien.fingerprint, labels=alien.labels, metadata=alien.metadata,
@@ -275,7 +275,7 @@ def test_two_racing_imports_then_lost_index_keep_the_acknowledged_group(tmp_path
     assert loser < stream.entry(0).key, "the loser's key must sort first (the bug's pick)"
     objects.delete(segment_key("h", 0))
     cli("verify", "--repair", "--host", "h", "--store", store)
-    stream = IncrementalSnapshotStore(objects, "h")
+    stream = HostStream(objects, "h")
     after = [stream.get(e.seq) for e in stream.entries()]
     assert sum(s.sample_count for s in after) == rows
     assert after == before
@@ -290,7 +290,7 @@ def test_rolled_back_segment_is_reported_and_repaired_never_collected() -> None:
     them meanwhile."""
     objects = MemoryStore()
     host = "h"
-    stream = IncrementalSnapshotStore(objects, host, CONFIG)
+    stream = HostStream(objects, host, CONFIG)
     expected = {i: snap(host, i) for i in range(14)}
     for i in range(5):
         stream.append(expected[i])
@@ -298,15 +298,15 @@ def test_rolled_back_segment_is_reported_and_repaired_never_collected() -> None:
     for i in range(5, 14):
         stream.append(expected[i])
     objects.put(segment_key(host, 0), old)
-    report = verify_stream(IncrementalSnapshotStore(objects, host, CONFIG))
+    report = verify_stream(HostStream(objects, host, CONFIG))
     lost = {parse_data_key(p.key).seq for p in report.problems if parse_data_key(p.key)}
     assert lost == {5, 6, 7}, report.problems
     assert not report.ok
     Compactor(objects, CONFIG).run(now_ns=T0 + 100 * HOUR)  # marks nothing acknowledged
     Compactor(objects, CONFIG).run(now_ns=T0 + 200 * HOUR)  # would delete marked orphans
-    report = verify_stream(IncrementalSnapshotStore(objects, host, CONFIG), repair=True)
+    report = verify_stream(HostStream(objects, host, CONFIG), repair=True)
     acknowledged(objects, host, expected)
-    assert verify_stream(IncrementalSnapshotStore(objects, host, CONFIG)).ok
+    assert verify_stream(HostStream(objects, host, CONFIG)).ok
 
 
 # --------------------------------------------------------------------------- 4: symlinks
@@ -318,7 +318,7 @@ def test_symlinked_date_directory_is_listed_and_never_costs_the_index(tmp_path: 
     root, elsewhere = tmp_path / "store", tmp_path / "other-disk"
     objects = FileStore(root)
     host = "h"
-    stream = IncrementalSnapshotStore(objects, host, CONFIG)
+    stream = HostStream(objects, host, CONFIG)
     expected = {i: snap(host, i) for i in range(20)}
     for s in expected.values():
         stream.append(s)
@@ -327,9 +327,9 @@ def test_symlinked_date_directory_is_listed_and_never_costs_the_index(tmp_path: 
     moved = elsewhere / day.name
     day.rename(moved)
     day.symlink_to(moved, target_is_directory=True)
-    report = verify_stream(IncrementalSnapshotStore(objects, host, CONFIG))
+    report = verify_stream(HostStream(objects, host, CONFIG))
     assert report.ok, report.problems[:3]
-    verify_stream(IncrementalSnapshotStore(objects, host, CONFIG), repair=True)
+    verify_stream(HostStream(objects, host, CONFIG), repair=True)
     acknowledged(objects, host, expected)
     done = cli("export", "--host", host, "--store", f"file://{root}")
     assert done.returncode == 0 and done.stdout.count("\n") > 20 * 30, done.stderr
@@ -342,7 +342,7 @@ def test_repair_never_deletes_a_segment_whose_objects_it_could_not_list(
     segment naming them (and says why) instead of deleting it."""
     objects = MemoryStore()
     host = "h"
-    stream = IncrementalSnapshotStore(objects, host, CONFIG)
+    stream = HostStream(objects, host, CONFIG)
     expected = {i: snap(host, i) for i in range(12)}
     for s in expected.values():
         stream.append(s)
@@ -350,7 +350,7 @@ def test_repair_never_deletes_a_segment_whose_objects_it_could_not_list(
     monkeypatch.setattr(
         objects, "list", lambda prefix: iter([] if prefix.startswith("raw/") else real_list(prefix))
     )
-    report = verify_stream(IncrementalSnapshotStore(objects, host, CONFIG), repair=True)
+    report = verify_stream(HostStream(objects, host, CONFIG), repair=True)
     monkeypatch.undo()
     assert not report.ok
     acknowledged(objects, host, expected)
@@ -361,12 +361,12 @@ def test_a_repair_that_loses_its_lease_writes_nothing_more(
 ) -> None:
     """A repair slow enough for its lease to expire and be taken by a recorder stops at
     its next write (the lease's renewal fails) and says so; it is not an exception."""
+    from snapcloud.coordination import Lease
     from snapcloud.errors import LeaseHeld
-    from snapcloud.index._lease import Lease
 
     objects = MemoryStore()
     host = "h"
-    stream = IncrementalSnapshotStore(objects, host, CONFIG)
+    stream = HostStream(objects, host, CONFIG)
     for i in range(10):
         stream.append(snap(host, i))
     objects.delete(segment_key(host, 8))
@@ -375,6 +375,6 @@ def test_a_repair_that_loses_its_lease_writes_nothing_more(
         raise LeaseHeld(f"lease {self.key} was lost: now held by a recorder", key=self.key)
 
     monkeypatch.setattr(Lease, "keep", taken)
-    report = verify_stream(IncrementalSnapshotStore(objects, host, CONFIG), repair=True)
+    report = verify_stream(HostStream(objects, host, CONFIG), repair=True)
     assert [p.kind for p in report.problems if "repair stopped" in p.what] == ["not repaired"]
     assert objects.head(segment_key(host, 8)) is None  # nothing written after the loss

@@ -30,7 +30,7 @@ from snapcloud.backends import MemoryStore
 from snapcloud.index import data_key, segment_key
 from snapcloud.models import MetricSeries, ProfileSnapshot, SnapshotConfig
 from snapcloud.retention import Compactor
-from snapcloud.store import IncrementalSnapshotStore, verify_stream
+from snapcloud.store import HostStream, verify_stream
 from tests.retention.scenario import HOUR, T0
 
 NS = 10**9
@@ -64,7 +64,7 @@ class RepairMachine(RuleBasedStateMachine):
     @initialize()
     def setup(self) -> None:
         self.objects = MemoryStore()
-        self.stream = IncrementalSnapshotStore(self.objects, HOST, CONFIG)
+        self.stream = HostStream(self.objects, HOST, CONFIG)
         self.acked: dict[int, ProfileSnapshot] = {}
         self.acked_keys: dict[int, str] = {}  # seq -> the data key of what was acknowledged
         self.next_n = 0
@@ -159,7 +159,7 @@ class RepairMachine(RuleBasedStateMachine):
 
     @rule()
     def repair(self) -> None:
-        verify_stream(IncrementalSnapshotStore(self.objects, HOST, CONFIG), repair=True)
+        verify_stream(HostStream(self.objects, HOST, CONFIG), repair=True)
         self.stream.refresh()
         self.damaged = False
         self.check_acknowledged()
@@ -177,7 +177,7 @@ class RepairMachine(RuleBasedStateMachine):
             self.check_acknowledged()
 
     def check_acknowledged(self) -> None:
-        stream = IncrementalSnapshotStore(self.objects, HOST, CONFIG)
+        stream = HostStream(self.objects, HOST, CONFIG)
         entries = list(stream.entries())
         seqs = [e.seq for e in entries]
         assert len(seqs) == len(set(seqs)), f"a seq is served twice: {seqs}"
@@ -193,7 +193,8 @@ class RepairMachine(RuleBasedStateMachine):
 
     def _recorded(self, seq: int) -> bool:
         """Whether a conflict record keeps the acknowledged object of ``seq`` (stored)."""
-        from snapcloud.store._orphans import ConflictRecord, conflict_key
+        from snapcloud.coordination import ConflictRecord
+        from snapcloud.layout import conflict_key
 
         try:
             data = self.objects.get(conflict_key(HOST, seq)).data

@@ -12,9 +12,9 @@ from collections.abc import Iterable
 import numpy as np
 
 from snapcloud.backends import ObjectStore
+from snapcloud.codec import META_TIER
 from snapcloud.models import MetricSeries, ProfileSnapshot, SnapshotConfig, SnapshotQuery
-from snapcloud.store import IncrementalSnapshotStore
-from snapcloud.store._tiers import META_TIER
+from snapcloud.store import HostStream
 
 NS = 10**9
 HOUR = 3600 * NS
@@ -77,7 +77,7 @@ def write_host(
     objects: ObjectStore, host: str, count: int, config: SnapshotConfig = CONFIG, **kw: int
 ) -> list[ProfileSnapshot]:
     """Append ``count`` windows; return them with their seqs."""
-    stream = IncrementalSnapshotStore(objects, host, config)
+    stream = HostStream(objects, host, config)
     snaps = make_snapshots(host, count, **kw)
     for s in snaps:
         stream.append(s)
@@ -94,7 +94,7 @@ def check_reads(
     """Query everything and check it: full-resolution snapshots bit-exact, no seq twice
     across tiers, archive aggregates consistent with the originals; with ``now_ns``,
     every group not yet past ``archive_max_age`` covered. Returns seqs per tier."""
-    stream = IncrementalSnapshotStore(objects, host, config)
+    stream = HostStream(objects, host, config)
     by_seq = {s.seq: s for s in originals}
     seen: dict[str, set[int]] = {"full": set(), "archive": set()}
     for snap in stream.query(SnapshotQuery()):

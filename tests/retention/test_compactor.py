@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 
 from snapcloud.backends import FileStore, MemoryStore, ObjectStore, S3Store
+from snapcloud.codec import resolution_of
 from snapcloud.errors import LeaseHeld, SnapshotNotFound
 from snapcloud.index import segment_key
+from snapcloud.layout import MARKS_PREFIX, mark_key
 from snapcloud.models import SnapshotQuery
 from snapcloud.retention import (
     COMPACTOR_LEASE_KEY,
@@ -25,8 +27,7 @@ from snapcloud.retention import (
     Lease,
     storage_by_tier,
 )
-from snapcloud.store import IncrementalSnapshotStore, Repository
-from snapcloud.store._tiers import MARKS_PREFIX, mark_key, resolution_of
+from snapcloud.store import HostStream, Repository
 from tests.retention.scenario import CONFIG, DAY, HOUR, T0, check_reads, write_host
 
 HOST = "gpu-1"
@@ -42,7 +43,7 @@ def objects(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectSt
 
 
 def _tiers(objects: ObjectStore) -> dict[str, int]:
-    stream = IncrementalSnapshotStore(objects, HOST, CONFIG)
+    stream = HostStream(objects, HOST, CONFIG)
     out: dict[str, int] = {}
     for e in stream.entries():
         tier = e.key.split("/")[0]
@@ -99,7 +100,7 @@ def test_get_and_plan_see_every_tier(tmp_path: Path) -> None:
     originals = write_host(objects, HOST, 24)
     Compactor(objects, CONFIG).run(T0 + 12 * HOUR + DAY)  # day 0 incomplete: compressed
     Compactor(objects, CONFIG).run(T0 + 20 * HOUR + DAY + HOUR)  # day 0 archived
-    stream = IncrementalSnapshotStore(objects, HOST, CONFIG)
+    stream = HostStream(objects, HOST, CONFIG)
     with pytest.raises(SnapshotNotFound, match="no snapshot 3"):
         stream.get(3)  # archived: downsampled, reachable by time only
     assert stream.get(21) == originals[21]  # raw
@@ -130,7 +131,7 @@ def test_compressed_reads_are_one_request(tmp_path: Path) -> None:
     objects = CountingStore(MemoryStore())
     originals = write_host(objects, HOST, 12)
     Compactor(objects, CONFIG).run(T0 + 8 * HOUR + 6 * HOUR)
-    stream = IncrementalSnapshotStore(objects, HOST, CONFIG)
+    stream = HostStream(objects, HOST, CONFIG)
     stream.entry(0)
     objects.reset()
     assert stream.get(1) == originals[1]

@@ -2,9 +2,10 @@
 ends in the same state as a run that was never interrupted.
 
 In-process: the step hook raises at step N (every kind of step is hit). Out of
-process: ``SNAPCLOUD_COMPACT_PAUSE_AT=N`` makes a real compactor on the moto server
-stop before its N-th write; the test SIGKILLs it there (its lease is left behind,
-as a crash leaves it), checks the reads, and runs the compactor again.
+process: a real compactor process, its store wrapped in a ``PausingStore``
+(``tests/retention/pausing.py``), stops just before step N's write; the test SIGKILLs it
+there (its lease is left behind, as a crash leaves it), checks the reads, and runs
+the compactor again.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import pytest
 
 from snapcloud.backends import MemoryStore, ObjectStore, open_store
 from snapcloud.models import ProfileSnapshot
-from snapcloud.retention import COMPACTOR_LEASE_KEY, PAUSE_ENV, Compactor
+from snapcloud.retention import COMPACTOR_LEASE_KEY, Compactor
+from tests.retention.pausing import PausingStore
 from tests.retention.scenario import CONFIG, DAY, HOUR, T0, check_reads, write_host
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -127,18 +129,36 @@ def test_crash_at_any_step_in_process(scenario: tuple) -> None:  # type: ignore[
         _check(objects, originals)
 
 
+@pytest.fixture(scope="module")
+def request_of_step(scenario: tuple) -> list[int]:  # type: ignore[type-arg]
+    """For each step of the run, which of its mutating requests it is (1-based): the
+    compactor also writes what is no step of its own (the catalog)."""
+    before, _, _, steps = scenario
+    objects = MemoryStore()
+    _load(objects, before)
+    recorded = PausingStore(objects, pause_at=0)
+    Compactor(recorded, CONFIG).run(NOW)
+    found: list[int] = []
+    for label in steps:
+        start = found[-1] if found else 0
+        keys = [r.split()[-1] for r in recorded.requests]
+        found.append(keys.index(label.split()[-1], start) + 1)
+    return found
+
+
 def _spawn(url: str, endpoint: str, step: int) -> subprocess.Popen[bytes]:
     code = (
         "import sys\n"
         "from snapcloud.backends import open_store\n"
         "from snapcloud.retention import Compactor\n"
+        "from tests.retention.pausing import PausingStore\n"
         "from tests.retention.scenario import CONFIG\n"
         "store = open_store(sys.argv[1], endpoint_url=sys.argv[2] or None)\n"
-        "Compactor(store, CONFIG).run(int(sys.argv[3]))\n"
+        "Compactor(PausingStore(store, int(sys.argv[4])), CONFIG).run(int(sys.argv[3]))\n"
     )
-    env = {**os.environ, PAUSE_ENV: str(step), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen(
-        [sys.executable, "-c", code, url, endpoint, str(NOW)],
+        [sys.executable, "-c", code, url, endpoint, str(NOW), str(step)],
         cwd=ROOT,
         env=env,
         stderr=subprocess.PIPE,
@@ -150,6 +170,7 @@ def _spawn(url: str, endpoint: str, step: int) -> subprocess.Popen[bytes]:
 @pytest.mark.parametrize(("backend", "count"), [("file", 20), ("s3", 3)])
 def test_sigkill_and_rerun(
     scenario: tuple,  # type: ignore[type-arg]
+    request_of_step: list[int],
     backend: str,
     count: int,
     tmp_path: Path,
@@ -176,12 +197,14 @@ def test_sigkill_and_rerun(
     stores = [open_store(u, endpoint_url=endpoint or None) for u in urls]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda st: _load(st, before), stores))
-    procs = [_spawn(u, endpoint, n) for u, n in zip(urls, points, strict=True)]
+    at = [request_of_step[n - 1] for n in points]
+    procs = [_spawn(u, endpoint, m) for u, m in zip(urls, at, strict=True)]
     try:
-        for proc, n in zip(procs, points, strict=True):
+        for proc, n, m in zip(procs, points, at, strict=True):
             assert proc.stderr is not None
             line = proc.stderr.readline().decode()
-            assert f"paused before step {n}" in line, line + proc.stderr.read().decode()
+            assert f"paused before request {m}:" in line, line + proc.stderr.read().decode()
+            assert line.split()[-1] == steps[n - 1].split()[-1], (line, steps[n - 1])
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
     finally:

@@ -9,9 +9,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from snapcloud.codec import META_RESOLUTION, META_TIER, resolution_of
 from snapcloud.models import MetricSeries, ProfileSnapshot
 from snapcloud.retention import Downsampler
-from snapcloud.store._tiers import META_RESOLUTION, META_TIER, resolution_of
 
 NS = 10**9
 

@@ -20,7 +20,7 @@ from snapcloud.index import (
 from snapcloud.models import MetricSeries, ProfileSnapshot, SnapshotConfig, SnapshotQuery
 from snapcloud.query import Selector, run_query
 from snapcloud.retention import Compactor
-from snapcloud.store import IncrementalSnapshotStore, Repository, verify_stream
+from snapcloud.store import HostStream, Repository, verify_stream
 from tests.retention.scenario import CONFIG, HOUR, NS, T0, write_host
 
 #: groups of 4 one-hour windows that stay raw for a year: only hints change anything
@@ -89,7 +89,7 @@ def test_the_compactor_hints_sealed_raw_groups_only_once() -> None:
     again = Compactor(objects, CONFIG).run(now)
     assert [(h.range_hints_written, h.range_hints_deleted) for h in again.hosts] == [(0, 0)]
     assert {i.key: i.etag for i in objects.list("index/")} == before
-    assert verify_stream(IncrementalSnapshotStore(objects, "gpu-1", CONFIG)).ok
+    assert verify_stream(HostStream(objects, "gpu-1", CONFIG)).ok
 
 
 def test_a_compacted_group_loses_its_hint() -> None:
@@ -146,14 +146,14 @@ def test_a_hint_is_ignored_once_its_segment_changes() -> None:
     seg.entries = seg.entries[:-1]
     objects.put(key, seg.to_bytes())
     late = SnapshotQuery(start_ns=T0 + 11 * HOUR)  # outside both hints
-    stream = IncrementalSnapshotStore(objects, "gpu-1", RAW)
+    stream = HostStream(objects, "gpu-1", RAW)
     assert stream.range_hint(0) is not None and stream.range_hint(4) is None
     # group 4 (its hint no longer vouched for) and the open group 8; not group 0
     assert _segment_gets(objects, lambda: stream.plan(late)) == 2
     report = Compactor(objects, RAW).run(T0 + 12 * HOUR)
     assert [(h.range_hints_written, h.range_hints_deleted) for h in report.hosts] == [(1, 1)]
     assert _hints(objects, "gpu-1")[4] == (T0 + 4 * HOUR, T0 + 7 * HOUR, objects.get(key).etag)
-    fresh = IncrementalSnapshotStore(objects, "gpu-1", RAW)
+    fresh = HostStream(objects, "gpu-1", RAW)
     assert _segment_gets(objects, lambda: fresh.plan(late)) == 1
 
 
@@ -164,19 +164,19 @@ def test_verify_reports_a_hint_that_leaves_out_a_window() -> None:
     wrong = range_hint_key("gpu-1", 0, T0, T0 + 2 * HOUR, etag)
     assert wrong is not None
     objects.put(wrong, b"")
-    report = verify_stream(IncrementalSnapshotStore(objects, "gpu-1", RAW))
+    report = verify_stream(HostStream(objects, "gpu-1", RAW))
     assert [p.key for p in report.problems] == [segment_key("gpu-1", 0)]
     assert "range hint" in report.problems[0].what
-    repaired = verify_stream(IncrementalSnapshotStore(objects, "gpu-1", RAW), repair=True)
+    repaired = verify_stream(HostStream(objects, "gpu-1", RAW), repair=True)
     assert repaired.repaired_segments == 3
     assert _hints(objects, "gpu-1") == {}
-    assert verify_stream(IncrementalSnapshotStore(objects, "gpu-1", RAW)).ok
+    assert verify_stream(HostStream(objects, "gpu-1", RAW)).ok
 
 
 def _shuffled_stream(objects: ObjectStore, order: list[int]) -> None:
     """One host whose windows are appended out of time order (allowed: windows need
     not grow with seq), 3 samples each, groups of 4."""
-    stream = IncrementalSnapshotStore(objects, "gpu-1", RAW)
+    stream = HostStream(objects, "gpu-1", RAW)
     for w in order:
         ts = T0 + w * 60 * NS + np.arange(3, dtype=np.int64) * 20 * NS
         stream.append(
@@ -204,8 +204,8 @@ def test_hints_never_change_what_a_range_selects(order: list[int], start: int, l
     Compactor(hinted, RAW).run(T0 + 30 * 60 * NS)
     assert len(_hints(hinted, "gpu-1")) == 3  # groups 0, 4 and 8; 12 is open
     query = SnapshotQuery(start_ns=T0 + start * 60 * NS, end_ns=T0 + (start + length) * 60 * NS)
-    want = IncrementalSnapshotStore(plain, "gpu-1", RAW).plan(query)
-    got = IncrementalSnapshotStore(hinted, "gpu-1", RAW).plan(query)
+    want = HostStream(plain, "gpu-1", RAW).plan(query)
+    got = HostStream(hinted, "gpu-1", RAW).plan(query)
     assert got == want
 
 
@@ -218,7 +218,7 @@ def test_a_hint_for_another_version_is_not_trusted(etag: str) -> None:
     stale = range_hint_key("gpu-1", 0, 0, 1, etag)
     assert stale is not None
     objects.put(stale, b"")
-    stream = IncrementalSnapshotStore(objects, "gpu-1", RAW)
+    stream = HostStream(objects, "gpu-1", RAW)
     assert stream.range_hint(0) is None
     assert len(stream.plan(SnapshotQuery(start_ns=T0, end_ns=T0 + HOUR))) == 1
 

@@ -136,3 +136,64 @@ def test_serve_bad_listen_is_one_line(tmp_path):
     assert bad.stderr.strip().splitlines() == [
         "snapcloud: error: --listen: 'nowhere' is not HOST:PORT"
     ]
+
+
+def test_serve_receive_bad_spool_size_is_one_line(tmp_path):
+    env = {**os.environ, "HOME": str(tmp_path)}
+    args = ["serve", "--receive", "--receive-spool-max", "lots", "--store", f"file://{tmp_path}"]
+    bad = _run(*args, env=env)
+    assert bad.returncode == 2
+    (line,) = bad.stderr.strip().splitlines()
+    assert line.startswith("snapcloud: error: --receive-spool-max") and "lots" in line
+
+
+def test_a_second_receiver_on_one_spool_is_refused(tmp_path):
+    pytest.importorskip("cramjam")
+    env = {**os.environ, "HOME": str(tmp_path), "NO_COLOR": "1"}
+    store = f"file://{tmp_path / 'store'}"
+    spool = str(tmp_path / "spool")
+    port = _free_port()
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "snapcloud",
+            "--store",
+            store,
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--receive",
+            "--receive-spool",
+            spool,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/-/ready", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+            assert time.monotonic() < deadline and first.poll() is None
+        second = _run(
+            "serve",
+            "--listen",
+            f"127.0.0.1:{_free_port()}",
+            "--receive",
+            "--receive-spool",
+            spool,
+            "--store",
+            store,
+            env=env,
+        )
+        assert second.returncode != 0
+        (line,) = second.stderr.strip().splitlines()
+        assert "in use by another receiver" in line and "--receive-spool" in line
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(30)

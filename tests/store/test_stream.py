@@ -1,4 +1,4 @@
-"""IncrementalSnapshotStore on every backend: append, get, query, stats, reopen, repair."""
+"""HostStream on every backend: append, get, query, stats, reopen, repair."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from snapcloud.errors import (
 )
 from snapcloud.index import data_key, segment_key
 from snapcloud.models import MetricSeries, ProfileSnapshot, SnapshotConfig, SnapshotQuery
-from snapcloud.store import IncrementalSnapshotStore, Repository
+from snapcloud.store import HostStream, Repository
 from snapcloud.synth import host_snapshots
 
 CONFIG = SnapshotConfig(keyframe_interval=4)
@@ -46,7 +46,7 @@ def snaps() -> list[ProfileSnapshot]:
 
 
 def test_append_get_round_trip(objects: ObjectStore, snaps: list[ProfileSnapshot]) -> None:
-    stream = IncrementalSnapshotStore(objects, snaps[0].host, CONFIG)
+    stream = HostStream(objects, snaps[0].host, CONFIG)
     entries = [stream.append(s) for s in snaps]
     assert [e.seq for e in entries] == list(range(10))
     assert [e.kind for e in entries] == list("kdddkdddkd")
@@ -54,21 +54,21 @@ def test_append_get_round_trip(objects: ObjectStore, snaps: list[ProfileSnapshot
     for i, s in enumerate(snaps):
         assert stream.get(i) == s.with_seq(i)
     # A new store object (as a new process would) sees the same.
-    again = IncrementalSnapshotStore(objects, snaps[0].host, CONFIG)
+    again = HostStream(objects, snaps[0].host, CONFIG)
     assert again.next_seq == 10
     assert again.get(6) == snaps[6].with_seq(6)
 
 
 def test_append_costs_two_requests_and_get_at_most_two_reads(snaps: list[ProfileSnapshot]) -> None:
     counting = CountingStore(MemoryStore())
-    stream = IncrementalSnapshotStore(counting, snaps[0].host, CONFIG)
+    stream = HostStream(counting, snaps[0].host, CONFIG)
     stream.append(snaps[0])  # the first append also lists the (empty) index
     for s in snaps[1:]:
         counting.reset()
         stream.append(s)
         assert counting.counts().get("put", 0) == 2
         assert sum(counting.counts().values()) == 2
-    fresh = IncrementalSnapshotStore(counting, snaps[0].host, CONFIG)
+    fresh = HostStream(counting, snaps[0].host, CONFIG)
     fresh.entry(6)  # loads the listing and segment
     counting.reset()
     fresh.get(6)
@@ -79,7 +79,7 @@ def test_append_costs_two_requests_and_get_at_most_two_reads(snaps: list[Profile
 
 
 def test_query_trims_range_and_metrics(objects: ObjectStore, snaps: list[ProfileSnapshot]) -> None:
-    stream = IncrementalSnapshotStore(objects, snaps[0].host, CONFIG)
+    stream = HostStream(objects, snaps[0].host, CONFIG)
     for s in snaps:
         stream.append(s)
     start = snaps[2].window_start + 30 * 10**9
@@ -103,7 +103,7 @@ def test_query_trims_range_and_metrics(objects: ObjectStore, snaps: list[Profile
 
 
 def test_memory_limit_raises_instead_of_truncating(snaps: list[ProfileSnapshot]) -> None:
-    stream = IncrementalSnapshotStore(
+    stream = HostStream(
         MemoryStore(), snaps[0].host, SnapshotConfig(max_query_memory_bytes=3 * snaps[0].raw_bytes)
     )
     for s in snaps:
@@ -112,16 +112,14 @@ def test_memory_limit_raises_instead_of_truncating(snaps: list[ProfileSnapshot])
         stream.query_all()
     assert len(stream.query_all(SnapshotQuery(limit=3))) == 3
     assert len(list(stream.query())) == 10  # streaming holds one at a time
-    tiny = IncrementalSnapshotStore(
-        stream.objects, snaps[0].host, SnapshotConfig(max_query_memory_bytes=100)
-    )
+    tiny = HostStream(stream.objects, snaps[0].host, SnapshotConfig(max_query_memory_bytes=100))
     with pytest.raises(MemoryExceeded):
         next(tiny.query())
 
 
 def test_stats_are_real_bytes(snaps: list[ProfileSnapshot]) -> None:
     objects = MemoryStore()
-    stream = IncrementalSnapshotStore(objects, snaps[0].host, CONFIG)
+    stream = HostStream(objects, snaps[0].host, CONFIG)
     for s in snaps:
         stream.append(s)
     st = stream.stats()
@@ -149,12 +147,12 @@ def test_errors_are_typed(snaps: list[ProfileSnapshot]) -> None:
 
 def test_corrupt_object_is_detected_and_nothing_else_changes(snaps: list[ProfileSnapshot]) -> None:
     objects = MemoryStore()
-    stream = IncrementalSnapshotStore(objects, snaps[0].host, CONFIG)
+    stream = HostStream(objects, snaps[0].host, CONFIG)
     entries = [stream.append(s) for s in snaps[:3]]
     data = bytearray(objects.get(entries[1].key).data)
     data[60] ^= 0xFF
     objects.put(entries[1].key, bytes(data))
-    fresh = IncrementalSnapshotStore(objects, snaps[0].host, CONFIG)
+    fresh = HostStream(objects, snaps[0].host, CONFIG)
     with pytest.raises(ChecksumMismatch):
         fresh.get(1)
     assert fresh.get(2) == snaps[2].with_seq(2)
@@ -165,8 +163,8 @@ def test_corrupt_object_is_detected_and_nothing_else_changes(snaps: list[Profile
 
 def test_two_writers_conflict_instead_of_corrupting(snaps: list[ProfileSnapshot]) -> None:
     objects = MemoryStore()
-    a = IncrementalSnapshotStore(objects, snaps[0].host, CONFIG)
-    b = IncrementalSnapshotStore(objects, snaps[0].host, CONFIG)
+    a = HostStream(objects, snaps[0].host, CONFIG)
+    b = HostStream(objects, snaps[0].host, CONFIG)
     a.append(snaps[0])
     b.append(snaps[1])  # b reads a's state lazily: it appends seq 1
     with pytest.raises(ConflictError, match="another writer"):
@@ -178,12 +176,12 @@ def test_two_writers_conflict_instead_of_corrupting(snaps: list[ProfileSnapshot]
     with pytest.raises(ConflictError):
         a.append(snaps[4])  # a's view is stale again
     assert [a.get(i) for i in range(4)] == [s.with_seq(i) for i, s in enumerate(snaps[:4])]
-    assert IncrementalSnapshotStore(objects, snaps[0].host, CONFIG).next_seq == 4
+    assert HostStream(objects, snaps[0].host, CONFIG).next_seq == 4
 
 
 def test_retry_after_lost_reply_is_not_a_conflict(snaps: list[ProfileSnapshot]) -> None:
     objects = MemoryStore()
-    stream = IncrementalSnapshotStore(objects, snaps[0].host, CONFIG)
+    stream = HostStream(objects, snaps[0].host, CONFIG)
     stream.append(snaps[0])
     stream.append(snaps[1])
     # Simulate: seg write for seq 1 landed, but we never saw the reply (stale etag).
@@ -213,7 +211,7 @@ def test_verify_and_repair_rebuild_the_index(snaps: list[ProfileSnapshot]) -> No
     assert report.repaired_segments == 3
     (report,) = repo.verify()
     assert report.ok and report.entries == 10
-    fresh = IncrementalSnapshotStore(objects, stream.host, CONFIG)
+    fresh = HostStream(objects, stream.host, CONFIG)
     for i, s in enumerate(snaps):
         assert fresh.get(i) == s.with_seq(i)
 
@@ -223,13 +221,13 @@ def test_orphan_object_is_not_an_error_and_is_never_overwritten(
 ) -> None:
     objects = MemoryStore()
     repo = Repository(objects, CONFIG)
-    stream = IncrementalSnapshotStore(objects, snaps[0].host, CONFIG)
+    stream = HostStream(objects, snaps[0].host, CONFIG)
     stream.append(snaps[0])
     # An append of another snapshot as seq 1 that died between its object and its segment:
     other = snaps[2].with_seq(1)
     key = data_key(snaps[0].host, 1, 0, other.window_start, other.checksum)
     objects.put(key, b"partial garbage")
-    fresh = IncrementalSnapshotStore(objects, snaps[0].host, CONFIG)
+    fresh = HostStream(objects, snaps[0].host, CONFIG)
     assert fresh.next_seq == 1
     entry = fresh.append(snaps[1])
     assert entry.key != key and objects.get(key).data == b"partial garbage"  # left alone
@@ -261,18 +259,18 @@ def test_a_delta_whose_keyframe_is_gone_is_an_orphan_when_unindexed(
 
 def test_reopen_in_a_new_process(tmp_path: Path, snaps: list[ProfileSnapshot]) -> None:
     root = tmp_path / "store"
-    stream = IncrementalSnapshotStore(FileStore(root), snaps[0].host, CONFIG)
+    stream = HostStream(FileStore(root), snaps[0].host, CONFIG)
     for s in snaps[:5]:
         stream.append(s)
     code = f"""
 import sys
 from snapcloud.backends import FileStore
-from snapcloud.store import IncrementalSnapshotStore
+from snapcloud.store import HostStream
 from snapcloud.models import SnapshotConfig
 from snapcloud.synth import host_snapshots
 snaps = host_snapshots(0, 10)
 config = SnapshotConfig(keyframe_interval=4)
-s = IncrementalSnapshotStore(FileStore({str(root)!r}), snaps[0].host, config)
+s = HostStream(FileStore({str(root)!r}), snaps[0].host, config)
 assert s.next_seq == 5, s.next_seq
 for i in range(5):
     assert s.get(i) == snaps[i].with_seq(i), i
@@ -283,13 +281,13 @@ print("ok", s.next_seq)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["ok", "10"]
-    fresh = IncrementalSnapshotStore(FileStore(root), snaps[0].host, CONFIG)
+    fresh = HostStream(FileStore(root), snaps[0].host, CONFIG)
     assert fresh.get(9) == snaps[9].with_seq(9)
 
 
 def test_irregular_and_changing_metric_sets(objects: ObjectStore) -> None:
     rng = np.random.default_rng(0)
-    stream = IncrementalSnapshotStore(objects, "h-irr", CONFIG)
+    stream = HostStream(objects, "h-irr", CONFIG)
     originals = []
     for i in range(7):
         names = [f"m{j}" for j in range(i % 4 + 1)]
@@ -306,8 +304,8 @@ def test_irregular_and_changing_metric_sets(objects: ObjectStore) -> None:
 
 def test_corrupt_segment_is_a_typed_error(snaps: list[ProfileSnapshot]) -> None:
     objects = MemoryStore()
-    stream = IncrementalSnapshotStore(objects, snaps[0].host, CONFIG)
+    stream = HostStream(objects, snaps[0].host, CONFIG)
     stream.append(snaps[0])
     objects.put(segment_key(stream.host, 0), b'{"version": 1, "crc32c": 0}')
     with pytest.raises(CorruptError):
-        IncrementalSnapshotStore(objects, snaps[0].host, CONFIG).get(0)
+        HostStream(objects, snaps[0].host, CONFIG).get(0)

@@ -1,11 +1,22 @@
-"""One conformance suite for every ``ObjectStore`` (the shape of zarr's ``StoreTests``).
+"""One conformance suite for every ``ObjectStore`` (the shape of zarr's ``StoreTests``,
+thanos objstore's ``AcceptanceTest``); needs pytest (the ``test`` extra).
 
 A backend's test class subclasses ``ObjectStoreConformance`` and implements
 ``make_store()`` plus ``raw_put`` / ``raw_get``, which BYPASS the store (write
 the file, call boto3, poke the dict), so the suite checks the store against
 its medium rather than against itself. Per-test setup that needs fixtures
 (``tmp_path``, ``s3_bucket``) goes in an autouse fixture of the subclass,
-which runs before ``store`` is made.
+which runs before ``store`` is made. A third-party backend runs it the same way::
+
+    from snapcloud.testing.store import ObjectStoreConformance
+
+    class TestMyStore(ObjectStoreConformance):
+        def make_store(self): ...
+        def raw_put(self, key, data): ...
+        def raw_get(self, key): ...
+
+A store with a capability (``supports_lifecycle``) is checked for it too; the
+tests of a capability the store lacks are skipped.
 """
 
 from __future__ import annotations
@@ -16,8 +27,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from snapcloud.backends import ObjectInfo, ObjectStore
+from snapcloud.backends import ObjectInfo, ObjectStore, has_lifecycle
 from snapcloud.errors import ObjectNotFound, PreconditionFailed, ValidationError
+
+__all__ = ["BAD_KEYS", "ObjectStoreConformance"]
 
 BAD_KEYS = ["", "../x", "/abs", "a//b", "a/./b", "a/../b", "a/", "a\x00b", "a\nb", "a\\b"]
 BAD_KEYS.append("x" * 1025)
@@ -51,7 +64,7 @@ def _race(n: int, work: Callable[[int], None]) -> None:
 
 
 class ObjectStoreConformance:
-    """The semantics of ``snapcloud/backends/_base.py``, checked against the medium."""
+    """The semantics of ``snapcloud.backends.ObjectStore``, checked against the medium."""
 
     #: Read-modify-write race: threads x increments each (a slow medium may lower these).
     rmw_threads = 8
@@ -306,3 +319,29 @@ class ObjectStoreConformance:
             store.list(prefix)
         with pytest.raises(ValidationError):
             store.list_dirs(prefix)
+
+    # ------------------------------------------------------------------ capabilities
+
+    def test_capabilities_are_flags(self, store: ObjectStore) -> None:
+        assert isinstance(store.supports_lifecycle, bool)
+        assert has_lifecycle(store) is store.supports_lifecycle
+
+    def test_lifecycle_rules_round_trip(self, store: ObjectStore) -> None:
+        if not has_lifecycle(store):
+            pytest.skip("the store keeps no bucket lifecycle rules")
+        prefix = store.lifecycle_prefix
+        assert prefix == "" or (prefix.endswith("/") and not prefix.startswith("/"))
+        assert store.get_lifecycle() == {"Rules": []}  # a new bucket has none
+
+        def rule(name: str, days: int) -> dict[str, object]:
+            return {
+                "ID": f"conformance-{name}",
+                "Filter": {"Prefix": f"{prefix}{name}/"},
+                "Status": "Enabled",
+                "Expiration": {"Days": days},
+            }
+
+        store.put_lifecycle({"Rules": [rule("a", 3), rule("b", 5)]})
+        assert store.get_lifecycle() == {"Rules": [rule("a", 3), rule("b", 5)]}
+        store.put_lifecycle({"Rules": [rule("c", 7)]})  # replaces, does not merge
+        assert store.get_lifecycle() == {"Rules": [rule("c", 7)]}

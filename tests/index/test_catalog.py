@@ -21,7 +21,7 @@ from snapcloud.errors import (
 )
 from snapcloud.index import Catalog, CatalogEntry, catalog_key, entry_from_segments
 from snapcloud.models import SnapshotConfig
-from snapcloud.store import IncrementalSnapshotStore, Repository
+from snapcloud.store import HostStream, Repository
 from snapcloud.synth import host_snapshots
 from tests.query.conftest import H100, Fleet
 
@@ -116,7 +116,7 @@ def test_concurrent_updates_on_the_moto_server_lose_nothing(s3_bucket: tuple[str
     endpoint, bucket = s3_bucket
     objects = S3Store(bucket, "cat", endpoint_url=endpoint)
     host = "gpu-node-0042"
-    stream = IncrementalSnapshotStore(objects, host, CONFIG)
+    stream = HostStream(objects, host, CONFIG)
     for s in host_snapshots(42, 3):
         stream.append(s)
     repo = Repository(objects, CONFIG)

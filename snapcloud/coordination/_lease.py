@@ -3,8 +3,9 @@
 The one lease of snapcloud: the recorder holds ``marks/leases/{host}.json`` (one
 writer per host stream, ``snapcloud.recorder``), the compactor
 ``marks/leases/compactor.json`` (one compactor per bucket, ``snapcloud.retention``).
-It lives here, below both, because it needs nothing but an ``ObjectStore``. The
-lease is a small JSON object::
+``verify --repair`` takes a host's writer lease too. It lives in
+``snapcloud.coordination``, below all of them, because it needs nothing but an
+``ObjectStore``; its keys are ``snapcloud.layout``'s. The lease is a small JSON object::
 
     {"version": 1, "owner": "node-7:4242:9f2c...", "acquired_at": 1767225600.0,
      "expires_at": 1767225660.0, "ttl_s": 60.0, "expires": "2026-01-01T00:01:00Z"}
@@ -28,9 +29,7 @@ their writes conditional or idempotent.
 
 ``keep`` renews inline when a third of the TTL has passed (a loop that does
 short steps, like the compactor); ``LeaseKeeper`` runs acquire/renew on a
-thread for a long-running writer (the recorder);
-``Backoff`` is the capped, jittered exponential delay used for its retries
-(and by the recorder's uploader).
+thread for a long-running writer (the recorder), retrying with ``Backoff``.
 """
 
 from __future__ import annotations
@@ -39,17 +38,17 @@ import json
 import logging
 import math
 import os
-import random
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 
 from snapcloud.backends import ObjectStore
+from snapcloud.coordination._backoff import Backoff
 from snapcloud.errors import (
     BackendError,
     LeaseHeld,
@@ -59,25 +58,12 @@ from snapcloud.errors import (
     ValidationError,
 )
 
-__all__ = [
-    "Backoff",
-    "Lease",
-    "LeaseInfo",
-    "LeaseKeeper",
-    "dead_local_holder",
-    "default_owner",
-    "lease_key",
-]
+__all__ = ["Lease", "LeaseInfo", "LeaseKeeper", "dead_local_holder", "default_owner"]
 
 _log = logging.getLogger(__name__)
 
 _FORMAT_VERSION = 1
 _ACQUIRE_ROUNDS = 4  # each lost race re-reads the holder; more rounds than racers is never needed
-
-
-def lease_key(host: str) -> str:
-    """The object key of a host stream's writer lease."""
-    return f"marks/leases/{host}.json"
 
 
 def dead_local_holder(holder: LeaseInfo) -> bool:
@@ -100,20 +86,6 @@ def default_owner() -> str:
 
 def _iso(epoch_s: float) -> str:
     return datetime.fromtimestamp(epoch_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Capped exponential backoff with equal jitter; ``rng`` is injected for tests."""
-
-    base_s: float = 0.5
-    cap_s: float = 30.0
-    rng: random.Random = field(default_factory=random.Random, compare=False)
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait before retry number ``attempt`` (0-based): in [top/2, top]."""
-        top = min(self.cap_s, self.base_s * 2.0 ** min(max(attempt, 0), 60))
-        return top / 2 + self.rng.random() * top / 2
 
 
 @dataclass(frozen=True)
@@ -154,21 +126,26 @@ def _parse(data: bytes, etag: str, key: str) -> LeaseInfo:
 class Lease:
     """An exclusive, expiring claim on ``key`` in ``objects`` for ``owner``.
 
-    Thread-safe. ``clock`` returns wall-clock seconds (``time.time``). Methods
-    raise ``LeaseHeld`` when another owner holds the lease and ``BackendError``
-    (or ``RetryableBackendError``) when the store fails.
+    ``owner`` defaults to ``default_owner()`` (unique to this process); ``key`` is a
+    ``snapcloud.layout`` lease key (``lease_key(host)``, ``COMPACTOR_LEASE_KEY``).
+    Thread-safe. ``clock`` returns wall-clock seconds (``time.time``). Raises
+    ``ValidationError`` for a TTL that is not a positive number or an empty owner;
+    methods raise ``LeaseHeld`` when another owner holds the lease and
+    ``BackendError`` (or ``RetryableBackendError``) when the store fails.
     """
 
     def __init__(
         self,
         objects: ObjectStore,
         key: str,
-        owner: str,
+        owner: str | None = None,
         ttl_s: float = 60.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not (isinstance(ttl_s, int | float) and math.isfinite(ttl_s) and ttl_s > 0):
             raise ValidationError(f"ttl_s: {ttl_s!r} is not a positive number", field="ttl_s")
+        if owner is None:
+            owner = default_owner()
         if not owner:
             raise ValidationError("owner: must not be empty", field="owner")
         self.objects = objects

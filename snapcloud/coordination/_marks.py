@@ -1,4 +1,6 @@
-"""Deletion marks: what the compactor will delete, when, and why.
+"""Marks: what the compactor will delete (deletion marks) and what repair could not decide
+(conflict records). Both are checked JSON under ``marks/deletions/{host}/``
+(``snapcloud.layout``), which readers list before the index.
 
 A *retire* mark (``marks/deletions/{host}/{tier}-{first}-{last}.json``) names one
 tier item (a raw keyframe group, a compressed or an archive object) that a higher
@@ -7,6 +9,11 @@ mark exists (they see it in a listing); the compactor deletes its index, then it
 data objects, then the mark, once ``delete_after_ns`` has passed. An *orphan*
 mark lists objects no index names; readers ignore it, and each key is checked
 again before it is deleted.
+
+A *conflict record* (``marks/deletions/{host}/conflict-{seq}.json``) names the
+unindexed objects that claim one seq when nothing tells which one was
+acknowledged (``verify --repair``, docs/architecture.md D24): the compactor never
+deletes a key it names, and a writer never appends at or below its seq.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from snapcloud._checked_json import dump_checked, load_checked
 
-__all__ = ["DeletionMark"]
+__all__ = ["ConflictRecord", "DeletionMark"]
 
 
 class DeletionMark(BaseModel):
@@ -49,3 +56,23 @@ class DeletionMark(BaseModel):
     def from_bytes(cls, data: bytes, *, key: str | None = None) -> DeletionMark:
         """Parse and check a mark. Raises ``CorruptError`` subclasses naming the key."""
         return load_checked(cls, data, what="deletion mark", version=1, key=key)
+
+
+class ConflictRecord(BaseModel):
+    """Several objects claim ``seq`` and nothing tells which one was acknowledged."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[1] = 1
+    host: str
+    seq: int = Field(ge=0)
+    keys: tuple[str, ...]
+
+    def to_bytes(self) -> bytes:
+        """Canonical JSON with a ``crc32c`` field over everything else."""
+        return dump_checked(self)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, key: str | None = None) -> ConflictRecord:
+        """Parse and check a record. Raises ``CorruptError`` subclasses naming the key."""
+        return load_checked(cls, data, what="conflict record", version=1, key=key)
