@@ -8,7 +8,7 @@ a day is 24 raw keyframe groups, all still raw. The store is built in memory, th
 compactor runs once at the end of the day (it compresses nothing: no group is a day
 old yet, but it writes a range hint for each of the 23 sealed groups of each host),
 and everything is copied to a moto server (a subprocess, over HTTP). Then the same
-selective query (``gpu.*.power_mw``, mean per host, the last 10 minutes) runs with
+selective query (``gpu.*.power_avg_mw``, mean per host, the last 10 minutes) runs with
 the hints and without them (deleted, then put back), alternately, ``--runs`` times
 each; the answers must be equal. Prints a markdown table and the command line.
 """
@@ -67,7 +67,7 @@ def main() -> None:
         objects = _store(endpoint, pool=2 * args.workers)
         count, copy_s = copy_objects(memory, objects, 16)
         repo = Repository(objects, config)
-        sel = Selector(metrics=("gpu.*.power_mw",), start_ns=end - 10 * MIN, end_ns=end)
+        sel = Selector(metrics=("gpu.*.power_avg_mw",), start_ns=end - 10 * MIN, end_ns=end)
         runs: dict[str, list[QueryResult]] = {"with hints": [], "without hints": []}
         for _ in range(args.runs):
             runs["with hints"].append(_query(repo, sel, args.workers))
@@ -87,7 +87,7 @@ def main() -> None:
         f"to moto in {copy_s:.1f} s.\n"
     )
     print(
-        "| selective query: gpu.*.power_mw, last 10 min, all hosts | segment reads "
+        "| selective query: gpu.*.power_avg_mw, last 10 min, all hosts | segment reads "
         "| objects | requests (minimum) | seconds (runs) |"
     )
     print("|---|---:|---:|---:|---:|")

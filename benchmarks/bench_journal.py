@@ -2,17 +2,17 @@
 
 Run:  .venv/bin/python benchmarks/bench_journal.py [--ticks 3600] [--window 60] [--gpus 8]
 
-The samples are real: ``CpuCollector`` (this host's psutil) and ``GpuCollector`` over the
-fake 8-GPU NVML of ``tests/collectors/fake_pynvml.py`` (default fields), plus the
-sampler's three ``recorder.*`` samples, collected once. The journal's cost depends on
-how many samples a tick has, not on where they came from, so the fake NVML is fine
-here (its own cost is not measured). Each tick is journaled as the recorder does it
-(``Journal.tick``), on a file in a temporary directory of this machine's disk, with the
-default fsync schedule (every 5 s of the injected clock, which moves 1 s a tick, as at
-1 Hz: so a real fsync every 5th tick); every ``--window`` ticks the window is sealed
-(``Journal.seal`` with the window's snapshot, then ``reset``), as the recorder does.
-Reported: CPU (thread time) and wall time per tick and per seal, and the CPU share of
-one core at 1 Hz, the target being under 1 %.
+The samples are real: ``CpuCollector`` (this host's psutil) and ``GpuCollector`` over
+the fake 8-GPU NVML C library of ``tests/collectors/fake_nvml.c`` under the real pynvml
+(default fields), plus the sampler's three ``recorder.*`` samples, collected once. The
+journal's cost depends on how many samples a tick has, not on where they came from, so
+the fake NVML is fine here (its own cost is not measured). Each tick is journaled as the
+recorder does it (``Journal.tick``), on a file in a temporary directory of this
+machine's disk, with the default fsync schedule (every 5 s of the injected clock, which
+moves 1 s a tick, as at 1 Hz: so a real fsync every 5th tick); every ``--window`` ticks
+the window is sealed (``Journal.seal`` with the window's snapshot, then ``reset``), as
+the recorder does. Reported: CPU (thread time) and wall time per tick and per seal, and
+the CPU share of one core at 1 Hz, the target being under 1 %.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "collectors"))
 
 import numpy as np  # noqa: E402
-from fake_pynvml import make_fake_nvml  # noqa: E402
+import pynvml  # noqa: E402
+from nvml_fake import FakeNvml, build_library, load_library  # noqa: E402
 
 from snapcloud.collectors import CpuCollector, GpuCollector, Sample  # noqa: E402
 from snapcloud.models import MetricSeries, ProfileSnapshot  # noqa: E402
@@ -68,7 +69,9 @@ def main() -> None:
     ap.add_argument("--gpus", type=int, default=8)
     args = ap.parse_args()
     cpu = CpuCollector()
-    gpu = GpuCollector(make_fake_nvml(device_count=args.gpus))
+    fake = FakeNvml(load_library(build_library())).reset(args.gpus)
+    fake.install(pynvml)  # the real pynvml over the fake C library, as collector_cost.py
+    gpu = GpuCollector(pynvml)
     cpu.collect()  # primes cpu_percent, as the recorder's first tick does
     samples: list[Sample] = [*cpu.collect(), *gpu.collect()]
     samples += [
@@ -77,6 +80,7 @@ def main() -> None:
         Sample("recorder.collect_ms", 3.5, "gauge", "ms"),
     ]
     gpu.close()
+    fake.uninstall()
     rng = np.random.default_rng(1)
     now = [0.0]
     tick_cpu: list[float] = []

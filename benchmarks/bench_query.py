@@ -6,7 +6,7 @@ Stores a synthetic fleet (``snapcloud.synth``: 8-GPU hosts, 113 metrics at 1 Hz,
 one-minute snapshots) written by several threads, refreshes its catalog, then measures
 in one run:
 
-1. a selective query (one metric glob, ``gpu.*.power_mw``, over the last 10 minutes of
+1. a selective query (one metric glob, ``gpu.*.power_avg_mw``, over the last 10 minutes of
    every host, mean per host) through ``snapcloud.query``;
 2. the same answer from a naive client that lists every object under ``raw/`` and
    reads and decodes every one, sequentially (and again with a 16-thread pool, to
@@ -445,7 +445,7 @@ def main() -> None:
         repo = Repository(objects, SnapshotConfig())
         end = T0 + args.windows * MIN
         start = end - 10 * MIN
-        sel = Selector(metrics=("gpu.*.power_mw",), start_ns=start, end_ns=end)
+        sel = Selector(metrics=("gpu.*.power_avg_mw",), start_ns=start, end_ns=end)
         cpu = _Cpu(server.pid)
         then = cpu.now()
         selective = _median_run(
@@ -453,9 +453,9 @@ def main() -> None:
         )
         cpu_ours = cpu.since(then, args.runs)
         then = cpu.now()
-        naive_means, naive_1 = naive(objects, "gpu.*.power_mw", start, end)
+        naive_means, naive_1 = naive(objects, "gpu.*.power_avg_mw", start, end)
         cpu_naive = cpu.since(then)
-        _, naive_16 = naive(objects, "gpu.*.power_mw", start, end, workers=args.workers)
+        _, naive_16 = naive(objects, "gpu.*.power_avg_mw", start, end, workers=args.workers)
         ours = {r["host"]: r["mean"] for r in selective.records()}
         assert ours.keys() == naive_means.keys()
         assert all(abs(ours[h] - naive_means[h]) <= 1e-9 * abs(naive_means[h]) for h in ours)
@@ -487,7 +487,7 @@ def main() -> None:
                 group_by=("host",),
                 workers=args.workers,
             ).stats
-            lat["naive16"] = naive(slow, "gpu.*.power_mw", start, end, workers=args.workers)[1]
+            lat["naive16"] = naive(slow, "gpu.*.power_avg_mw", start, end, workers=args.workers)[1]
         comp: dict[str, Any] = {}
         if not args.no_compacted:
             comp = compacted_scans(memory, endpoint, args, loaded["samples"], end, full)
@@ -505,7 +505,7 @@ def main() -> None:
         f"{loaded['copy_s']:.1f} s ({args.load_threads} threads).\n"
     )
     print(
-        "| selective query: gpu.*.power_mw, last 10 min, all hosts | snapcloud.query "
+        "| selective query: gpu.*.power_avg_mw, last 10 min, all hosts | snapcloud.query "
         "| naive (list + read all, 1 thread) | naive (16 threads) |"
     )
     print("|---|---:|---:|---:|")

@@ -1,10 +1,10 @@
 """``snapcloud serve`` against ``snapcloud query``: one metric over 100 hosts x 1 hour at a
 60 s step, on a moto S3 server (a subprocess, over HTTP), in one run.
 
-The PromQL query is the plain selector ``snapcloud_gpu_power_mw`` as a range query
+The PromQL query is the plain selector ``snapcloud_gpu_power_avg_mw`` as a range query
 with ``start = T0 + 60 s - 1 ms`` and a 60 s step: at each step the latest sample at or
 before it, i.e. the last sample of each clock minute. The CLI's query is
-``--metric 'gpu.*.power_mw' --agg last --group-by host --group-by gpu --step 60``: the
+``--metric 'gpu.*.power_avg_mw' --agg last --group-by host --group-by gpu --step 60``: the
 last sample of each minute bucket. The benchmark checks that the two answers are equal
 value for value (800 series x 60 minutes), then times both:
 
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace, endpoint: str) -> None:
     api.on_query = figures.append
     server, url = _serve(api)
     form = {
-        "query": "snapcloud_gpu_power_mw",
+        "query": "snapcloud_gpu_power_avg_mw",
         "start": f"{(t0 + 60 * S) / S - 0.001:.3f}",
         "end": f"{end / S - 0.001:.3f}",
         "step": "60",
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace, endpoint: str) -> None:
         "--store",
         f"s3://{BUCKET}/fleet",
         "--metric",
-        "gpu.*.power_mw",
+        "gpu.*.power_avg_mw",
         "--agg",
         "last",
         "--group-by",
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace, endpoint: str) -> None:
         t = time.perf_counter()
         res = run_query(
             repo,
-            Selector(metrics=("gpu.*.power_mw",), start_ns=t0, end_ns=end),
+            Selector(metrics=("gpu.*.power_avg_mw",), start_ns=t0, end_ns=end),
             aggs=("last",),
             group_by=("host", "gpu"),
             step_ns=60 * S,

@@ -65,7 +65,14 @@ from snapcloud.testing import FaultProxy  # noqa: E402
 log = logging.getLogger("soak")
 NS = 10**9
 PREFIX = "soak"
-METRICS = ("cpu.util", "gpu.0.util", "gpu.0.power_mw", "gpu.0.temp_c", "net.rx_bytes", "sim.holes")
+METRICS = (
+    "cpu.util",
+    "gpu.0.util",
+    "gpu.0.power_avg_mw",
+    "gpu.0.temp_c",
+    "net.rx_bytes",
+    "sim.holes",
+)
 AGGS = ("count", "min", "max", "last", "sum", "mean")
 
 
@@ -94,7 +101,7 @@ class SimCollector:
         return [
             Sample("cpu.util", round(util * 0.4 + rng.uniform(0, 5), 1), "gauge", "%"),
             Sample("gpu.0.util", round(util), "gauge", "%"),
-            Sample("gpu.0.power_mw", float(int(90_000 + 6_000 * util)), "gauge", "mW"),
+            Sample("gpu.0.power_avg_mw", float(int(90_000 + 6_000 * util)), "gauge", "mW"),
             Sample("gpu.0.temp_c", float(int(35 + util / 3)), "gauge", "C"),
             Sample("net.rx_bytes", self.rx, "counter", "B"),
             Sample("sim.holes", holes, "gauge", ""),

@@ -44,7 +44,7 @@ def run_demo(repo: Repository, *, hosts: int = 4, windows: int = 30, seed: int =
         stats.append(stream.stats())
         repo.refresh_catalog(host)
         end = snaps[-1].window_end
-        names = tuple(f"gpu.{g}.power_mw" for g in range(8))
+        names = tuple(f"gpu.{g}.power_avg_mw" for g in range(8))
         q = SnapshotQuery(start_ns=end - 600 * 10**9, end_ns=end, metrics=names)
         values = [m.values for s in stream.query(q) for m in s.metrics]
         watts = np.concatenate(values) / 1000.0 if values else np.zeros(1)

@@ -52,6 +52,9 @@ LABEL_VALUE_MAX_LEN = 1024
 FINGERPRINT_MAX_LEN = 256
 
 _HOST_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+#: Host ids the layout keeps for itself: a host's writer lease is
+#: ``marks/leases/<host>.json``, and ``marks/leases/compactor.json`` is the compactor's.
+RESERVED_HOSTS = frozenset({"compactor"})
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:%-]*")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -84,8 +87,14 @@ def _check_name(value: object, field: str, pattern: re.Pattern[str], max_len: in
 
 
 def validate_host(host: object, field: str = "host") -> str:
-    """Return ``host`` if it is a valid host id (letters, digits, ``._-``, at most 128)."""
-    return _check_name(host, field, _HOST_RE, HOST_MAX_LEN)
+    """Return ``host`` if it is a valid host id (letters, digits, ``._-``, at most 128,
+    not one of ``RESERVED_HOSTS``)."""
+    name = _check_name(host, field, _HOST_RE, HOST_MAX_LEN)
+    if name in RESERVED_HOSTS:
+        raise ValidationError(
+            f"{field}: {name!r} is reserved (the compactor's lease has that name)", field=field
+        )
+    return name
 
 
 def validate_metric_name(name: object, field: str = "name") -> str:

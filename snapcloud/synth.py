@@ -1,7 +1,7 @@
 """Synthetic fleet streams shaped like what the recorder writes (for demos and benchmarks).
 
 One host: 32 CPU cores (percent with one decimal), memory, disk and network
-byte counters, 8 GPUs (integer util %, MiB, mW, C, MHz, an energy counter in
+byte counters, 8 GPUs (integer util %, bytes, mW, C, MHz, an energy counter in
 mJ, a throttle bitmask), sampled at 1 Hz through workload phases (idle, data
 loading, training, checkpointing). Deterministic for a given seed.
 """
@@ -87,10 +87,10 @@ def host_series(
             np.clip(np.round(util * 0.6 + rng.normal(0, 2, seconds)), 0, 100),
             "%",
         )
-        fb = np.round(np.clip(2000 + util * 760 + rng.normal(0, 30, seconds), 0, 81559))
-        add(f"gpu.{g}.fb_used_mib", fb, "MiB")
+        fb_mib = np.round(np.clip(2000 + util * 760 + rng.normal(0, 30, seconds), 0, 81559))
+        add(f"gpu.{g}.fb_used_bytes", fb_mib * 2**20, "bytes")
         power_mw = np.round(np.clip(_smooth(rng, pow_t, 0.02), 0.08, 1.0) * 700_000 / 10) * 10
-        add(f"gpu.{g}.power_mw", power_mw, "mW")
+        add(f"gpu.{g}.power_avg_mw", power_mw, "mW")
         add(f"gpu.{g}.energy_mj", np.cumsum(power_mw) + g * 1e9, "mJ", "counter")
         temp = np.round(35 + util * 0.4 + rng.normal(0, 0.6, seconds))
         add(f"gpu.{g}.temp_c", temp, "C")

@@ -44,6 +44,15 @@ def test_bad_hosts(host: str) -> None:
     assert info.value.field == "host"
 
 
+def test_the_compactors_lease_name_is_no_host() -> None:
+    """A host ``compactor`` would share ``marks/leases/compactor.json`` with the compactor:
+    its recorder and the compactor would shut each other out."""
+    with pytest.raises(ValidationError, match="reserved") as info:
+        validate_host("compactor")
+    assert info.value.field == "host"
+    assert validate_host("compactor-1") == "compactor-1"
+
+
 def test_good_names() -> None:
     assert validate_host("gpu-node-0001.dc1") == "gpu-node-0001.dc1"
     assert validate_metric_name("gpu.7.power_mw") == "gpu.7.power_mw"

@@ -41,6 +41,7 @@ from snapcloud.query import (
     run_query,
     series_from_result,
     time_range,
+    unmatched_metrics,
 )
 from snapcloud.timeparse import format_ns, seconds_ns
 
@@ -65,7 +66,7 @@ metric_option = click.option(
     multiple=True,
     required=True,
     metavar="NAME_OR_GLOB",
-    help="Metric name or glob, e.g. 'gpu.*.power_mw'.",
+    help="Metric name or glob, e.g. 'gpu.*.power_avg_mw'.",
 )
 fingerprint_option = click.option(
     "--fingerprint", metavar="GLOB", help="Workload fingerprint (name or glob)."
@@ -321,8 +322,11 @@ def plot(
                 progress=progress,
             )
             series, stats = series_from_result(result, agg), result.stats
-    warn(stats.warnings)
-    plot_series(series, output, title=title or ", ".join(metric), step_ns=_step_ns(step))
+    # With nothing at all to draw plot_series raises, naming what matched nothing.
+    unmatched = unmatched_metrics(metric, series) if any(len(s) for s in series) else []
+    warn([*stats.warnings, *(f"--metric {m!r} matched no samples" for m in unmatched)])
+    title = title or ", ".join(metric)
+    plot_series(series, output, title=title, step_ns=_step_ns(step), metrics=metric)
     err.print(f"wrote {output}: {len(series)} series; {stats.summary()}", markup=False)
 
 

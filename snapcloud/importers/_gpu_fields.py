@@ -4,7 +4,7 @@ The recorder (``snapcloud.collectors.gpu``, docs/GPU.md) names a GPU's series
 ``gpu.<index>.<field>`` in NVML's units (mW, bytes, MHz, %). An imported file from
 ``nvidia-smi --query-gpu``, ``nvidia-smi dmon``/``pmon`` or ``dcgmi dmon`` gets the same
 name and unit wherever the tool reports the same quantity, so a query over
-``gpu.*.power_mw`` sees recorded and imported hosts alike. A field whose meaning is not
+``gpu.*.power_avg_mw`` sees recorded and imported hosts alike. A field whose meaning is not
 the recorder's, or that the recorder does not sample, keeps the tool's own name and unit
 under ``gpu.<index>.``. The mapping is documented in README.md (import) and docs/GPU.md.
 
@@ -57,6 +57,10 @@ def _f(name: str, unit: str, source: str | None = None, **kw: object) -> GpuFiel
     return GpuField(name, unit, unit if source is None else source, **kw)  # type: ignore[arg-type]
 
 
+#: nvidia-smi's ``power.draw``, dmon's ``pwr`` and DCGM's ``POWER`` are NVML's power usage:
+#: a 1 s average on Ampere (except GA100) and newer, instantaneous before; the file does
+#: not say which, so it is ``power_mw``, not the recorder's ``power_avg_mw`` or
+#: ``power_instant_mw``. nvidia-smi's ``power.draw.average`` and ``.instant`` say it.
 _POWER = _f("power_mw", "mW", "W", scale=1000)
 _UTIL, _MEM_UTIL = _f("util_pct", "%"), _f("mem_util_pct", "%")
 _ENC, _DEC = _f("enc_util_pct", "%"), _f("dec_util_pct", "%")
@@ -69,6 +73,8 @@ _CLOCK_EVENTS = _f("clock_event_reasons", "bitmask", "", parse="hex")
 # short alias: clocks.sm -> clocks.current.sm), with the aliases too.
 NVSMI_FIELDS: dict[str, GpuField] = {
     "power.draw": _POWER,
+    "power.draw.average": _f("power_avg_mw", "mW", "W", scale=1000),
+    "power.draw.instant": _f("power_instant_mw", "mW", "W", scale=1000),
     "enforced.power.limit": _f("power_limit_mw", "mW", "W", scale=1000),
     "temperature.gpu": _TEMP,
     "temperature.memory": _MEM_TEMP,

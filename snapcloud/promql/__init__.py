@@ -9,7 +9,7 @@ by/without, arithmetic with on/ignoring), reading series through
     from snapcloud.promql import Evaluator, StoreSource
 
     ev = Evaluator(StoreSource(repo))
-    value = ev.range("avg by (host) (snapcloud_gpu_power_mw)", start_ns, end_ns, 60 * 10**9)
+    value = ev.range("avg by (host) (snapcloud_gpu_power_avg_mw)", start_ns, end_ns, 60 * 10**9)
 """
 
 from __future__ import annotations

@@ -2,12 +2,12 @@
 
 A snapcloud metric name is split on ``.`` into segments. An all-digit segment that
 has a segment before and after it is an *index*: it becomes a label named after
-the segment before it (``gpu.3.power_mw`` -> ``gpu="3"``), and leaves the name.
+the segment before it (``gpu.3.power_avg_mw`` -> ``gpu="3"``), and leaves the name.
 The remaining segments are joined with ``_``, every character outside
 ``[A-Za-z0-9_]`` becomes ``_``, and the name gets the prefix ``snapcloud_`` and,
 for counters, the suffix ``_total``::
 
-    gpu.3.power_mw              snapcloud_gpu_power_mw{gpu="3"}
+    gpu.3.power_avg_mw              snapcloud_gpu_power_avg_mw{gpu="3"}
     gpu.0.mig.1.util_pct        snapcloud_gpu_mig_util_pct{gpu="0", mig="1"}
     gpu.0.proc.4242.mem_bytes   snapcloud_gpu_proc_mem_bytes{gpu="0", proc="4242"}
     cpu.util / cpu.7.util       snapcloud_cpu_util{} / snapcloud_cpu_util{cpu="7"}

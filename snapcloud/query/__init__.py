@@ -6,7 +6,7 @@ into streaming aggregations. See docs/QUERY.md.
 
     from snapcloud.query import Selector, LabelMatcher, run_query
 
-    sel = Selector(metrics=("gpu.*.power_mw",), where=(LabelMatcher.parse("cluster=a"),))
+    sel = Selector(metrics=("gpu.*.power_avg_mw",), where=(LabelMatcher.parse("cluster=a"),))
     result = run_query(repo, sel, aggs=("mean", "p99"), group_by=("host",))
 """
 

@@ -6,7 +6,7 @@ reduced with ``ufunc.reduceat`` and folded into per-row state with ``ufunc.at``,
 so no Python code runs per sample. Semantics (also in docs/QUERY.md):
 
 - Rows: one per group-by value tuple, metric field and (with a step) time bucket.
-  The metric field folds the GPU index (``gpu.3.power_mw`` -> ``gpu.*.power_mw``);
+  The metric field folds the GPU index (``gpu.3.power_avg_mw`` -> ``gpu.*.power_avg_mw``);
   group by ``gpu`` to keep GPUs apart. Buckets are ``[k*step, (k+1)*step)`` since
   the epoch, a row's ``time`` is its bucket's start.
 - NaN samples are ignored by every aggregation; ``count`` counts the others. Over

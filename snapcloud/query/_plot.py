@@ -5,7 +5,7 @@ named in the title; with several, each host has a colour and each GPU a line sty
 the same in every panel. The legend has one entry per series up to
 ``MAX_LEGEND_SERIES``; past that it lists the hosts' colours and the GPUs' line styles
 instead. The y axis says the unit of the values as drawn (``power [W]`` for a
-``gpu.*.power_mw`` series, scaled from mW). A series with more samples than the figure
+``gpu.*.power_avg_mw`` series, scaled from mW). A series with more samples than the figure
 has pixel columns is drawn as one bucket per column (``_resample``): the mean as the
 line, the min-max range as a band, so no extreme is lost and a million points read.
 
@@ -73,7 +73,7 @@ _BASE_UNITS = {
     "MiB": ("B", 2.0**20),
     "GiB": ("B", 2.0**30),
 }
-#: Name suffixes that only repeat the unit (``power_mw`` in mW): dropped from axis labels.
+#: Name suffixes that only repeat the unit (``power_avg_mw`` in mW): dropped from axis labels.
 _UNIT_SUFFIXES = {
     "_mw": ("mW",),
     "_w": ("W",),
@@ -109,7 +109,7 @@ def scale_unit(unit: str, peak: float) -> tuple[str, float]:
 def axis_label(field: str, unit: str, stored_unit: str = "") -> str:
     """The y label of a panel: the field without its GPU prefix, and without a name suffix
     that repeats ``stored_unit``, then the unit as drawn:
-    ``axis_label("gpu.*.power_mw", "W", "mW") == "power [W]"``."""
+    ``axis_label("gpu.*.power_avg_mw", "W", "mW") == "power_avg [W]"``."""
     name = field.removeprefix("gpu.*.")
     for suffix, units in _UNIT_SUFFIXES.items():
         if name.endswith(suffix) and len(name) > len(suffix) and stored_unit in units:

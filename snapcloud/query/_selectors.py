@@ -90,7 +90,8 @@ def gpu_index(metric: str) -> int | None:
 
 
 def metric_field(metric: str) -> str:
-    """The metric name with its GPU index folded: ``gpu.3.power_mw`` -> ``gpu.*.power_mw``."""
+    """The metric name with its GPU index folded:
+    ``gpu.3.power_avg_mw`` -> ``gpu.*.power_avg_mw``."""
     m = _GPU_METRIC.fullmatch(metric)
     return f"gpu.*.{m.group(2)}" if m else metric
 

@@ -369,7 +369,7 @@ _INDEX = re.compile(r"(?<=\.)\d+(?=\.)")
 
 
 def _help(info: SeriesInfo) -> str:
-    pattern = _INDEX.sub("*", info.metric)  # gpu.3.power_mw -> gpu.*.power_mw
+    pattern = _INDEX.sub("*", info.metric)  # gpu.3.power_avg_mw -> gpu.*.power_avg_mw
     return f"{pattern} ({info.meta.unit})" if info.meta and info.meta.unit else pattern
 
 

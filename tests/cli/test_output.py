@@ -87,7 +87,7 @@ def test_a_selector_that_matches_nothing_says_so(
 def test_a_selector_that_matches_something_is_quiet(
     capsys: pytest.CaptureFixture[str], fleet: str
 ) -> None:
-    args = ["--metric", "cpu.util", "--metric", "gpu.*.power_mw", "--host", "gpu-node-*"]
+    args = ["--metric", "cpu.util", "--metric", "gpu.*.power_avg_mw", "--host", "gpu-node-*"]
     code, out, err = run(
         capsys, "query", "--store", fleet, "--since", "3650d", *args, "--format", "json"
     )
@@ -153,7 +153,7 @@ def test_json_is_strict_and_non_finite_values_are_strings(
 
 
 def test_jsonl_has_one_object_per_row(capsys: pytest.CaptureFixture[str], fleet: str) -> None:
-    args = ["query", "--store", fleet, "--metric", "gpu.*.power_mw", "--since", "3650d"]
+    args = ["query", "--store", fleet, "--metric", "gpu.*.power_avg_mw", "--since", "3650d"]
     args += ["--group-by", "host", "--agg", "max", "--step", "60"]
     code, out, _ = run(capsys, *args, "--format", "json")
     rows = strict(out)["rows"]

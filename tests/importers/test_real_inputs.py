@@ -89,6 +89,24 @@ def test_nvidia_smi_multi_gpu_csv_makes_per_gpu_series() -> None:
     }
 
 
+def test_power_draw_average_and_instant_get_the_recorders_names(tmp_path: Path) -> None:
+    """``power.draw.average``/``.instant`` say what they are, so they get the recorder's
+    ``power_avg_mw``/``power_instant_mw``; plain ``power.draw`` is averaged or not by the
+    GPU's architecture, which the file does not say, so it stays ``power_mw``."""
+    path = write(
+        tmp_path,
+        "power.csv",
+        "timestamp, index, power.draw [W], power.draw.average [W], power.draw.instant [W]\n"
+        "2024/05/14 10:20:30.112, 0, 612.30 W, 598.41 W, 655.07 W\n",
+    )
+    ms = {m.name: m for m in importers.read_table(path).series}
+    assert sorted(ms) == ["gpu.0.power_avg_mw", "gpu.0.power_instant_mw", "gpu.0.power_mw"]
+    assert ms["gpu.0.power_avg_mw"].values.tolist() == [598410.0]
+    assert ms["gpu.0.power_instant_mw"].values.tolist() == [655070.0]
+    assert ms["gpu.0.power_mw"].values.tolist() == [612300.0]
+    assert {m.unit for m in ms.values()} == {"mW"}
+
+
 def test_nvidia_smi_wide_query_maps_fields_and_keeps_the_rest() -> None:
     got = importers.read_table(DATA / "nvidia_smi_query_wide.csv")
     ms = {m.name: m for m in got.series}

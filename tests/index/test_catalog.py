@@ -51,7 +51,7 @@ def test_entry_from_segments_matches_stream_stats(small_repo: Repository) -> Non
     assert (raw.stored_bytes, raw.raw_bytes) == (st.stored_bytes, st.raw_bytes)
     assert (entry.first_ns, entry.last_ns) == (st.first_ns, st.last_ns)
     assert entry.fingerprints == sorted(st.fingerprints)
-    assert len(entry.metrics) == 113 and "gpu.7.power_mw" in entry.metrics
+    assert len(entry.metrics) == 113 and "gpu.7.power_avg_mw" in entry.metrics
     assert entry.labels == {"a": "b"} and entry.snapshots == 6
 
 

@@ -44,12 +44,12 @@ def _edit(i: int, snaps: list[ProfileSnapshot]) -> list[ProfileSnapshot]:
         metrics = []
         for m in s.metrics:
             values = m.values
-            if i == 1 and m.name == "gpu.0.power_mw":
+            if i == 1 and m.name == "gpu.0.power_avg_mw":
                 values = values.copy()
                 values[w % 7 :: 7] = np.nan
             if i == 2 and m.name == "disk.read_bytes" and w >= 6:
                 values = values - reset_from  # restarts near 0: a counter reset
-            if i == 2 and m.name == "gpu.1.power_mw" and w == 3:
+            if i == 2 and m.name == "gpu.1.power_avg_mw" and w == 3:
                 values = np.full(values.size, np.nan)
             metrics.append(MetricSeries(m.name, m.timestamps, values, kind=m.kind, unit=m.unit))
         out.append(

@@ -28,7 +28,7 @@ WINDOW = ["--start", "2026-01-01T00:03:00Z", "--end", "2026-01-01T00:09:30Z"]
 
 
 def test_query_json_matches_the_api(capsys: pytest.CaptureFixture[str], fleet: Fleet) -> None:
-    args = ["query", "--metric", "gpu.*.power_mw", "--metric", "disk.read_bytes", *WINDOW]
+    args = ["query", "--metric", "gpu.*.power_avg_mw", "--metric", "disk.read_bytes", *WINDOW]
     args += ["--where", f"gpu.model={A100}", "--agg", "mean", "--agg", "p95", "--agg", "rate"]
     code, out, err = run(capsys, fleet, *args, "--group-by", "host", "--format", "json")
     assert code == 0, err
@@ -37,7 +37,7 @@ def test_query_json_matches_the_api(capsys: pytest.CaptureFixture[str], fleet: F
     api = run_query(
         fleet.repo,
         Selector(
-            metrics=("gpu.*.power_mw", "disk.read_bytes"),
+            metrics=("gpu.*.power_avg_mw", "disk.read_bytes"),
             start_ns=T0 + 3 * MIN,
             end_ns=T0 + 9 * MIN + 30 * 10**9,
             where=(snapcloud.query.LabelMatcher.parse(f"gpu.model={A100}"),),
@@ -126,7 +126,7 @@ def test_plot_writes_a_png(
     capsys: pytest.CaptureFixture[str], fleet: Fleet, tmp_path: Path
 ) -> None:
     png = tmp_path / "power.png"
-    args = ["plot", "--metric", "gpu.*.power_mw", "--metric", "gpu.*.temp_c"]
+    args = ["plot", "--metric", "gpu.*.power_avg_mw", "--metric", "gpu.*.temp_c"]
     code, _, err = run(capsys, fleet, *args, "--host", "gpu-node-0001", "-o", str(png))
     assert code == 0, err
     data = png.read_bytes()
@@ -134,12 +134,18 @@ def test_plot_writes_a_png(
     assert "16 series" in err
     stepped = tmp_path / "fleet.png"
     code, _, err = run(
-        capsys, fleet, "plot", "--metric", "gpu.*.power_mw", "--step", "120", "-o", str(stepped)
+        capsys, fleet, "plot", "--metric", "gpu.*.power_avg_mw", "--step", "120", "-o", str(stepped)
     )
     assert code == 0, err
     assert stepped.read_bytes()[:4] == b"\x89PNG" and "48 series" in err
     code, _, err = run(capsys, fleet, "plot", "--metric", "nothing.*", "-o", str(png))
     assert code == 2 and "no samples" in err
+    # a misspelt glob beside one that matches: drawn, and the misspelt one named
+    args = ["plot", "--metric", "gpu.*.temp_c", "--metric", "gpu.*.tmep_c", "-o", str(png)]
+    code, _, err = run(capsys, fleet, *args, "--host", "gpu-node-0001")
+    assert code == 0, err
+    assert "warning: --metric 'gpu.*.tmep_c' matched no samples" in err
+    assert "'gpu.*.temp_c' matched" not in err
 
 
 def test_export_parquet_round_trip(

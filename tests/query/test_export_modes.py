@@ -38,8 +38,8 @@ def fleet() -> Repository:
             ProfileSnapshot(
                 "node-a",
                 [
-                    MetricSeries("gpu.0.power_mw", ts, 1000.0 * w + np.arange(60), unit="mW"),
-                    MetricSeries("gpu.1.power_mw", ts, 2000.0 * w + np.arange(60), unit="mW"),
+                    MetricSeries("gpu.0.power_avg_mw", ts, 1000.0 * w + np.arange(60), unit="mW"),
+                    MetricSeries("gpu.1.power_avg_mw", ts, 2000.0 * w + np.arange(60), unit="mW"),
                     MetricSeries("cpu.util", ts, np.full(60, 0.5 + w), unit="%"),
                 ],
             )
@@ -118,7 +118,7 @@ def test_gpu_column(tmp_path: Path) -> None:
     pairs = set(
         zip(table.column("metric").to_pylist(), table.column("gpu").to_pylist(), strict=True)
     )
-    assert pairs == {("gpu.0.power_mw", 0), ("gpu.1.power_mw", 1), ("cpu.util", None)}
+    assert pairs == {("gpu.0.power_avg_mw", 0), ("gpu.1.power_avg_mw", 1), ("cpu.util", None)}
     got = duck(
         "SELECT gpu, max(value) FROM DATA WHERE gpu IS NOT NULL GROUP BY gpu ORDER BY gpu", dest
     )

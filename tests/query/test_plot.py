@@ -27,7 +27,7 @@ def _series(host: str, metric: str, n: int = 300, unit: str = "mW", seed: int = 
 
 def _fleet(hosts: int, gpus: int, n: int = 300) -> list[Series]:
     return [
-        _series(f"node-{h:02d}", f"gpu.{g}.power_mw", n, seed=h * 100 + g)
+        _series(f"node-{h:02d}", f"gpu.{g}.power_avg_mw", n, seed=h * 100 + g)
         for h in range(hosts)
         for g in range(gpus)
     ]
@@ -45,21 +45,21 @@ def _legend_labels(fig: Any) -> list[str]:
 
 
 def test_one_host_eight_gpus_colour_per_gpu_host_in_the_title() -> None:
-    fig = plot_figure(_fleet(1, 8), title="gpu.*.power_mw")
+    fig = plot_figure(_fleet(1, 8), title="gpu.*.power_avg_mw")
     [ax] = fig.axes
     lines = ax.get_lines()
     assert [ln.get_label() for ln in lines] == [f"GPU {g}" for g in range(8)]
     assert len({ln.get_color() for ln in lines}) == 8
     assert _legend_labels(fig) == [f"GPU {g}" for g in range(8)]
-    assert fig._suptitle.get_text() == "gpu.*.power_mw — node-00"
-    assert ax.get_ylabel() == "power [W]"
+    assert fig._suptitle.get_text() == "gpu.*.power_avg_mw — node-00"
+    assert ax.get_ylabel() == "power_avg [W]"
 
 
 def test_one_host_one_gpu() -> None:
-    fig = plot_figure([_series("gpu-a", "gpu.3.power_mw")])
+    fig = plot_figure([_series("gpu-a", "gpu.3.power_avg_mw")])
     [ax] = fig.axes
     assert fig._suptitle.get_text() == "gpu-a"
-    assert ax.get_title(loc="left") == "gpu.3.power_mw"
+    assert ax.get_title(loc="left") == "gpu.3.power_avg_mw"
     assert _legend_labels(fig) == ["GPU 3"]
     [line] = ax.get_lines()
     assert max(line.get_ydata()) < 1000  # drawn in W, not mW
@@ -130,8 +130,8 @@ def test_many_hosts_keep_distinct_colours_and_a_bounded_legend() -> None:
 @pytest.mark.parametrize(
     ("field", "unit", "peak", "label"),
     [
-        ("gpu.*.power_mw", "mW", 700_000, "power [W]"),
-        ("gpu.*.power_mw", "mW", 7_000_000, "power [kW]"),
+        ("gpu.*.power_avg_mw", "mW", 700_000, "power_avg [W]"),
+        ("gpu.*.power_avg_mw", "mW", 7_000_000, "power_avg [kW]"),
         ("gpu.*.energy_mj", "mJ", 2.5e9, "energy [MJ]"),
         ("gpu.*.energy_mj", "mJ/s", 650_000, "energy [W]"),  # a rate of mJ is power
         ("mem.used", "B", 700 * 2**30, "mem.used [GiB]"),
@@ -142,7 +142,7 @@ def test_many_hosts_keep_distinct_colours_and_a_bounded_legend() -> None:
         ("gpu.*.temp_c", "C", 80, "temp [C]"),
         ("gpu.*.sm_clock_mhz", "MHz", 1980, "sm_clock [MHz]"),
         ("load.1", "", 3.2, "load.1"),
-        ("gpu.*.power_mw", "W", 700, "power_mw [W]"),  # the suffix is kept if it lies
+        ("gpu.*.power_avg_mw", "W", 700, "power_avg_mw [W]"),  # the suffix is kept if it lies
     ],
 )
 def test_axis_labels_name_the_unit_of_the_drawn_values(
@@ -156,9 +156,9 @@ def test_axis_labels_name_the_unit_of_the_drawn_values(
 def test_units_as_drawn_in_the_figure() -> None:
     mem = _series("h", "mem.used", unit="B")
     mem.values = np.full(len(mem), 700.0 * 2**30)
-    fig = plot_figure([_series("h", "gpu.0.power_mw"), mem])
+    fig = plot_figure([_series("h", "gpu.0.power_avg_mw"), mem])
     power_ax, mem_ax = sorted(fig.axes, key=lambda a: a.get_title(loc="left"))
-    assert power_ax.get_ylabel() == "power [W]" and mem_ax.get_ylabel() == "mem.used [GiB]"
+    assert power_ax.get_ylabel() == "power_avg [W]" and mem_ax.get_ylabel() == "mem.used [GiB]"
     [line] = mem_ax.get_lines()
     assert np.allclose(line.get_ydata(), 700.0)
 
@@ -214,20 +214,20 @@ def test_a_million_points_are_drawn_as_one_bucket_per_pixel_column() -> None:
     ts = T0 + np.arange(n, dtype=np.int64) * (S // 10)
     values = 300_000 + rng.normal(0, 5_000, n)
     values[[123_456, 654_321]] = [1_400_000.0, 0.0]
-    fig = plot_figure([Series("h", "gpu.0.power_mw", "gauge", "mW", ts, values)], width=10.0)
+    fig = plot_figure([Series("h", "gpu.0.power_avg_mw", "gauge", "mW", ts, values)], width=10.0)
     [ax] = fig.axes
     [line] = ax.get_lines()
     assert len(line.get_xdata()) <= 10 * 100  # at most one point per pixel of the width
     assert _band_range(ax) == (0.0, 1.4)  # both spikes kept (the 1.4 MW one scales to kW)
-    assert ax.get_ylabel() == "power [kW]"
+    assert ax.get_ylabel() == "power_avg [kW]"
     assert "min-max per pixel column" in ax.get_title(loc="right")
-    small = plot_figure([_series("h", "gpu.0.power_mw", n=500)])
+    small = plot_figure([_series("h", "gpu.0.power_avg_mw", n=500)])
     assert not small.axes[0].collections and small.axes[0].get_title(loc="right") == ""
 
 
 def test_unmatched_globs_are_named_and_nothing_to_draw_is_typed(tmp_path: Path) -> None:
     series: Sequence[Series] = _fleet(1, 2)
-    assert unmatched_metrics(["gpu.*.power_mw", "gpu.*.nosuch", "cpu.util"], series) == [
+    assert unmatched_metrics(["gpu.*.power_avg_mw", "gpu.*.nosuch", "cpu.util"], series) == [
         "gpu.*.nosuch",
         "cpu.util",
     ]

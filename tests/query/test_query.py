@@ -84,7 +84,8 @@ def _rows(result: QueryResult) -> dict[tuple[object, ...], dict[str, object]]:
 
 def test_every_aggregation_per_series_matches_numpy(fleet: Fleet) -> None:
     start, end = T0 + 2 * MIN + 17 * 10**9, T0 + 11 * MIN
-    metrics = ("gpu.0.power_mw", "gpu.1.power_mw", "disk.read_bytes", "net.rx_bytes", "cpu.util")
+    metrics = ("gpu.0.power_avg_mw", "gpu.1.power_avg_mw", "disk.read_bytes", "net.rx_bytes")
+    metrics += ("cpu.util",)
     sel = Selector(metrics=metrics, start_ns=start, end_ns=end)
     result = run_query(fleet.repo, sel, aggs=ALL, group_by=("host", "gpu"))
     rows = _rows(result)
@@ -93,7 +94,7 @@ def test_every_aggregation_per_series_matches_numpy(fleet: Fleet) -> None:
         for metric in metrics:
             ts, vals = fleet.reference(host, metric, start, end)
             gpu = int(metric.split(".")[1]) if metric.startswith("gpu.") else None
-            row = rows[(host, gpu, "gpu.*.power_mw" if gpu is not None else metric)]
+            row = rows[(host, gpu, "gpu.*.power_avg_mw" if gpu is not None else metric)]
             assert row["kind"] == ("counter" if "bytes" in metric else "gauge")
             for agg in ALL:
                 want = _expected(vals, agg, ts)
@@ -123,13 +124,13 @@ def test_counter_reset_counts_the_restart_not_the_drop(fleet: Fleet) -> None:
 
 
 def test_pooled_groups_match_numpy_on_concatenated_samples(fleet: Fleet) -> None:
-    sel = Selector(metrics=("gpu.*.power_mw",), start_ns=T0 + 3 * MIN, end_ns=T0 + 9 * MIN)
+    sel = Selector(metrics=("gpu.*.power_avg_mw",), start_ns=T0 + 3 * MIN, end_ns=T0 + 9 * MIN)
     result = run_query(fleet.repo, sel, aggs=("mean", "min", "max", "sum", "count", "p90"))
     (row,) = result.records()
-    assert row["metric"] == "gpu.*.power_mw" and row["unit"] == "mW"
+    assert row["metric"] == "gpu.*.power_avg_mw" and row["unit"] == "mW"
     pooled = np.concatenate(
         [
-            fleet.reference(h, f"gpu.{g}.power_mw", sel.start_ns, sel.end_ns)[1]
+            fleet.reference(h, f"gpu.{g}.power_avg_mw", sel.start_ns, sel.end_ns)[1]
             for h in fleet.snaps
             for g in range(8)
         ]
@@ -162,7 +163,7 @@ def test_group_by_label_and_fingerprint(fleet: Fleet) -> None:
 def test_step_buckets_match_numpy_per_bucket(fleet: Fleet) -> None:
     step = 150 * 10**9  # not a multiple of the window: buckets straddle snapshots
     host = "gpu-node-0002"
-    sel = Selector(hosts=(host,), metrics=("disk.read_bytes", "gpu.1.power_mw"))
+    sel = Selector(hosts=(host,), metrics=("disk.read_bytes", "gpu.1.power_avg_mw"))
     result = run_query(
         fleet.repo,
         sel,
@@ -173,7 +174,7 @@ def test_step_buckets_match_numpy_per_bucket(fleet: Fleet) -> None:
     rows = _rows(result)
     for metric, field in (
         ("disk.read_bytes", "disk.read_bytes"),
-        ("gpu.1.power_mw", "gpu.*.power_mw"),
+        ("gpu.1.power_avg_mw", "gpu.*.power_avg_mw"),
     ):
         ts, vals = fleet.reference(host, metric)
         buckets = ts // step
@@ -198,13 +199,13 @@ def test_all_nan_series_is_counted_zero_with_null_aggregates(fleet: Fleet) -> No
     # host 2's GPU 1 power is NaN throughout window 3
     sel = Selector(
         hosts=("gpu-node-0002",),
-        metrics=("gpu.1.power_mw",),
+        metrics=("gpu.1.power_avg_mw",),
         start_ns=T0 + 3 * MIN,
         end_ns=T0 + 4 * MIN,
     )
     (row,) = run_query(fleet.repo, sel, aggs=("count", "mean", "last", "p99")).records()
     assert row == {
-        "metric": "gpu.*.power_mw",
+        "metric": "gpu.*.power_avg_mw",
         "unit": "mW",
         "kind": "gauge",
         "count": 0,
@@ -285,7 +286,7 @@ class _Recorder:
 
 def test_plan_reads_only_catalog_and_index_and_needed_objects(fleet: Fleet) -> None:
     sel = Selector(
-        metrics=("gpu.*.power_mw",),
+        metrics=("gpu.*.power_avg_mw",),
         start_ns=T0 + 6 * MIN + 1,
         end_ns=T0 + 8 * MIN,
         where=(LabelMatcher.parse("cluster=synthetic"),),
@@ -313,9 +314,9 @@ def test_plan_reads_only_catalog_and_index_and_needed_objects(fleet: Fleet) -> N
 
 
 def test_raw_series_are_bit_exact(fleet: Fleet) -> None:
-    sel = Selector(hosts=("gpu-node-0001",), metrics=("gpu.0.power_mw", "net.*"))
+    sel = Selector(hosts=("gpu-node-0001",), metrics=("gpu.0.power_avg_mw", "net.*"))
     got = read_series(fleet.repo, sel)
-    assert [s.metric for s in got] == ["gpu.0.power_mw", "net.rx_bytes", "net.tx_bytes"]
+    assert [s.metric for s in got] == ["gpu.0.power_avg_mw", "net.rx_bytes", "net.tx_bytes"]
     for s in got:
         ts, vals = fleet.reference("gpu-node-0001", s.metric)
         assert np.array_equal(s.timestamps, ts)
@@ -391,7 +392,7 @@ class _FailingGets(CountingStore):
 
 
 def test_a_query_that_cannot_read_an_object_names_it(fleet: Fleet) -> None:
-    sel = Selector(metrics=("gpu.0.power_mw",), hosts=("gpu-node-0003",))
+    sel = Selector(metrics=("gpu.0.power_avg_mw",), hosts=("gpu-node-0003",))
     planned = [
         e.key for hp in plan_query(fleet.repo, sel).hosts for u in hp.units() for e in u.entries
     ]
@@ -492,7 +493,7 @@ def test_objects_are_read_while_later_hosts_are_still_planned() -> None:
     wide pool gives, and every host's reads follow its own segment read."""
     memory = _small_fleet(14)
     recorded = _RecordedGets(memory)
-    sel = Selector(metrics=("gpu.*.power_mw", "cpu.util"))
+    sel = Selector(metrics=("gpu.*.power_avg_mw", "cpu.util"))
     kw: dict[str, Any] = {"aggs": ("mean", "count", "last"), "group_by": ("host",)}
     one = run_query(Repository(recorded, SnapshotConfig()), sel, workers=1, **kw)
     wide = run_query(Repository(memory, SnapshotConfig()), sel, workers=16, **kw)

@@ -47,11 +47,11 @@ def test_bad_matchers(text: str) -> None:
 
 
 def test_selector_globs() -> None:
-    sel = Selector(hosts=("gpu-*", "cpu-0[12]"), metrics=("gpu.*.power_mw", "cpu.util"))
+    sel = Selector(hosts=("gpu-*", "cpu-0[12]"), metrics=("gpu.*.power_avg_mw", "cpu.util"))
     assert sel.host_matches("gpu-node-1") and sel.host_matches("cpu-02")
     assert not sel.host_matches("cpu-03") and not sel.host_matches("xgpu-1")
-    names = ["gpu.0.power_mw", "gpu.11.power_mw", "gpu.0.temp_c", "cpu.util", "cpu.0.util"]
-    assert sel.metric_names(names) == ["cpu.util", "gpu.0.power_mw", "gpu.11.power_mw"]
+    names = ["gpu.0.power_avg_mw", "gpu.11.power_avg_mw", "gpu.0.temp_c", "cpu.util", "cpu.0.util"]
+    assert sel.metric_names(names) == ["cpu.util", "gpu.0.power_avg_mw", "gpu.11.power_avg_mw"]
     assert Selector().host_matches("anything") and Selector().metric_names(names) == sorted(names)
     fp = Selector(fingerprint="llm-*")
     assert fp.fingerprint_matches("llm-train") and not fp.fingerprint_matches("inference")
@@ -95,7 +95,7 @@ def test_time_range() -> None:
 
 
 def test_gpu_index_and_field() -> None:
-    assert gpu_index("gpu.3.power_mw") == 3 and gpu_index("gpu.12.sm_clock_mhz") == 12
+    assert gpu_index("gpu.3.power_avg_mw") == 3 and gpu_index("gpu.12.sm_clock_mhz") == 12
     assert gpu_index("gpu.util") is None and gpu_index("cpu.3.util") is None
-    assert metric_field("gpu.3.power_mw") == "gpu.*.power_mw"
+    assert metric_field("gpu.3.power_avg_mw") == "gpu.*.power_avg_mw"
     assert metric_field("cpu.3.util") == "cpu.3.util"

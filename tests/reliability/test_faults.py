@@ -367,7 +367,7 @@ def fleet(s3_bucket: tuple[str, str]) -> tuple[str, dict[str, list[ProfileSnapsh
     return bucket, snaps
 
 
-SELECTOR = Selector(metrics=("gpu.*.power_mw", "cpu.util*"))
+SELECTOR = Selector(metrics=("gpu.*.power_avg_mw", "cpu.util*"))
 
 
 def test_queries_through_faults_answer_as_without_them(
@@ -383,8 +383,8 @@ def test_queries_through_faults_answer_as_without_them(
     want_series = read_series(clean, SELECTOR)
     want_hosts = [e.host for e in list_hosts(clean).entries]
     assert len(want.rows) > HOSTS and len(want_series) > HOSTS
-    ts = np.concatenate([s.metric("gpu.0.power_mw").timestamps for s in snaps["gpu-node-0002"]])
-    assert np.array_equal(want_series.get("gpu-node-0002", "gpu.0.power_mw").timestamps, ts)
+    ts = np.concatenate([s.metric("gpu.0.power_avg_mw").timestamps for s in snaps["gpu-node-0002"]])
+    assert np.array_equal(want_series.get("gpu-node-0002", "gpu.0.power_avg_mw").timestamps, ts)
     for round_ in range(3):  # each round meets other faults (the proxy counts repeats)
         faulty = Repository(_store(proxy.endpoint_url, bucket), QUERY_CONFIG)
         got = run_query(faulty, SELECTOR, aggs=aggs, group_by=("host", "rack"))

@@ -57,7 +57,7 @@ def test_grafana_range_query_answers_equal_the_raw_samples(served):
     r = requests.post(
         f"{served.url}/api/v1/query_range",
         data={
-            "query": f'snapcloud_gpu_power_mw{{host="{host}", gpu="3"}}',
+            "query": f'snapcloud_gpu_power_avg_mw{{host="{host}", gpu="3"}}',
             "start": str(start),
             "end": str(end),
             "step": str(step),
@@ -68,7 +68,7 @@ def test_grafana_range_query_answers_equal_the_raw_samples(served):
     assert r.status_code == 200 and doc["status"] == "success"
     (series,) = doc["data"]["result"]
     assert series["metric"] == {
-        "__name__": "snapcloud_gpu_power_mw",
+        "__name__": "snapcloud_gpu_power_avg_mw",
         "host": host,
         "gpu": "3",
         "cluster": "synthetic",
@@ -78,7 +78,7 @@ def test_grafana_range_query_answers_equal_the_raw_samples(served):
     }
     want = []
     for t in range(start, end + 1, step):
-        v = _latest(served.snaps[host], "gpu.3.power_mw", t * S)
+        v = _latest(served.snaps[host], "gpu.3.power_avg_mw", t * S)
         if v is not None:
             want.append([t, repr(v) if v != int(v) else str(int(v))])
     assert series["values"] == want
@@ -94,7 +94,7 @@ def test_grafana_label_browser(served):
     assert {"__name__", "host", "gpu", "cpu", "gpu_model", "rack", "gpu_uuid"} <= set(labels)
     names = requests.get(f"{served.url}/api/v1/label/__name__/values", params=params).json()
     assert {
-        "snapcloud_gpu_power_mw",
+        "snapcloud_gpu_power_avg_mw",
         "snapcloud_gpu_energy_mj_total",
         "snapcloud_net_rx_bytes_total",
         "snapcloud_gpu_xid_count_total",
@@ -109,7 +109,7 @@ def test_grafana_label_browser(served):
     assert all_hosts["data"] == [f"gpu-node-{i:04d}" for i in range(HOSTS)]
     series = requests.post(
         f"{served.url}/api/v1/series",
-        data={**params, "match[]": 'snapcloud_gpu_power_mw{gpu="0"}'},
+        data={**params, "match[]": 'snapcloud_gpu_power_avg_mw{gpu="0"}'},
     ).json()["data"]
     assert len(series) == HOSTS
     assert series[0]["gpu_uuid"] == "GPU-0000"  # gpu.0.uuid labels only GPU 0's series
@@ -117,10 +117,10 @@ def test_grafana_label_browser(served):
     assert meta["snapcloud_gpu_energy_mj_total"] == [
         {"type": "counter", "help": "snapcloud metric gpu.*.energy_mj (mJ)", "unit": "mJ"}
     ]
-    assert meta["snapcloud_gpu_power_mw"][0]["unit"] == "mW"
+    assert meta["snapcloud_gpu_power_avg_mw"][0]["unit"] == "mW"
     empty = requests.get(
         f"{served.url}/api/v1/label/host/values",
-        params={"match[]": 'snapcloud_gpu_power_mw{host="nope"}'},
+        params={"match[]": 'snapcloud_gpu_power_avg_mw{host="nope"}'},
     ).json()
     assert empty == {"status": "success", "data": []}
 
@@ -172,15 +172,15 @@ def test_prometheus_api_client(served):
     ("query", "status", "etype", "says"),
     [
         (
-            "histogram_quantile(0.9, snapcloud_gpu_power_mw)",
+            "histogram_quantile(0.9, snapcloud_gpu_power_avg_mw)",
             400,
             "bad_data",
             "function histogram_quantile() is not supported",
         ),
-        ("snapcloud_gpu_power_mw > 100", 400, "bad_data", "operator '>' is not supported"),
+        ("snapcloud_gpu_power_avg_mw > 100", 400, "bad_data", "operator '>' is not supported"),
         ("sum(", 400, "bad_data", 'invalid parameter "query"'),
         (
-            "snapcloud_gpu_power_mw / ignoring(host, gpu) snapcloud_gpu_temp_c",
+            "snapcloud_gpu_power_avg_mw / ignoring(host, gpu) snapcloud_gpu_temp_c",
             422,
             "execution",
             "many-to-many matching not allowed",
@@ -211,7 +211,7 @@ def test_parameter_errors_and_limits(served):
     r = requests.get(
         f"{served.url}/api/v1/query",
         params={
-            "query": "count_over_time(snapcloud_gpu_power_mw[20m])",
+            "query": "count_over_time(snapcloud_gpu_power_avg_mw[20m])",
             "time": str(END_S),
             "timeout": "0.000001",
         },
@@ -225,7 +225,7 @@ def test_too_many_samples_is_an_execution_error(served, monkeypatch):
     monkeypatch.setattr(served.api, "config", replace(served.api.config, max_samples=1000))
     r = requests.get(
         f"{served.url}/api/v1/query",
-        params={"query": "count_over_time(snapcloud_gpu_power_mw[20m])", "time": str(END_S)},
+        params={"query": "count_over_time(snapcloud_gpu_power_avg_mw[20m])", "time": str(END_S)},
     )
     assert r.status_code == 422 and "too many samples" in r.json()["error"]
 
@@ -268,10 +268,10 @@ def test_every_dashboard_query(served):
             seen += 1
     assert seen == 18
     for var in dash["templating"]["list"][1:]:
-        assert var["definition"] == "label_values(snapcloud_gpu_power_mw, host)"
+        assert var["definition"] == "label_values(snapcloud_gpu_power_avg_mw, host)"
     hosts = requests.get(
         f"{served.url}/api/v1/label/host/values",
-        params={"match[]": "snapcloud_gpu_power_mw", "start": str(start), "end": str(end)},
+        params={"match[]": "snapcloud_gpu_power_avg_mw", "start": str(start), "end": str(end)},
     ).json()
     assert hosts["data"] == [f"gpu-node-{i:04d}" for i in range(HOSTS)]
     assert not math.isnan(float(END_S))

@@ -84,18 +84,18 @@ def test_query_trims_range_and_metrics(objects: ObjectStore, snaps: list[Profile
         stream.append(s)
     start = snaps[2].window_start + 30 * 10**9
     end = snaps[5].window_start + 10 * 10**9
-    q = SnapshotQuery(start_ns=start, end_ns=end, metrics=("gpu.0.power_mw", "cpu.util"))
+    q = SnapshotQuery(start_ns=start, end_ns=end, metrics=("gpu.0.power_avg_mw", "cpu.util"))
     got = list(stream.query(q))
     assert [s.seq for s in got] == [2, 3, 4, 5]
     for s in got:
-        assert {m.name for m in s.metrics} == {"gpu.0.power_mw", "cpu.util"}
+        assert {m.name for m in s.metrics} == {"gpu.0.power_avg_mw", "cpu.util"}
         for m in s.metrics:
             assert m.timestamps.min() >= start and m.timestamps.max() < end
     expected = sum(
         int(((m.timestamps >= start) & (m.timestamps < end)).sum())
         for s in snaps
         for m in s.metrics
-        if m.name in ("gpu.0.power_mw", "cpu.util")
+        if m.name in ("gpu.0.power_avg_mw", "cpu.util")
     )
     assert sum(s.sample_count for s in got) == expected
     assert [s.seq for s in stream.query(SnapshotQuery(fingerprint="nope"))] == []
