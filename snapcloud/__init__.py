@@ -89,15 +89,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    """``IncrementalSnapshotStore``, the old name of ``HostStream`` ("store" also means a
-    backend, the ``store`` package and ``--store``), importable for one more release."""
+    """Old public names, importable for one more release (``snapcloud.store`` warns)."""
     if name == "IncrementalSnapshotStore":
-        import warnings
+        from snapcloud import store
 
-        warnings.warn(
-            "IncrementalSnapshotStore is now HostStream; the old name goes in the next release",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return HostStream
+        return store.__getattr__(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
