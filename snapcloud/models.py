@@ -759,6 +759,13 @@ class SnapshotQuery(BaseModel):
             where = ".".join(str(p) for p in first["loc"]) or "query"
             raise ValidationError(f"{where}: {first['msg']}", field=where) from None
 
+    @field_validator("start_ns", "end_ns", "limit", mode="before")
+    @classmethod
+    def _exact_int(cls, v: Any) -> Any:
+        """A numpy integer (a timestamp taken from a series) as the exact int: pydantic
+        would go through a float and round nanoseconds away."""
+        return int(v) if isinstance(v, np.integer) else v
+
     @field_validator("metrics")
     @classmethod
     def _names(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:

@@ -130,3 +130,15 @@ def test_config_and_query_validation() -> None:
         SnapshotQuery(metrics=("a/b",))
     q = SnapshotQuery(start_ns=10, end_ns=20)
     assert q.overlaps(0, 11) and not q.overlaps(0, 10) and not q.overlaps(20, 30)
+
+
+def test_query_bounds_from_numpy_keep_every_nanosecond() -> None:
+    """A bound taken from a series' int64 timestamps was rounded through a float."""
+    t = np.int64(1_767_225_600_000_000_001)
+    q = SnapshotQuery(start_ns=t, end_ns=t + 1, limit=np.int32(3))
+    assert (q.start_ns, q.end_ns, q.limit) == (
+        1_767_225_600_000_000_001,
+        1_767_225_600_000_000_002,
+        3,
+    )
+    assert type(q.start_ns) is int
