@@ -138,7 +138,7 @@ def test_partial_decode_of_a_fleet_stream() -> None:
     snaps = host_snapshots(0, 6)
     kf = encode_keyframe(snaps[0])
     blobs = [encode_delta(s.with_seq(i), snaps[0]) for i, s in enumerate(snaps[1:], 1)]
-    names = {"gpu.3.power_mw", "cpu.7.util", "disk.read_bytes"}
+    names = {"gpu.3.power_avg_mw", "cpu.7.util", "disk.read_bytes"}
     base = decode(kf, metrics=names)
     assert {m.name for m in base.metrics} == names
     for i, blob in enumerate(blobs, 1):
