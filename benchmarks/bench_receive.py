@@ -33,10 +33,13 @@ import numpy as np
 import psutil
 import requests
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from snapcloud.backends import open_store
+from snapcloud.serve import ReceiveConfig, Receiver
 from snapcloud.serve._prompb import remote_pb2, types_pb2
-from snapcloud.serve._receive import ReceiveConfig, Receiver
 from snapcloud.store import Repository
+from tests.serve.process import wait_ready
 
 ROOT = Path(__file__).resolve().parents[1]
 T0_MS = 1_767_225_600_000
@@ -123,15 +126,7 @@ def end_to_end(bodies: list[bytes], total: int, clients: int, work: Path) -> dic
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"{url}/-/ready", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-            if time.monotonic() > deadline:
-                raise RuntimeError("serve did not start")
+        wait_ready(url, proc)
         ps = psutil.Process(proc.pid)
         cpu0 = _cpu(ps)
         nxt = iter(range(len(bodies)))

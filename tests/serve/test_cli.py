@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.serve.process import wait_ready
+
 pytest.importorskip("prometheus_client")
 
 DATA = Path(__file__).resolve().parents[1] / "collectors" / "data"
@@ -103,15 +105,7 @@ def test_record_scrape_then_serve(tmp_path):
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"{url}/-/ready", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-            time.sleep(0.1)
+        wait_ready(url, proc)
         doc = requests.post(
             f"{url}/api/v1/query",
             data={
@@ -172,14 +166,7 @@ def test_a_second_receiver_on_one_spool_is_refused(tmp_path):
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/-/ready", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-            assert time.monotonic() < deadline and first.poll() is None
+        wait_ready(f"http://127.0.0.1:{port}", first)
         second = _run(
             "serve",
             "--listen",

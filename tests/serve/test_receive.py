@@ -43,6 +43,7 @@ from snapcloud.serve._prompb import remote_pb2, types_pb2
 from snapcloud.serve._receive import ReceiveConfig, Receiver
 from snapcloud.store import Repository
 from snapcloud.testing.faultproxy import FaultProxy
+from tests.serve.process import wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 T0_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -425,16 +426,8 @@ def _serve_process(
         str(flush),
     ]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while True:
-        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/-/ready", timeout=1).ok:
-                return proc
-        except requests.ConnectionError:
-            pass
-        assert time.monotonic() < deadline, "serve did not start"
-        time.sleep(0.1)
+    wait_ready(f"http://127.0.0.1:{port}", proc)
+    return proc
 
 
 def test_a_receiver_killed_after_204_delivers_what_it_acknowledged_when_restarted(store, tmp_path):
