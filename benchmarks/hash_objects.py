@@ -1,7 +1,6 @@
 """Hash every object the benchmark data sets store, to prove a change keeps bytes identical.
 
 Run:  .venv/bin/python benchmarks/hash_objects.py [--out hashes.txt]
-      diff <(git stash; python benchmarks/hash_objects.py) <(git stash pop; ...)  # or:
       python benchmarks/hash_objects.py --out before.txt   # on the old commit
       python benchmarks/hash_objects.py --out after.txt    # on the new one
       cmp before.txt after.txt
